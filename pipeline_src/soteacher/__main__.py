@@ -1,0 +1,3 @@
+from soteacher.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,153 @@
+"""``python -m soteacher <command>``: the entry points Snakemake rules call (and people can too).
+
+Imports are lazy so ``--help`` and config checks return fast; torch and MLflow load only in jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _spec(text: str) -> dict:
+    """A job spec: inline JSON, or @path to a JSON file."""
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text()
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"--spec is not valid JSON: {err}") from None
+    if not isinstance(spec, dict):
+        raise argparse.ArgumentTypeError("--spec must be a JSON object")
+    return spec
+
+
+def _tracking_uri(args, spec_or_config: dict) -> str:
+    return args.tracking_uri or spec_or_config.get("tracking", {}).get("uri") or "sqlite:///mlflow/mlflow.db"
+
+
+def cmd_check_config(args) -> int:
+    from soteacher import config, jobs
+
+    cfg = config.load(args.config)
+    n_teachers, n_students = len(jobs.teacher_jobs(cfg)), len(jobs.student_jobs(cfg))
+    print(f"{args.config}: OK ({n_teachers} teacher runs, {n_students} student runs)")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from soteacher.distill import METHODS
+    from soteacher.models import MODELS, build_model
+
+    print("KD methods:")
+    for name, cls in sorted(METHODS.items()):
+        doc = (sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
+        print(f"  {name:<10} {doc}")
+    print("architectures (parameters at 100 classes):")
+    for name in sorted(MODELS):
+        params = sum(p.numel() for p in build_model(name, 100).parameters()) / 1e6
+        print(f"  {name:<12} {params:7.3f} M")
+    return 0
+
+
+def cmd_prepare_data(args) -> int:
+    from soteacher import config, data, jobs
+
+    cfg = config.load(args.config, deep=False) if args.config else {"data": args.spec["data"]}
+    out = Path(jobs.DATA_DIR.format(dataset=cfg["data"]["dataset"]))
+    manifest = data.prepare(cfg["data"], out)
+    for split, info in manifest["splits"].items():
+        logging.info("%s %s: %d samples of shape %s", cfg["data"]["dataset"], split, info["samples"],
+                     info["image_shape"])
+    return 0
+
+
+def cmd_train_teacher(args) -> int:
+    from soteacher.runner import run_teacher
+
+    out = run_teacher(args.spec, _tracking_uri(args, args.spec))
+    logging.info("teacher done: %s", out)
+    return 0
+
+
+def cmd_distill(args) -> int:
+    from soteacher.runner import run_distill
+
+    outs = run_distill(args.spec, _tracking_uri(args, args.spec))
+    logging.info("students done: %s", ", ".join(map(str, outs)))
+    return 0
+
+
+def cmd_aggregate(args) -> int:
+    from soteacher import aggregate, config
+
+    cfg = config.load(args.config, deep=False) if args.config else config.validate(args.spec, deep=False)
+    aggregate.run(cfg, allow_partial=args.allow_partial)
+    return 0
+
+
+def cmd_init_tracking(args) -> int:
+    from soteacher import tracking
+
+    exp = tracking.init_store(args.tracking_uri, args.experiment)
+    print(f"MLflow store ready at {tracking.resolve_uri(args.tracking_uri)} (experiment {args.experiment!r}, id {exp})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m soteacher", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check-config", help="validate a config file against the schema and the zoo")
+    p.add_argument("config")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("list", help="list registered KD methods and architectures")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("prepare-data", help="generate or verify the data set and write its manifest")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--config", help="config YAML file")
+    group.add_argument("--spec", type=_spec, help="job spec JSON (as Snakemake passes it) or @file")
+    p.set_defaults(func=cmd_prepare_data)
+
+    for name, func, what in (("train-teacher", cmd_train_teacher, "train one teacher"),
+                             ("distill", cmd_distill, "distil one teacher checkpoint into students")):
+        p = sub.add_parser(name, help=what)
+        p.add_argument("--spec", type=_spec, required=True, help="job spec JSON (as Snakemake passes it) or @file")
+        p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, then the spec)")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("aggregate", help="build tables and figures from finished runs")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--config", help="config YAML file")
+    group.add_argument("--spec", type=_spec, help="validated config JSON (as Snakemake passes it) or @file")
+    p.add_argument("--allow-partial", action="store_true", help="build tables from the runs present, marked PARTIAL")
+    p.set_defaults(func=cmd_aggregate)
+
+    p = sub.add_parser("init-tracking", help="create the MLflow store and experiment once, before jobs start")
+    p.add_argument("--experiment", required=True, help="experiment name (the config's name)")
+    p.add_argument("--tracking-uri", required=True, help="MLflow tracking URI (MLFLOW_TRACKING_URI overrides it)")
+    p.set_defaults(func=cmd_init_tracking)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("alembic", "mlflow", "urllib3", "matplotlib", "git"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from soteacher.config import ConfigError
+    from soteacher.data import DataError
+    from soteacher.io import CheckpointError
+
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,55 @@
+"""Synthetic images from the paper's mixed-feature data model (Def. 3.1), with known p*(x).
+
+A vocabulary of ``num_features`` features; feature v is a fixed pattern of ``patch_size``² pixels
+(a random colour modulated by a random binary texture) and carries its own label distribution
+p(y | v): mass ``purity_v`` on a home class (v mod C) and the rest spread by a Dirichlet draw,
+with purity_v ~ U[feature_purity_min, 1].
+An image places ``features_per_image`` distinct features into distinct cells of a patch grid over a
+noisy grey background. Its true label distribution is the mean of its features' distributions,
+p*(x) = (1/m) Σ_j p(y | v_j), and the observed label is one draw from p*(x). Everything follows from
+``seed``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def generate(cfg: dict) -> dict[str, torch.Tensor]:
+    """Return uint8 images (N, 3, H, W), int64 labels and float32 p*(x) for the train and test splits."""
+    g = torch.Generator().manual_seed(int(cfg["seed"]))
+    c, v, m = cfg["num_classes"], cfg["num_features"], cfg["features_per_image"]
+    size, patch = cfg["image_size"], cfg["patch_size"]
+    grid = size // patch
+    if m > grid * grid:
+        raise ValueError(f"data.synthetic.features_per_image={m} exceeds the {grid}x{grid} patch grid")
+    if m > v:
+        raise ValueError(f"data.synthetic.features_per_image={m} exceeds num_features={v}")
+
+    # a feature = its own colour times its own binary texture: easy to tell apart for a small CNN
+    colours = torch.rand(v, 3, 1, 1, generator=g)
+    textures = (torch.rand(v, 1, patch, patch, generator=g) < 0.5).float()
+    patterns = colours * (0.4 + 0.6 * textures)
+    purity = cfg["feature_purity_min"] + (1 - cfg["feature_purity_min"]) * torch.rand(v, generator=g)
+    spread = torch.distributions.Gamma(torch.ones(c), torch.ones(c)).sample((v,))  # Dirichlet(1) via Gamma
+    spread = spread / spread.sum(1, keepdim=True)
+    home = torch.nn.functional.one_hot(torch.arange(v) % c, c).float()
+    feature_label_dist = purity[:, None] * home + (1 - purity[:, None]) * spread
+
+    out: dict[str, torch.Tensor] = {}
+    for split, n in (("train", cfg["train_size"]), ("test", cfg["test_size"])):
+        feats = torch.stack([torch.randperm(v, generator=g)[:m] for _ in range(n)])
+        cells = torch.stack([torch.randperm(grid * grid, generator=g)[:m] for _ in range(n)])
+        images = 0.5 + cfg["noise_std"] * torch.randn(n, 3, size, size, generator=g)
+        for j in range(m):
+            rows, cols = (cells[:, j] // grid) * patch, (cells[:, j] % grid) * patch
+            noise = cfg["noise_std"] * torch.randn(n, 3, patch, patch, generator=g)
+            for i in range(n):
+                r, k = int(rows[i]), int(cols[i])
+                images[i, :, r:r + patch, k:k + patch] = patterns[feats[i, j]] + noise[i]
+        pstar = feature_label_dist[feats].mean(1)
+        labels = torch.multinomial(pstar, 1, generator=g).squeeze(1)
+        out[f"{split}_images"] = (images.clamp(0, 1) * 255).round().to(torch.uint8)
+        out[f"{split}_labels"] = labels
+        out[f"{split}_pstar"] = pstar
+    return out

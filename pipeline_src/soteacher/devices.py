@@ -1,0 +1,80 @@
+"""Device choice: a GPU when there is one (one job per card, never two), otherwise the CPU.
+
+Snakemake limits how many GPU jobs run at once (``resources: gpu=1`` per job and ``--resources gpu=N``)
+but does not say *which* GPU a job gets. Each job therefore takes an exclusive ``flock`` on a per-GPU
+lock file and keeps it for its lifetime; the kernel releases it when the process dies, so a crashed
+job never leaves a card reserved.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from pathlib import Path
+from typing import IO
+
+import torch
+
+log = logging.getLogger(__name__)
+
+_held_locks: list[IO] = []  # keep lock files open for the life of the process
+
+
+def lock_dir() -> Path:
+    return Path(os.environ.get("SOTEACHER_GPU_LOCK_DIR", f"/tmp/soteacher-gpu-locks-{os.getuid()}"))
+
+
+def gpu_count() -> int:
+    """Number of GPUs; ``SOTEACHER_NUM_GPUS`` overrides detection (used to test the assignment)."""
+    override = os.environ.get("SOTEACHER_NUM_GPUS")
+    return int(override) if override is not None else torch.cuda.device_count()
+
+
+def acquire_gpu(num_gpus: int, poll_seconds: float = 2.0, timeout: float | None = None) -> int:
+    """Lock and return the index of a free GPU, waiting while all are taken."""
+    directory = lock_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    while True:
+        for index in range(num_gpus):
+            handle = open(directory / f"gpu{index}.lock", "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            _held_locks.append(handle)
+            return index
+        if timeout is not None and time.monotonic() - start > timeout:
+            raise TimeoutError(f"no free GPU among {num_gpus} after {timeout:.0f} s (locks in {directory})")
+        time.sleep(poll_seconds)
+
+
+def select_device(preference: str) -> torch.device:
+    if preference == "cpu":
+        log.info("device: CPU (compute.device=cpu)")
+        return torch.device("cpu")
+    n = gpu_count() if torch.cuda.is_available() else 0
+    if n == 0:
+        if preference == "cuda":
+            raise RuntimeError("compute.device is 'cuda' but no CUDA GPU is visible to this job")
+        log.info("device: CPU (no GPU found)")
+        return torch.device("cpu")
+    index = 0 if n == 1 else acquire_gpu(n)
+    torch.cuda.set_device(index)
+    log.info("device: cuda:%d (%s) of %d visible GPU(s)", index, torch.cuda.get_device_name(index), n)
+    return torch.device("cuda", index)
+
+
+def setup(compute: dict) -> torch.device:
+    """Threads, determinism and device for one job, from the config's ``compute`` section."""
+    torch.set_num_threads(compute["threads"])
+    if compute["deterministic"]:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    return select_device(compute["device"])

@@ -1,0 +1,58 @@
+"""Atomic file writes: an output either appears complete or not at all (write, fsync, rename)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def _atomic(path: Path, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    _atomic(path, lambda f: f.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()))
+
+
+def read_json(path: Path) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def save_torch(path: Path, obj: Any) -> None:
+    _atomic(path, lambda f: torch.save(obj, f))
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load a checkpoint with ``weights_only=True`` (no arbitrary pickles); errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, foreign or malicious files all end here
+        first_line = (str(err).splitlines() or [""])[0]
+        raise CheckpointError(f"cannot load checkpoint {path}: {type(err).__name__}: {first_line}") from None
+    if not isinstance(obj, dict) or "model" not in obj:
+        raise CheckpointError(f"{path} is not a soteacher checkpoint (expected a dict with a 'model' state dict)")
+    return obj

@@ -1,0 +1,23 @@
+"""The model zoo: ``build_model(name, num_classes)`` for every registered architecture."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from soteacher.models.base import ModelOutput, feature_shapes
+from soteacher.models.resnet_cifar import RESNETS
+
+MODELS: dict[str, Callable[[int], nn.Module]] = {**RESNETS}
+
+
+def build_model(name: str, num_classes: int) -> nn.Module:
+    try:
+        factory = MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown architecture {name!r}; allowed: {', '.join(sorted(MODELS))}") from None
+    return factory(num_classes)
+
+
+__all__ = ["MODELS", "ModelOutput", "build_model", "feature_shapes"]

@@ -1,0 +1,132 @@
+"""Teacher and distillation jobs: load data, build models, run the shared loop, write outputs, log runs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from soteacher import devices, jobs
+from soteacher.data import load as load_data
+from soteacher.io import load_checkpoint, read_json, save_torch, write_json
+from soteacher.models import build_model, feature_shapes
+from soteacher.tracking import Run, runtime_tags
+from soteacher.train import Learner, make_optimizer, seed_everything, train
+
+log = logging.getLogger(__name__)
+
+
+def _lr(optim: dict, arch: str) -> float:
+    return optim["lr_by_arch"].get(arch, optim["lr"])
+
+
+def run_teacher(spec: dict, tracking_uri: str) -> Path:
+    dataset = spec["data"]["dataset"]
+    out_dir = Path(jobs.TEACHER_DIR.format(dataset=dataset, tarch=spec["arch"], recipe=spec["recipe_name"],
+                                           tseed=spec["seed"]))
+    device = devices.setup(spec["compute"])
+    data = load_data(spec["data"], Path(jobs.DATA_DIR.format(dataset=dataset)), device)
+    seed_everything(spec["seed"])
+    model = build_model(spec["arch"], data.num_classes).to(device)
+    from soteacher.teacher.objective import TeacherObjective
+
+    objective = TeacherObjective(model, spec["recipe"], len(data.train), data.num_classes, spec["epochs"]).to(device)
+    optimizer, scheduler = make_optimizer(model.parameters(), spec["optim"], _lr(spec["optim"], spec["arch"]))
+    learner = Learner(f"teacher {spec['arch']}-{spec['recipe_name']}-s{spec['seed']}", model, objective,
+                      optimizer, scheduler)
+    run = Run(tracking_uri, spec["name"], out_dir.name,
+              tags={"role": "teacher", "dataset": dataset, "arch": spec["arch"], "recipe": spec["recipe_name"],
+                    "seed": spec["seed"], "config_hash": spec["config_hash"], **runtime_tags(device)},
+              params=spec)
+    checkpoints: dict[str, dict] = {}
+
+    def on_epoch_end(epoch: int, _learner: Learner, metrics: dict) -> None:
+        run.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
+        if epoch in spec["checkpoint_epochs"]:
+            save_torch(out_dir / f"ep{epoch}.pt", {
+                "model": model.state_dict(), "arch": spec["arch"], "num_classes": data.num_classes,
+                "epoch": epoch, "recipe": spec["recipe_name"], "config_hash": spec["config_hash"],
+            })
+            checkpoints[str(epoch)] = metrics
+
+    try:
+        train([learner], data, epochs=spec["epochs"], batch_size=spec["optim"]["batch_size"], seed=spec["seed"],
+              augment=spec["data"]["augment"], on_epoch_end=on_epoch_end)
+        last = learner.history[-1]
+        run.log_metrics({f"final_{k}": v for k, v in last.items() if k != "epoch"}, step=spec["epochs"])
+        write_json(out_dir / "metrics.json", {
+            "arch": spec["arch"], "recipe": spec["recipe_name"], "seed": spec["seed"], "dataset": dataset,
+            "config_hash": spec["config_hash"], "mlflow_run_id": run.run_id,
+            "checkpoints": checkpoints, "history": learner.history,
+        })
+    except BaseException:
+        run.end("FAILED")
+        raise
+    run.end("FINISHED")
+    return out_dir
+
+
+def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
+    dataset = spec["data"]["dataset"]
+    t = spec["teacher"]
+    teacher_dir = Path(jobs.TEACHER_DIR.format(dataset=dataset, tarch=t["arch"], recipe=t["recipe"], tseed=t["seed"]))
+    device = devices.setup(spec["compute"])
+    data = load_data(spec["data"], Path(jobs.DATA_DIR.format(dataset=dataset)), device)
+    ckpt = load_checkpoint(teacher_dir / f"ep{t['epoch']}.pt")
+    teacher = build_model(t["arch"], data.num_classes)
+    teacher.load_state_dict(ckpt["model"])
+    teacher.to(device).eval()
+    teacher_info = read_json(teacher_dir / "metrics.json")
+    teacher_sample = feature_shapes(teacher, data.image_shape)
+    from soteacher.distill import METHODS
+
+    learners, runs, out_dirs = [], [], []
+    for method_name, method_cfg in spec["methods"].items():
+        # the same seed gives every method the same student initialisation and batch order
+        seed_everything(spec["seed"])
+        student = build_model(spec["student"], data.num_classes).to(device)
+        method = METHODS[method_name](method_cfg, feature_shapes(student, data.image_shape), teacher_sample,
+                                     len(data.train)).to(device)
+        params = list(student.parameters()) + list(method.parameters())
+        optimizer, scheduler = make_optimizer(params, spec["optim"], _lr(spec["optim"], spec["student"]))
+        learners.append(Learner(f"{method_name} {spec['student']}-s{spec['seed']}", student, method,
+                                optimizer, scheduler))
+        out_dirs.append(Path(jobs.STUDENT_DIR.format(dataset=dataset, tarch=t["arch"], recipe=t["recipe"],
+                                                     tseed=t["seed"], epoch=t["epoch"], method=method_name,
+                                                     student=spec["student"], seed=spec["seed"])))
+        run_spec = {**spec, "methods": None, "method": method_name, "method_cfg": method_cfg}
+        runs.append(Run(tracking_uri, spec["name"], f"{method_name}-{spec['student']}-s{spec['seed']}",
+                        tags={"role": "student", "dataset": dataset, "teacher_arch": t["arch"],
+                              "recipe": t["recipe"], "teacher_seed": t["seed"], "epoch": t["epoch"],
+                              "method": method_name, "student": spec["student"], "seed": spec["seed"],
+                              "config_hash": spec["config_hash"], **runtime_tags(device)},
+                        params=run_spec, parent_run_id=teacher_info.get("mlflow_run_id")))
+    run_of = {id(lr): r for lr, r in zip(learners, runs)}
+
+    def on_epoch_end(epoch: int, learner: Learner, metrics: dict) -> None:
+        run_of[id(learner)].log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
+
+    try:
+        train(learners, data, epochs=spec["epochs"], batch_size=spec["optim"]["batch_size"], seed=spec["seed"],
+              teacher=teacher, augment=spec["data"]["augment"], on_epoch_end=on_epoch_end)
+        teacher_metrics = teacher_info["checkpoints"][str(t["epoch"])]
+        for learner, run, out_dir, method_name in zip(learners, runs, out_dirs, spec["methods"]):
+            best = max(learner.history, key=lambda m: m["test_acc"])
+            summary = {"last_acc": learner.history[-1]["test_acc"], "best_acc": best["test_acc"],
+                       "best_epoch": best["epoch"]}
+            run.log_metrics(summary, step=spec["epochs"])
+            save_torch(out_dir / "model.pt", {"model": learner.model.state_dict(),
+                                              "method": learner.objective.state_dict(),
+                                              "arch": spec["student"], "num_classes": data.num_classes})
+            write_json(out_dir / "metrics.json", {
+                **summary, "method": method_name, "student": spec["student"], "seed": spec["seed"],
+                "teacher": {**t, "test_acc": teacher_metrics["test_acc"],
+                            "mlflow_run_id": teacher_info.get("mlflow_run_id")},
+                "config_hash": spec["config_hash"], "mlflow_run_id": run.run_id, "history": learner.history,
+            })
+    except BaseException:
+        for run in runs:
+            run.end("FAILED")
+        raise
+    for run in runs:
+        run.end("FINISHED")
+    return out_dirs

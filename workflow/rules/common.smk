@@ -1,0 +1,47 @@
+# Config validation, the job grid and input functions. Everything else is in soteacher.jobs.
+import json
+import shlex
+import sys
+
+from soteacher import config as soteacher_config
+from soteacher import jobs
+
+try:
+    config = soteacher_config.validate(config)
+except soteacher_config.ConfigError as err:
+    sys.stderr.write(f"\n{err}\n\n")
+    raise SystemExit(2)
+
+TRACKING_URI = config["tracking"]["uri"]
+EXPERIMENT = config["name"]
+DATASET = config["data"]["dataset"]
+# threads per job; jobs without torch work get one
+JOB_THREADS = config["compute"]["threads"]
+
+
+wildcard_constraints:
+    **jobs.WILDCARD_PATTERNS,
+
+
+def _expand(pattern, grid):
+    return [pattern.format(**job) for job in grid]
+
+
+def _with_wildcards(pattern, **fixed):
+    """Fill some fields of a layout pattern, leaving the others as {wildcards} for Snakemake."""
+    return pattern.format(**{key: fixed.get(key, "{" + key + "}") for key in jobs.WILDCARD_PATTERNS})
+
+
+TEACHER_OUTPUTS = _expand(jobs.TEACHER_METRICS, jobs.teacher_jobs(config))
+STUDENT_OUTPUTS = _expand(jobs.STUDENT_METRICS, jobs.student_jobs(config))
+AGGREGATE_OUTPUTS = [
+    f"{jobs.TABLES_DIR}/summary.csv",
+    f"{jobs.TABLES_DIR}/summary.md",
+    f"{jobs.TABLES_DIR}/summary.json",
+    f"{jobs.TABLES_DIR}/checkpoint_curves.csv",
+    f"{jobs.FIGURES_DIR}/teacher_vs_student.png",
+]
+
+
+def quoted_json(obj):
+    return shlex.quote(json.dumps(obj, sort_keys=True, separators=(",", ":")))

@@ -1,0 +1,22 @@
+onstart:
+    # create the MLflow store once: parallel jobs opening a fresh SQLite store crash in its migration
+    shell("python -m soteacher init-tracking --experiment {EXPERIMENT:q} --tracking-uri {TRACKING_URI:q}")
+
+
+rule aggregate:
+    input:
+        STUDENT_OUTPUTS,
+        TEACHER_OUTPUTS,
+    output:
+        csv=report(f"{jobs.TABLES_DIR}/summary.csv", caption="../report/summary.rst", category="Tables"),
+        markdown=f"{jobs.TABLES_DIR}/summary.md",
+        json=f"{jobs.TABLES_DIR}/summary.json",
+        curves=f"{jobs.TABLES_DIR}/checkpoint_curves.csv",
+        figure=report(f"{jobs.FIGURES_DIR}/teacher_vs_student.png", caption="../report/fig1.rst",
+                      category="Figures"),
+    params:
+        spec=lambda w: json.dumps({k: v for k, v in config.items() if k != "tracking"}, sort_keys=True),
+    log:
+        "logs/aggregate.log",
+    shell:
+        "python -m soteacher aggregate --spec {params.spec:q} > {log:q} 2>&1"
