@@ -1,0 +1,37 @@
+# The two commands a user needs: `make run` (the whole default study) and `make test`.
+PY_VERSION ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= config/config.yaml
+CORES ?= all
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: run test lint install mlflow-ui dvc-repro clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY_VERSION) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
+
+test: $(STAMP)
+	$(BIN)/ruff check pipeline_src tests bench
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipeline_src tests bench
+
+dvc-repro: $(STAMP)
+	$(BIN)/dvc repro
+
+mlflow-ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --host 127.0.0.1 --port 5000
+
+clean:
+	rm -rf .snakemake logs
