@@ -7,9 +7,23 @@ from collections.abc import Callable
 from torch import nn
 
 from soteacher.models.base import ModelOutput, feature_shapes
+from soteacher.models.mobilenetv2 import MOBILENETS
 from soteacher.models.resnet_cifar import RESNETS
+from soteacher.models.resnet_imagenet import IMAGENET_RESNETS
+from soteacher.models.shufflenetv1 import SHUFFLENETV1
+from soteacher.models.shufflenetv2 import SHUFFLENETV2
+from soteacher.models.vgg import VGGS
+from soteacher.models.wrn import WRNS
 
-MODELS: dict[str, Callable[[int], nn.Module]] = {**RESNETS}
+MODELS: dict[str, Callable[[int], nn.Module]] = {
+    **RESNETS,
+    **IMAGENET_RESNETS,
+    **WRNS,
+    **VGGS,
+    **MOBILENETS,
+    **SHUFFLENETV1,
+    **SHUFFLENETV2,
+}
 
 
 def build_model(name: str, num_classes: int) -> nn.Module:

@@ -1,0 +1,140 @@
+"""ImageNet-style ResNets with a CIFAR stem (ResNet18, ResNet34, ResNet50).
+
+The four-stage ResNets of He et al. (64/128/256/512 base widths, basic or bottleneck blocks) with the
+7×7 stride-2 stem and max pool replaced by a single 3×3 stride-1 conv, as in the CIFAR KD literature.
+Module and parameter names follow RepDistiller's ``resnetv2.py`` (``conv1``, ``bn1``,
+``layer{1..4}.{i}.conv*/bn*/shortcut``, ``linear``), so checkpoints in that format load with
+``strict=True``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from soteacher.models.base import ModelOutput
+
+
+def _shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Sequential:
+    """Identity (empty) or 1×1-conv + BN projection when the shape changes."""
+    if stride == 1 and in_planes == out_planes:
+        return nn.Sequential()
+    return nn.Sequential(
+        nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(out_planes)
+    )
+
+
+class BasicBlock(nn.Module):
+    """Two 3×3 convs with a residual connection."""
+
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = _shortcut(in_planes, planes * self.expansion, stride)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = F.relu(self.bn1(self.conv1(x)))
+        preact = self.bn2(self.conv2(out)) + self.shortcut(x)
+        return F.relu(preact), preact
+
+
+class Bottleneck(nn.Module):
+    """1×1 reduce, 3×3 (strided), 1×1 expand ×4, with a residual connection."""
+
+    expansion = 4
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * self.expansion, kernel_size=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.shortcut = _shortcut(in_planes, planes * self.expansion, stride)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        preact = self.bn3(self.conv3(out)) + self.shortcut(x)
+        return F.relu(preact), preact
+
+
+class ResNet(nn.Module):
+    """Four-stage ResNet with a 3×3 stride-1 stem and no max pool, for 32×32 inputs."""
+
+    def __init__(
+        self,
+        block: type[BasicBlock | Bottleneck],
+        num_blocks: list[int],
+        num_classes: int,
+        zero_init_residual: bool = False,
+    ):
+        super().__init__()
+        self.in_planes = 64
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.layer1 = self._make_layer(block, 64, num_blocks[0], stride=1)
+        self.layer2 = self._make_layer(block, 128, num_blocks[1], stride=2)
+        self.layer3 = self._make_layer(block, 256, num_blocks[2], stride=2)
+        self.layer4 = self._make_layer(block, 512, num_blocks[3], stride=2)
+        self.linear = nn.Linear(512 * block.expansion, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, Bottleneck):
+                    nn.init.zeros_(m.bn3.weight)
+                elif isinstance(m, BasicBlock):
+                    nn.init.zeros_(m.bn2.weight)
+
+    def _make_layer(self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int) -> nn.Sequential:
+        layers = []
+        for i in range(blocks):
+            layers.append(block(self.in_planes, planes, stride if i == 0 else 1))
+            self.in_planes = planes * block.expansion
+        return nn.Sequential(*layers)
+
+    @staticmethod
+    def _run_stage(stage: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        preact = x
+        for block in stage:
+            x, preact = block(x)
+        return x, preact
+
+    def forward(self, x: torch.Tensor, with_features: bool = False) -> torch.Tensor | ModelOutput:
+        pre0 = self.bn1(self.conv1(x))
+        f0 = F.relu(pre0)
+        f1, pre1 = self._run_stage(self.layer1, f0)
+        f2, pre2 = self._run_stage(self.layer2, f1)
+        f3, pre3 = self._run_stage(self.layer3, f2)
+        f4, pre4 = self._run_stage(self.layer4, f3)
+        pooled = torch.flatten(F.adaptive_avg_pool2d(f4, 1), 1)
+        logits = self.linear(pooled)
+        if not with_features:
+            return logits
+        return ModelOutput(logits, [f0, f1, f2, f3, f4, pooled], [pre0, pre1, pre2, pre3, pre4, pooled])
+
+
+def _factory(block: type[BasicBlock | Bottleneck], num_blocks: list[int]):
+    def build(num_classes: int) -> ResNet:
+        return ResNet(block, num_blocks, num_classes)
+
+    return build
+
+
+IMAGENET_RESNETS = {
+    "ResNet18": _factory(BasicBlock, [2, 2, 2, 2]),
+    "ResNet34": _factory(BasicBlock, [3, 4, 6, 3]),
+    "ResNet50": _factory(Bottleneck, [3, 4, 6, 3]),
+}
