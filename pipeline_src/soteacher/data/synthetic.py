@@ -31,7 +31,8 @@ def generate(cfg: dict) -> dict[str, torch.Tensor]:
     textures = (torch.rand(v, 1, patch, patch, generator=g) < 0.5).float()
     patterns = colours * (0.4 + 0.6 * textures)
     purity = cfg["feature_purity_min"] + (1 - cfg["feature_purity_min"]) * torch.rand(v, generator=g)
-    spread = torch.distributions.Gamma(torch.ones(c), torch.ones(c)).sample((v,))  # Dirichlet(1) via Gamma
+    # Dirichlet(1, …, 1) = normalised Exponential(1) draws; drawn from ``g`` so the data depend on the seed only
+    spread = -torch.log(torch.rand(v, c, generator=g).clamp_min(1e-12))
     spread = spread / spread.sum(1, keepdim=True)
     home = torch.nn.functional.one_hot(torch.arange(v) % c, c).float()
     feature_label_dist = purity[:, None] * home + (1 - purity[:, None]) * spread

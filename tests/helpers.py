@@ -1,0 +1,41 @@
+"""Small builders shared by tests: tiny in-memory data and learners."""
+
+from __future__ import annotations
+
+import torch
+
+from soteacher.data import Data, Split
+from soteacher.data.synthetic import generate
+from soteacher.distill import METHODS
+from soteacher.models import build_model, feature_shapes
+from soteacher.teacher.objective import TeacherObjective
+from soteacher.train import Learner, make_optimizer, seed_everything
+
+OPTIM = {"lr": 0.05, "lr_by_arch": {}, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 16,
+         "lr_milestones": [2], "lr_gamma": 0.1}
+
+
+def tiny_data(config: dict) -> Data:
+    t = generate(config["data"]["synthetic"])
+    train = Split(t["train_images"], t["train_labels"], t["train_pstar"])
+    test = Split(t["test_images"], t["test_labels"], t["test_pstar"])
+    return Data("synthetic", t["train_pstar"].shape[1], train, test,
+                mean=torch.full((1, 3, 1, 1), 127.0), std=torch.full((1, 3, 1, 1), 64.0), crop_padding=2, flip=True)
+
+
+def teacher_learner(data: Data, recipe: dict, seed: int, arch: str = "resnet8", epochs: int = 2) -> Learner:
+    seed_everything(seed)
+    model = build_model(arch, data.num_classes)
+    objective = TeacherObjective(model, recipe, len(data.train), data.num_classes, epochs)
+    optimizer, scheduler = make_optimizer(model.parameters(), OPTIM, OPTIM["lr"])
+    return Learner("teacher", model, objective, optimizer, scheduler)
+
+
+def student_learner(data: Data, teacher: torch.nn.Module, method: str, cfg: dict, seed: int,
+                    arch: str = "resnet8") -> Learner:
+    seed_everything(seed)
+    model = build_model(arch, data.num_classes)
+    shape = data.image_shape
+    module = METHODS[method](cfg, feature_shapes(model, shape), feature_shapes(teacher, shape), len(data.train))
+    optimizer, scheduler = make_optimizer(list(model.parameters()) + list(module.parameters()), OPTIM, OPTIM["lr"])
+    return Learner(method, model, module, optimizer, scheduler)

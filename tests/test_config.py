@@ -1,0 +1,87 @@
+"""Config validation: defaults, and every malformed config refused with a message naming its key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from soteacher import config as config_mod
+from soteacher import jobs
+from tests.conftest import REPO, TINY_CONFIG
+
+BAD_CONFIGS = [
+    ({"bogus": 1}, "unknown key 'bogus'"),
+    ({"teacher": {"epochs": -1}}, "teacher.epochs"),
+    ({"teacher": {"epochs": 0}}, "teacher.epochs"),
+    ({"teacher": {"epochs": "ten"}}, "teacher.epochs: expected integer"),
+    ({"teacher": {"archs": ["resnet9"]}}, "teacher.archs[0]: unknown architecture 'resnet9'"),
+    ({"teacher": {"archs": []}}, "teacher.archs"),
+    ({"teacher": {"archs": ["../etc"]}}, "teacher.archs[0]"),
+    ({"teacher": {"seeds": [-1]}}, "teacher.seeds[0]"),
+    ({"teacher": {"checkpoint_every": 20, "epochs": 10}}, "teacher.checkpoint_every"),
+    ({"teacher": {"recipes": {"Bad-Name": {}}}}, "teacher.recipes"),
+    ({"teacher": {"recipes": {"soteacher": {"lambda_lr": -1}}}}, "teacher.recipes.soteacher.lambda_lr"),
+    ({"teacher": {"recipes": {"soteacher": {"cr_schedule": "exp"}}}}, "teacher.recipes.soteacher.cr_schedule"),
+    ({"teacher": {"recipes": {"soteacher": {"lipschitz": 1}}}}, "unknown key 'teacher.recipes.soteacher.lipschitz'"),
+    ({"teacher": {"optim": {"lr": 0}}}, "teacher.optim.lr"),
+    ({"teacher": {"optim": {"lr_milestones": [5, 3]}}}, "teacher.optim.lr_milestones"),
+    ({"teacher": {"optim": {"batch_size": 1}}}, "teacher.optim.batch_size"),
+    ({"distill": {"methods": {"kdd": {}}}}, "unknown key 'distill.methods.kdd'"),
+    ({"distill": {"methods": {}}}, "distill.methods"),
+    ({"distill": {"methods": {"kd": {"kd_temperature": 0}}}}, "distill.methods.kd.kd_temperature"),
+    ({"distill": {"methods": {"fitnet": {"hint_layer": 9}}}}, "distill.methods.fitnet"),
+    ({"distill": {"students": ["resnet8; rm -rf /"]}}, "distill.students[0]"),
+    ({"distill": {"teacher_epochs": [7]}}, "distill.teacher_epochs"),
+    ({"distill": {"teacher_epochs": "first"}}, "distill.teacher_epochs"),
+    ({"distill": {"seeds": []}}, "distill.seeds"),
+    ({"data": {"dataset": "mnist"}}, "data.dataset: 'mnist' is not allowed"),
+    ({"data": {"synthetic": {"features_per_image": 99}}}, "data.synthetic.features_per_image"),
+    ({"compute": {"device": "tpu"}}, "compute.device"),
+    ({"name": "my study"}, "name"),
+    ({"tracking": {"uri": 5}}, "tracking.uri"),
+]
+
+
+@pytest.mark.parametrize("overrides, expected", BAD_CONFIGS, ids=[e for _, e in BAD_CONFIGS])
+def test_malformed_config_is_refused_naming_the_key(overrides, expected):
+    with pytest.raises(config_mod.ConfigError) as err:
+        config_mod.validate(overrides)
+    assert expected in str(err.value)
+
+
+def test_defaults_are_filled_and_default_config_is_valid():
+    cfg = config_mod.validate({})
+    assert cfg["teacher"]["recipes"]["soteacher"]["lambda_lr"] == 1e-5
+    assert cfg["teacher"]["recipes"]["soteacher"]["lambda_cr"] == 1.0
+    assert cfg["distill"]["methods"]["kd"]["kd_temperature"] == 4.0
+    config_mod.load(REPO / "config" / "config.yaml")
+
+
+def test_yaml_syntax_error_reports_file_and_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nteacher:\n  epochs: [1,\n")
+    with pytest.raises(config_mod.ConfigError, match=r"bad\.yaml:\d+:\d+: YAML syntax error"):
+        config_mod.load(path)
+
+
+def test_grid_counts(tiny_config):
+    assert len(jobs.teacher_jobs(tiny_config)) == 2
+    # 2 recipes x 2 checkpoints x 1 student x 1 seed groups, 2 methods each
+    assert len(jobs.student_groups(tiny_config)) == 4
+    assert len(jobs.student_jobs(tiny_config)) == 8
+
+
+def test_cli_check_config_exit_codes(tmp_path):
+    ok = subprocess.run([sys.executable, "-m", "soteacher", "check-config", str(TINY_CONFIG)],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "2 teacher runs, 8 student runs" in ok.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"teacher": {"epochs": -3}}))
+    out = subprocess.run([sys.executable, "-m", "soteacher", "check-config", str(bad)], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "teacher.epochs: -3 is less than the minimum of 1" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -1,0 +1,103 @@
+"""Consistency regularisation: loss value, temporal-ensemble update and weight schedules, by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from soteacher.teacher.consistency import TemporalEnsemble, consistency_loss, consistency_weight
+from soteacher.teacher.objective import TeacherObjective
+
+
+def softmax_row(row: list[float]) -> list[float]:
+    exps = [math.exp(v) for v in row]
+    return [e / sum(exps) for e in exps]
+
+
+def test_loss_is_squared_error_summed_over_classes_and_averaged_over_batch():
+    logits = torch.tensor([[1.0, 0.0, -1.0], [0.5, 0.5, 2.0]])
+    targets = torch.tensor([[0.2, 0.3, 0.5], [1.0, 0.0, 0.0]])
+    expected = 0.0
+    for row, target in zip(logits.tolist(), targets.tolist()):
+        expected += sum((p - t) ** 2 for p, t in zip(softmax_row(row), target))
+    expected /= 2
+    assert math.isclose(consistency_loss(logits, targets).item(), expected, rel_tol=1e-6)
+
+
+def test_first_epoch_fills_buffer_then_moving_average_with_tau_one_over_one_plus_k():
+    ens = TemporalEnsemble(num_samples=3, num_classes=2)
+    z1 = torch.tensor([[2.0, 0.0]])
+    loss = ens.loss_and_update(z1, torch.tensor([1]))
+    p1 = softmax_row([2.0, 0.0])
+    # against the empty buffer: Σ p² ; then τ = 1 copies the prediction in
+    assert math.isclose(loss.item(), p1[0] ** 2 + p1[1] ** 2, rel_tol=1e-6)
+    assert torch.allclose(ens.targets[1], torch.tensor(p1))
+    assert ens.targets[[0, 2]].abs().sum() == 0
+    ens.end_epoch(1)  # k = 2 -> τ = 1/3
+    assert math.isclose(ens.tau, 1 / 3)
+    z2 = torch.tensor([[0.0, 1.0]])
+    ens.loss_and_update(z2, torch.tensor([1]))
+    p2 = softmax_row([0.0, 1.0])
+    expected = [(2 / 3) * a + (1 / 3) * b for a, b in zip(p1, p2)]
+    assert torch.allclose(ens.targets[1], torch.tensor(expected), atol=1e-6)
+
+
+def test_update_uses_detached_predictions():
+    ens = TemporalEnsemble(2, 2)
+    logits = torch.zeros(1, 2, requires_grad=True)
+    ens.loss_and_update(logits, torch.tensor([0]))
+    assert not ens.targets.requires_grad
+
+
+@pytest.mark.parametrize(
+    "schedule, expected",
+    [
+        # λ=2, E=4; value after epoch e is used in epoch e+1; x = 1 - (e+1)/E
+        ("linear", [0.0, 2 * 2 / 4, 2 * 3 / 4, 2 * 4 / 4]),
+        ("cycle", [0.0] + [2 * math.sqrt(1 - (1 - (e + 1) / 4) ** 2) for e in (1, 2, 3)]),
+        ("cosine", [0.0] + [2 * math.cos((1 - (e + 1) / 4) * math.pi / 2) for e in (1, 2, 3)]),
+        ("step", [0.0, 0.0, 2.0, 2.0]),  # start epoch 3
+    ],
+)
+def test_weight_schedules(schedule, expected):
+    got = [consistency_weight(schedule, 2.0, e, 4, start_epoch=3) for e in range(4)]
+    assert got == pytest.approx(expected)
+
+
+def test_unknown_schedule_is_rejected():
+    with pytest.raises(ValueError, match="unknown consistency schedule"):
+        consistency_weight("exp", 1.0, 1, 4)
+
+
+def test_teacher_objective_combines_terms_with_schedule():
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    recipe = {"lambda_lr": 0.1, "lipschitz_bound": "l1", "lambda_cr": 2.0, "cr_schedule": "linear", "cr_start_epoch": 1}
+    obj = TeacherObjective(net, recipe, num_samples=5, num_classes=3, total_epochs=4)
+    from soteacher.models.base import ModelOutput
+
+    logits = net(torch.randn(2, 1, 2, 2))
+    labels, idx = torch.tensor([0, 2]), torch.tensor([1, 3])
+    losses = obj(ModelOutput(logits, [], []), None, labels, idx)
+    assert set(losses) == {"ce", "lipschitz", "consistency"}
+    assert losses["consistency"].item() == 0.0  # weight 0 during the first epoch
+    w = net[1].weight.detach()
+    assert math.isclose(losses["lipschitz"].item(), 0.1 * w.abs().sum(0).max().item(), rel_tol=1e-6)
+    obj.end_epoch(1)
+    assert math.isclose(obj.cr_weight.item(), 2.0 * 2 / 4)
+    losses = obj(ModelOutput(logits.detach(), [], []), None, labels, idx)
+    # buffer now holds the epoch-1 predictions for idx; same logits -> zero squared error
+    assert losses["consistency"].item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_standard_recipe_is_plain_cross_entropy():
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    recipe = {"lambda_lr": 0.0, "lipschitz_bound": "l1", "lambda_cr": 0.0, "cr_schedule": "linear", "cr_start_epoch": 1}
+    obj = TeacherObjective(net, recipe, 5, 3, 4)
+    from soteacher.models.base import ModelOutput
+
+    logits = net(torch.randn(2, 1, 2, 2))
+    losses = obj(ModelOutput(logits, [], []), None, torch.tensor([0, 1]), torch.tensor([0, 1]))
+    assert set(losses) == {"ce"}
+    assert torch.equal(losses["ce"], torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1])))

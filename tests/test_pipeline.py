@@ -1,0 +1,152 @@
+"""End to end, for real: Snakemake runs the tiny study, MLflow holds every run, DVC reproduces it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import REPO, copy_workflow
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "SNAKEMAKE_"))}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    out = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}")
+    return out
+
+
+def dry_run_jobs(cwd: Path) -> dict[str, int]:
+    out = run(["snakemake", "-n", "--cores", "2"], cwd)
+    text = out.stdout + out.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text[text.index("Job stats:"):]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    work = copy_workflow(tmp_path_factory.mktemp("study"))
+    run(["snakemake", "--cores", "2"], work)
+    return work
+
+
+def test_outputs_tables_and_figure(study):
+    table = pd.read_csv(study / "results/tables/summary.csv")
+    assert len(table) == 2 * 2 * 2  # recipes x checkpoints x methods
+    assert set(table["recipe"]) == {"standard", "soteacher"}
+    assert set(table["method"]) == {"kd", "fitnet"}
+    assert table["teacher_tv_pstar"].between(0, 1).all()
+    assert (table["n"] == 1).all()
+    md = (study / "results/tables/summary.md").read_text()
+    assert "student acc, last epoch (%)" in md and "student acc, best epoch (%)" in md
+    png = (study / "results/figures/teacher_vs_student.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    summary = json.loads((study / "results/tables/summary.json").read_text())
+    assert set(summary["recipes"]) == {"standard", "soteacher"} and summary["partial"] is False
+    for ep in (1, 2):
+        assert (study / f"results/teachers/synthetic/resnet8-soteacher-s0/ep{ep}.pt").is_file()
+
+
+def test_every_run_is_in_mlflow_with_parent_links(study):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{study}/mlflow/mlflow.db")
+    exp = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    teachers = {r.info.run_id: r for r in runs if r.data.tags.get("role") == "teacher"}
+    students = [r for r in runs if r.data.tags.get("role") == "student"]
+    assert len(teachers) == 2 and len(students) == 8
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        for tag in ("dataset", "seed", "git_commit", "config_hash", "host"):
+            assert tag in r.data.tags, tag
+    for r in students:
+        parent = teachers[r.data.tags["mlflow.parentRunId"]]
+        assert parent.data.tags["recipe"] == r.data.tags["recipe"]
+        for tag in ("method", "student", "epoch"):
+            assert tag in r.data.tags
+        assert "last_acc" in r.data.metrics and "best_acc" in r.data.metrics
+        history = client.get_metric_history(r.info.run_id, "test_acc")
+        assert len(history) == 1  # one student epoch
+    teacher = next(iter(teachers.values()))
+    assert len(client.get_metric_history(teacher.info.run_id, "train_ce")) == 2
+    assert teacher.data.params["recipe_name"] in ("standard", "soteacher")
+
+
+def test_rerun_is_a_noop_and_kd_change_reruns_only_students(study):
+    assert dry_run_jobs(study) == {}
+    cfg_path = study / "config/config.yaml"
+    original = cfg_path.read_text()
+    cfg = yaml.safe_load(original)
+    cfg["distill"]["methods"]["kd"]["kd_temperature"] = 2.0
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    try:
+        jobs = dry_run_jobs(study)
+    finally:
+        cfg_path.write_text(original)
+    assert "train_teacher" not in jobs and "prepare_data" not in jobs
+    assert jobs.get("distill") == 4 and jobs.get("aggregate") == 1
+
+
+def test_malformed_config_stops_snakemake_before_any_job(tmp_path):
+    work = copy_workflow(tmp_path)
+    (work / "config/config.yaml").write_text("teacher:\n  epochs: -2\ndistill:\n  methods: {crdd: {}}\n")
+    out = run(["snakemake", "--cores", "1"], work, check=False)
+    assert out.returncode != 0
+    text = out.stdout + out.stderr
+    assert "teacher.epochs: -2 is less than the minimum of 1" in text
+    assert "unknown key 'distill.methods.crdd'" in text
+    assert not (work / "results").exists()
+
+
+def test_missing_data_says_where_it_looked(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "soteacher", "train-teacher", "--spec",
+         json.dumps({"data": {"dataset": "synthetic"}, "compute": {"threads": 1, "deterministic": True,
+                     "device": "cpu"}, "arch": "resnet8", "recipe_name": "standard", "seed": 0})],
+        cwd=tmp_path, capture_output=True, text=True, env=_env())
+    assert out.returncode == 2
+    assert "prepared synthetic data not found at results/data/synthetic/tensors.pt" in out.stderr
+
+
+def test_dvc_repro_runs_then_is_a_noop_then_reruns_only_students(tmp_path):
+    work = copy_workflow(tmp_path)
+    import shutil
+
+    shutil.copytree(REPO / "pipeline_src", work / "pipeline_src", ignore=shutil.ignore_patterns("__pycache__"))
+    run(["git", "init", "-q"], work)
+    run(["dvc", "init", "-q"], work)
+    run(["dvc", "config", "core.analytics", "false"], work)
+    first = run(["dvc", "repro"], work)
+    assert "Running stage 'teachers'" in first.stdout and "Running stage 'students'" in first.stdout
+    assert (work / "dvc.lock").is_file()
+    assert (work / "results/tables/summary.json").is_file()
+    second = run(["dvc", "repro"], work)
+    assert "Running stage" not in second.stdout
+    cfg_path = work / "config/config.yaml"
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["distill"]["methods"]["kd"]["kd_temperature"] = 2.0
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    third = run(["dvc", "repro"], work)
+    assert "Running stage 'students'" in third.stdout
+    assert "Running stage 'teachers'" not in third.stdout
+    metrics = run(["dvc", "metrics", "show", "--json"], work)
+    assert "student_last_acc" in metrics.stdout
