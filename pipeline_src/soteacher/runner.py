@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
+from torch import nn
+
 from soteacher import devices, jobs
+from soteacher.data import Data
 from soteacher.data import load as load_data
 from soteacher.io import load_checkpoint, read_json, save_torch, write_json
 from soteacher.models import build_model, feature_shapes
@@ -65,6 +69,46 @@ def run_teacher(spec: dict, tracking_uri: str) -> Path:
     return out_dir
 
 
+def _init_stage(learners: list[Learner], spec: dict, data: Data, teacher: nn.Module,
+                log_metrics: Callable[[Learner, dict, int], None]) -> dict[str, list[dict]]:
+    """Run the init phase of staged methods (AB, FT, FSP; see ``soteacher.distill.staged``).
+
+    Learners whose method has ``init_epochs > 0`` train on the method's init objective alone, grouped by
+    their number of init epochs, each group in one call of the shared loop with the teacher frozen. Each
+    gets a fresh SGD optimiser (constant lr) over its student and method parameters; only those the init
+    objective reaches get gradients. Every staged method's ``end_init()`` runs afterwards. Returns the
+    init-phase metrics per learner name.
+    """
+    from soteacher.distill.staged import InitStage
+
+    groups: dict[int, list[Learner]] = {}
+    for learner in learners:
+        epochs = getattr(learner.objective, "init_epochs", 0)
+        if epochs > 0:
+            groups.setdefault(epochs, []).append(learner)
+    histories: dict[str, list[dict]] = {}
+    optim = {**spec["optim"], "lr_milestones": []}
+    by_name = {learner.name: learner for learner in learners}
+
+    def on_epoch_end(epoch: int, init_learner: Learner, metrics: dict) -> None:
+        log_metrics(by_name[init_learner.name], {f"init_{k}": v for k, v in metrics.items() if k != "epoch"}, epoch)
+
+    for epochs, group in sorted(groups.items()):
+        init_learners = []
+        for learner in group:
+            params = [p for p in [*learner.model.parameters(), *learner.objective.parameters()] if p.requires_grad]
+            optimizer, scheduler = make_optimizer(params, optim, _lr(spec["optim"], spec["student"]))
+            init_learners.append(Learner(learner.name, learner.model, InitStage(learner.objective), optimizer,
+                                         scheduler))
+        train(init_learners, data, epochs=epochs, batch_size=spec["optim"]["batch_size"], seed=spec["seed"],
+              teacher=teacher, augment=spec["data"]["augment"], on_epoch_end=on_epoch_end)
+        histories.update({lr.name: lr.history for lr in init_learners})
+    for learner in learners:
+        if hasattr(learner.objective, "end_init"):
+            learner.objective.end_init()
+    return histories
+
+
 def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
     dataset = spec["data"]["dataset"]
     t = spec["teacher"]
@@ -106,6 +150,9 @@ def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
         run_of[id(learner)].log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
 
     try:
+        init_histories = _init_stage(
+            learners, spec, data, teacher,
+            lambda learner, metrics, step: run_of[id(learner)].log_metrics(metrics, step=step))
         train(learners, data, epochs=spec["epochs"], batch_size=spec["optim"]["batch_size"], seed=spec["seed"],
               teacher=teacher, augment=spec["data"]["augment"], on_epoch_end=on_epoch_end)
         teacher_metrics = teacher_info["checkpoints"][str(t["epoch"])]
@@ -122,6 +169,7 @@ def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
                 "teacher": {**t, "test_acc": teacher_metrics["test_acc"],
                             "mlflow_run_id": teacher_info.get("mlflow_run_id")},
                 "config_hash": spec["config_hash"], "mlflow_run_id": run.run_id, "history": learner.history,
+                **({"init_history": init_histories[learner.name]} if learner.name in init_histories else {}),
             })
     except BaseException:
         for run in runs:
