@@ -1,0 +1,37 @@
+"""Shared bits for the benchmark scripts: synthetic in-memory data of a given shape, timing."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from soteacher.data import Data, Split
+
+
+def random_data(n: int, num_classes: int, size: int, device: torch.device, seed: int = 0) -> Data:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
+    labels = torch.randint(0, num_classes, (n,), generator=g)
+    split = Split(images.to(device), labels.to(device), None)
+    test = Split(images[:64].to(device), labels[:64].to(device), None)
+    return Data("random", num_classes, split, test, mean=torch.full((1, 3, 1, 1), 127.0, device=device),
+                std=torch.full((1, 3, 1, 1), 64.0, device=device), crop_padding=4, flip=True)
+
+
+def timed(fn, repeats: int = 1) -> float:
+    """Best wall time of ``repeats`` calls (seconds), synchronising CUDA around each."""
+    best = float("inf")
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def report(name: str, value: float, target: str, unit: str = "x") -> None:
+    print(f"{name}: {value:.2f}{unit} (target {target})", flush=True)
