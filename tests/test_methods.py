@@ -272,7 +272,7 @@ def test_crd_nce_loss_and_memory_by_hand():
     before_s, before_t = crd.memory_s.clone(), crd.memory_t.clone()
     idx = torch.tensor([5, 1])
     neg = crd.draw_negatives(2, torch.device("cpu"))
-    crd._generator = None  # replay the same negatives
+    crd.draws.zero_()  # replay the same negatives: draws are seeded by (seed, draw count)
     loss = crd.method_loss(s_out, t_out, Y, idx)
     assert torch.isfinite(loss) and crd.z_s > 0 and crd.z_t > 0
     # recompute the student-anchor scores by hand from the bank before the update

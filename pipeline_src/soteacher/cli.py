@@ -145,9 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     from soteacher.config import ConfigError
     from soteacher.data import DataError
     from soteacher.io import CheckpointError
+    from soteacher.train import NonFiniteLossError, TrainingInterrupted
 
     try:
         return args.func(args)
-    except (ConfigError, DataError, CheckpointError) as err:
+    except (ConfigError, DataError, CheckpointError, NonFiniteLossError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as err:
+        print(f"interrupted: {err}; run the same job again to resume", file=sys.stderr)
+        return 143

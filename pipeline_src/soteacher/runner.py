@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,13 +15,36 @@ from soteacher.data import load as load_data
 from soteacher.io import load_checkpoint, read_json, save_torch, write_json
 from soteacher.models import build_model, feature_shapes
 from soteacher.tracking import Run, runtime_tags
-from soteacher.train import Learner, make_optimizer, seed_everything, train
+from soteacher.train import Learner, Resume, TrainingInterrupted, make_optimizer, seed_everything, train
 
 log = logging.getLogger(__name__)
 
 
 def _lr(optim: dict, arch: str) -> float:
     return optim["lr_by_arch"].get(arch, optim["lr"])
+
+
+def _resume(resume_dir: Path, name: str, spec: dict) -> Resume | None:
+    every = spec["compute"]["resume_every"]
+    return Resume(resume_dir / name, every) if every > 0 else None
+
+
+def _open_runs(resume_dir: Path, make_runs: Callable[[], list[Run]], uri: str) -> list[Run]:
+    """New MLflow runs, or, when resuming a killed job, the runs it had opened (they continue)."""
+    ids_file = resume_dir / "mlflow_runs.json"
+    if ids_file.is_file() and any(resume_dir.glob("*.pt")):
+        runs = [Run.reopen(uri, run_id) for run_id in read_json(ids_file)]
+        log.info("resuming MLflow runs %s", ", ".join(r.run_id for r in runs))
+        return runs
+    runs = make_runs()
+    write_json(ids_file, [r.run_id for r in runs])
+    return runs
+
+
+def _end_runs(runs: list[Run], err: BaseException | None) -> None:
+    status = "FINISHED" if err is None else ("KILLED" if isinstance(err, TrainingInterrupted) else "FAILED")
+    for run in runs:
+        run.end(status)
 
 
 def run_teacher(spec: dict, tracking_uri: str) -> Path:
@@ -37,40 +61,46 @@ def run_teacher(spec: dict, tracking_uri: str) -> Path:
     optimizer, scheduler = make_optimizer(model.parameters(), spec["optim"], _lr(spec["optim"], spec["arch"]))
     learner = Learner(f"teacher {spec['arch']}-{spec['recipe_name']}-s{spec['seed']}", model, objective,
                       optimizer, scheduler)
-    run = Run(tracking_uri, spec["name"], out_dir.name,
-              tags={"role": "teacher", "dataset": dataset, "arch": spec["arch"], "recipe": spec["recipe_name"],
-                    "seed": spec["seed"], "config_hash": spec["config_hash"], **runtime_tags(device)},
-              params=spec)
-    checkpoints: dict[str, dict] = {}
+    resume_dir = out_dir / ".resume"
+    [run] = _open_runs(resume_dir, lambda: [Run(
+        tracking_uri, spec["name"], out_dir.name,
+        tags={"role": "teacher", "dataset": dataset, "arch": spec["arch"], "recipe": spec["recipe_name"],
+              "seed": spec["seed"], "config_hash": spec["config_hash"], **runtime_tags(device)},
+        params=spec)], tracking_uri)
 
     def on_epoch_end(epoch: int, _learner: Learner, metrics: dict) -> None:
         run.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
         if epoch in spec["checkpoint_epochs"]:
-            save_torch(out_dir / f"ep{epoch}.pt", {
+            # staged under .resume/ and moved into place only when the whole job has succeeded
+            save_torch(resume_dir / f"ep{epoch}.pt", {
                 "model": model.state_dict(), "arch": spec["arch"], "num_classes": data.num_classes,
                 "epoch": epoch, "recipe": spec["recipe_name"], "config_hash": spec["config_hash"],
             })
-            checkpoints[str(epoch)] = metrics
 
     try:
         train([learner], data, epochs=spec["epochs"], batch_size=spec["optim"]["batch_size"], seed=spec["seed"],
-              augment=spec["data"]["augment"], on_epoch_end=on_epoch_end)
+              augment=spec["data"]["augment"], on_epoch_end=on_epoch_end,
+              resume=_resume(resume_dir, "state.pt", spec))
         last = learner.history[-1]
         run.log_metrics({f"final_{k}": v for k, v in last.items() if k != "epoch"}, step=spec["epochs"])
+        checkpoints = {str(h["epoch"]): h for h in learner.history if h["epoch"] in spec["checkpoint_epochs"]}
+        for epoch in spec["checkpoint_epochs"]:
+            (resume_dir / f"ep{epoch}.pt").replace(out_dir / f"ep{epoch}.pt")
         write_json(out_dir / "metrics.json", {
             "arch": spec["arch"], "recipe": spec["recipe_name"], "seed": spec["seed"], "dataset": dataset,
             "config_hash": spec["config_hash"], "mlflow_run_id": run.run_id,
             "checkpoints": checkpoints, "history": learner.history,
         })
-    except BaseException:
-        run.end("FAILED")
+    except BaseException as err:
+        _end_runs([run], err)
         raise
-    run.end("FINISHED")
+    _end_runs([run], None)
+    shutil.rmtree(resume_dir, ignore_errors=True)
     return out_dir
 
 
 def _init_stage(learners: list[Learner], spec: dict, data: Data, teacher: nn.Module,
-                log_metrics: Callable[[Learner, dict, int], None]) -> dict[str, list[dict]]:
+                log_metrics: Callable[[Learner, dict, int], None], resume_dir: Path) -> dict[str, list[dict]]:
     """Run the init phase of staged methods (AB, FT, FSP; see ``soteacher.distill.staged``).
 
     Learners whose method has ``init_epochs > 0`` train on the method's init objective alone, grouped by
@@ -101,7 +131,8 @@ def _init_stage(learners: list[Learner], spec: dict, data: Data, teacher: nn.Mod
             init_learners.append(Learner(learner.name, learner.model, InitStage(learner.objective), optimizer,
                                          scheduler))
         train(init_learners, data, epochs=epochs, batch_size=spec["optim"]["batch_size"], seed=spec["seed"],
-              teacher=teacher, augment=spec["data"]["augment"], on_epoch_end=on_epoch_end)
+              teacher=teacher, augment=spec["data"]["augment"], on_epoch_end=on_epoch_end,
+              resume=_resume(resume_dir, f"init{epochs}.pt", spec))
         histories.update({lr.name: lr.history for lr in init_learners})
     for learner in learners:
         if hasattr(learner.objective, "end_init"):
@@ -123,7 +154,7 @@ def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
     teacher_sample = feature_shapes(teacher, data.image_shape)
     from soteacher.distill import METHODS
 
-    learners, runs, out_dirs = [], [], []
+    learners, out_dirs = [], []
     for method_name, method_cfg in spec["methods"].items():
         # the same seed gives every method the same student initialisation and batch order
         seed_everything(spec["seed"])
@@ -137,24 +168,36 @@ def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
         out_dirs.append(Path(jobs.STUDENT_DIR.format(dataset=dataset, tarch=t["arch"], recipe=t["recipe"],
                                                      tseed=t["seed"], epoch=t["epoch"], method=method_name,
                                                      student=spec["student"], seed=spec["seed"])))
-        run_spec = {**spec, "methods": None, "method": method_name, "method_cfg": method_cfg}
-        runs.append(Run(tracking_uri, spec["name"], f"{method_name}-{spec['student']}-s{spec['seed']}",
-                        tags={"role": "student", "dataset": dataset, "teacher_arch": t["arch"],
-                              "recipe": t["recipe"], "teacher_seed": t["seed"], "epoch": t["epoch"],
-                              "method": method_name, "student": spec["student"], "seed": spec["seed"],
-                              "config_hash": spec["config_hash"], **runtime_tags(device)},
-                        params=run_spec, parent_run_id=teacher_info.get("mlflow_run_id")))
+    resume_dir = out_dirs[0].parents[2] / ".resume" / f"{spec['student']}-s{spec['seed']}-{spec['config_hash']}"
+
+    def make_run(method_name: str) -> Run:
+        run_spec = {**spec, "methods": None, "method": method_name, "method_cfg": spec["methods"][method_name]}
+        return Run(tracking_uri, spec["name"], f"{method_name}-{spec['student']}-s{spec['seed']}",
+                   tags={"role": "student", "dataset": dataset, "teacher_arch": t["arch"],
+                         "recipe": t["recipe"], "teacher_seed": t["seed"], "epoch": t["epoch"],
+                         "method": method_name, "student": spec["student"], "seed": spec["seed"],
+                         "config_hash": spec["config_hash"], **runtime_tags(device)},
+                   params=run_spec, parent_run_id=teacher_info.get("mlflow_run_id"))
+
+    runs = _open_runs(resume_dir, lambda: [make_run(m) for m in spec["methods"]], tracking_uri)
     run_of = {id(lr): r for lr, r in zip(learners, runs)}
 
     def on_epoch_end(epoch: int, learner: Learner, metrics: dict) -> None:
         run_of[id(learner)].log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
 
     try:
-        init_histories = _init_stage(
-            learners, spec, data, teacher,
-            lambda learner, metrics, step: run_of[id(learner)].log_metrics(metrics, step=step))
+        main_state = _resume(resume_dir, "state.pt", spec)
+        if main_state is not None and main_state.path.is_file():
+            init_histories = {}  # the init stage finished before the interruption; its effects are in the state
+            for learner in learners:
+                if hasattr(learner.objective, "end_init"):
+                    learner.objective.end_init()
+        else:
+            init_histories = _init_stage(
+                learners, spec, data, teacher,
+                lambda learner, metrics, step: run_of[id(learner)].log_metrics(metrics, step=step), resume_dir)
         train(learners, data, epochs=spec["epochs"], batch_size=spec["optim"]["batch_size"], seed=spec["seed"],
-              teacher=teacher, augment=spec["data"]["augment"], on_epoch_end=on_epoch_end)
+              teacher=teacher, augment=spec["data"]["augment"], on_epoch_end=on_epoch_end, resume=main_state)
         teacher_metrics = teacher_info["checkpoints"][str(t["epoch"])]
         for learner, run, out_dir, method_name in zip(learners, runs, out_dirs, spec["methods"]):
             best = max(learner.history, key=lambda m: m["test_acc"])
@@ -171,10 +214,9 @@ def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
                 "config_hash": spec["config_hash"], "mlflow_run_id": run.run_id, "history": learner.history,
                 **({"init_history": init_histories[learner.name]} if learner.name in init_histories else {}),
             })
-    except BaseException:
-        for run in runs:
-            run.end("FAILED")
+    except BaseException as err:
+        _end_runs(runs, err)
         raise
-    for run in runs:
-        run.end("FINISHED")
+    _end_runs(runs, None)
+    shutil.rmtree(resume_dir, ignore_errors=True)
     return out_dirs

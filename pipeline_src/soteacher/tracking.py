@@ -92,6 +92,18 @@ class Run:
             batch = [Param(k, str(v)[:6000]) for k, v in list(flat.items())[i:i + 100]]
             self.client.log_batch(self.run_id, params=batch)
 
+    @classmethod
+    def reopen(cls, uri: str, run_id: str) -> Run:
+        """Continue a run a killed job had started (its status goes back to RUNNING)."""
+        from mlflow.tracking import MlflowClient
+
+        run = cls.__new__(cls)
+        run.uri = resolve_uri(uri)
+        run.client = MlflowClient(run.uri)
+        run.run_id = run_id
+        run.client.update_run(run_id, status="RUNNING")
+        return run
+
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         import time
 

@@ -11,17 +11,22 @@ Per-step losses stay on the device; they are read once per epoch, so a GPU never
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from soteacher.data import Data
+from soteacher.io import CheckpointError, save_torch
 from soteacher.models.base import ModelOutput
 
 log = logging.getLogger(__name__)
@@ -84,6 +89,101 @@ def evaluate(model: nn.Module, data: Data) -> dict[str, float]:
     return metrics
 
 
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM/SIGINT arrived: the training state was saved; running the job again resumes it."""
+
+
+@dataclass
+class Resume:
+    """Where and how often the full training state is saved, so a killed job continues where it stopped.
+
+    ``extra`` is job-level state saved alongside (e.g. MLflow run ids); after ``train`` returns or
+    raises it holds what the state file held, when one was loaded.
+    """
+
+    path: Path
+    every: int = 1
+    extra: dict = field(default_factory=dict)
+
+
+class _StopRequest:
+    """Turns SIGTERM/SIGINT into a flag checked after each step (handlers restored on exit)."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, _frame) -> None:
+        log.warning("received signal %d: saving the training state after this step", signum)
+        self.signal = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy(), *rest))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _save_state(resume: Resume, learners: list[Learner], epoch: int, batches_done: int,
+                generator_state: torch.Tensor, sums, correct, seen: int) -> None:
+    save_torch(resume.path, {
+        "epoch": epoch, "batches_done": batches_done, "generator": generator_state.cpu(),
+        "sums": [{k: v.cpu() for k, v in s.items()} for s in sums], "correct": [c.cpu() for c in correct],
+        "seen": seen, "rng": _rng_state(), "extra": resume.extra,
+        "learners": [{
+            "name": lr.name, "model": lr.model.state_dict(), "objective": lr.objective.state_dict(),
+            "optimizer": lr.optimizer.state_dict(), "scheduler": lr.scheduler.state_dict(), "history": lr.history,
+        } for lr in learners],
+    })
+
+
+def _load_state(resume: Resume, learners: list[Learner], device: torch.device) -> dict:
+    try:
+        state = torch.load(resume.path, map_location=device, weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"cannot load training state {resume.path}: {type(err).__name__}: {err}; "
+                              "delete it to start this job from scratch") from None
+    names = [s["name"] for s in state["learners"]]
+    if names != [lr.name for lr in learners]:
+        raise CheckpointError(f"training state {resume.path} belongs to learners {names}, not "
+                              f"{[lr.name for lr in learners]}; delete it to start from scratch")
+    for lr, saved in zip(learners, state["learners"]):
+        lr.model.load_state_dict(saved["model"])
+        lr.objective.load_state_dict(saved["objective"])
+        lr.optimizer.load_state_dict(saved["optimizer"])
+        lr.scheduler.load_state_dict(saved["scheduler"])
+        lr.history[:] = saved["history"]
+    _set_rng_state(state["rng"])
+    resume.extra.clear()
+    resume.extra.update(state["extra"])
+    return state
+
+
 def train(
     learners: list[Learner],
     data: Data,
@@ -94,8 +194,15 @@ def train(
     teacher: nn.Module | None = None,
     augment: bool = True,
     on_epoch_end: Callable[[int, Learner, dict], None] | None = None,
+    resume: Resume | None = None,
 ) -> None:
-    """Train every learner for ``epochs`` epochs on shared batches; ``on_epoch_end`` sees each epoch's metrics."""
+    """Train every learner for ``epochs`` epochs on shared batches; ``on_epoch_end`` sees each epoch's metrics.
+
+    With ``resume``, the full state (weights, optimiser, lr schedule, objective buffers, data-order and all
+    RNG states, partial epoch sums) is saved every ``resume.every`` epochs and on SIGTERM/SIGINT (then
+    ``TrainingInterrupted`` is raised); when the state file exists, training continues from it and ends
+    with exactly the numbers of an uninterrupted run.
+    """
     device = data.train.images.device
     generator = torch.Generator(device=device).manual_seed(seed)
     teacher_features = any(getattr(lr.objective, "needs_features", False) for lr in learners)
@@ -103,48 +210,74 @@ def train(
         teacher.eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
-    for epoch in range(1, epochs + 1):
-        for learner in learners:
-            learner.model.train()
-            learner.objective.train()
-        sums = [dict[str, torch.Tensor]() for _ in learners]
-        correct = [torch.zeros((), device=device) for _ in learners]
-        seen = 0
-        for x, y, idx in data.train_batches(batch_size, generator, augment):
-            teacher_out = None
-            if teacher is not None:
-                with torch.no_grad():
-                    teacher_out = _as_output(teacher(x, with_features=teacher_features))
-            seen += y.numel()
+    start_epoch, skip, saved = 1, 0, None
+    if resume is not None and resume.path.is_file():
+        saved = _load_state(resume, learners, device)
+        start_epoch, skip = saved["epoch"], saved["batches_done"]
+        generator.set_state(saved["generator"].to(generator.get_state().device))
+        log.info("resuming from %s at epoch %d, batch %d", resume.path, start_epoch, skip)
+    with _StopRequest() if resume is not None else contextlib.nullcontext() as stop:
+        for epoch in range(start_epoch, epochs + 1):
+            epoch_generator_state = generator.get_state()
+            for learner in learners:
+                learner.model.train()
+                learner.objective.train()
+            if saved is not None and skip:
+                sums = [{k: v.to(device) for k, v in s.items()} for s in saved["sums"]]
+                correct, seen = [c.to(device) for c in saved["correct"]], saved["seen"]
+            else:
+                sums = [dict[str, torch.Tensor]() for _ in learners]
+                correct, seen = [torch.zeros((), device=device) for _ in learners], 0
+            # resuming mid-epoch replays the epoch's data draws from its start, skipping the finished steps
+            for step, (x, y, idx) in enumerate(data.train_batches(batch_size, generator, augment)):
+                if step < skip:
+                    continue
+                teacher_out = None
+                if teacher is not None:
+                    with torch.no_grad():
+                        teacher_out = _as_output(teacher(x, with_features=teacher_features))
+                seen += y.numel()
+                for k, learner in enumerate(learners):
+                    needs = getattr(learner.objective, "needs_features", False)
+                    out = _as_output(learner.model(x, with_features=needs))
+                    losses = learner.objective(out, teacher_out, y, idx)
+                    total = torch.stack(list(losses.values())).sum()
+                    learner.optimizer.zero_grad(set_to_none=True)
+                    total.backward()
+                    learner.optimizer.step()
+                    for name, value in (("loss", total), *losses.items()):
+                        sums[k][name] = sums[k].get(name, 0) + value.detach() * y.numel()
+                    correct[k] += (out.logits.detach().argmax(1) == y).sum()
+                if stop is not None and stop.signal is not None:
+                    _save_state(resume, learners, epoch, step + 1, epoch_generator_state, sums, correct, seen)
+                    raise TrainingInterrupted(f"stopped by signal {stop.signal} in epoch {epoch} after step "
+                                              f"{step + 1}; state saved to {resume.path}")
+            skip = 0
             for k, learner in enumerate(learners):
-                needs = getattr(learner.objective, "needs_features", False)
-                out = _as_output(learner.model(x, with_features=needs))
-                losses = learner.objective(out, teacher_out, y, idx)
-                total = torch.stack(list(losses.values())).sum()
-                learner.optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                learner.optimizer.step()
-                for name, value in (("loss", total), *losses.items()):
-                    sums[k][name] = sums[k].get(name, 0) + value.detach() * y.numel()
-                correct[k] += (out.logits.detach().argmax(1) == y).sum()
-        for k, learner in enumerate(learners):
-            lr = learner.optimizer.param_groups[0]["lr"]
-            learner.scheduler.step()
-            if hasattr(learner.objective, "end_epoch"):
-                learner.objective.end_epoch(epoch)
-            metrics = {f"train_{name}": (value / seen).item() for name, value in sums[k].items()}
-            bad = {n: v for n, v in metrics.items() if not math.isfinite(v)}
-            if bad:
-                raise NonFiniteLossError(
-                    f"{learner.name}: non-finite loss in epoch {epoch}: "
-                    + ", ".join(f"{n}={v}" for n, v in metrics.items())
-                )
-            metrics["train_acc"] = correct[k].item() / seen * 100
-            metrics["lr"] = lr
-            metrics.update(evaluate(learner.model, data))
-            metrics["epoch"] = epoch
-            learner.history.append(metrics)
-            log.info("%s epoch %d/%d: %s", learner.name, epoch, epochs,
-                     " ".join(f"{n}={v:.4g}" for n, v in metrics.items() if n != "epoch"))
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, learner, metrics)
+                _finish_epoch(k, learner, epoch, epochs, sums, correct, seen, data, on_epoch_end)
+            if resume is not None and resume.every > 0 and (epoch % resume.every == 0 or epoch == epochs):
+                _save_state(resume, learners, epoch + 1, 0, generator.get_state(), [{} for _ in learners],
+                            [torch.zeros(()) for _ in learners], 0)
+
+
+def _finish_epoch(k: int, learner: Learner, epoch: int, epochs: int, sums, correct, seen: int, data: Data,
+                  on_epoch_end) -> None:
+    lr = learner.optimizer.param_groups[0]["lr"]
+    learner.scheduler.step()
+    if hasattr(learner.objective, "end_epoch"):
+        learner.objective.end_epoch(epoch)
+    metrics = {f"train_{name}": (value / seen).item() for name, value in sums[k].items()}
+    if not all(math.isfinite(v) for v in metrics.values()):
+        raise NonFiniteLossError(
+            f"{learner.name}: non-finite loss in epoch {epoch}: "
+            + ", ".join(f"{n}={v}" for n, v in metrics.items())
+        )
+    metrics["train_acc"] = correct[k].item() / seen * 100
+    metrics["lr"] = lr
+    metrics.update(evaluate(learner.model, data))
+    metrics["epoch"] = epoch
+    learner.history.append(metrics)
+    log.info("%s epoch %d/%d: %s", learner.name, epoch, epochs,
+             " ".join(f"{n}={v:.4g}" for n, v in metrics.items() if n != "epoch"))
+    if on_epoch_end is not None:
+        on_epoch_end(epoch, learner, metrics)

@@ -55,11 +55,15 @@ class CRD(DistillMethod):
         self.register_buffer("memory_t", (torch.rand(num_samples, dim, generator=init) * 2 - 1) * stdv)
         self.register_buffer("z_s", torch.tensor(-1.0))
         self.register_buffer("z_t", torch.tensor(-1.0))
+        # batches drawn so far: each draw re-seeds from (seed, count), so a resumed job draws the same negatives
+        self.register_buffer("draws", torch.zeros((), dtype=torch.long))
         self._generator: torch.Generator | None = None
 
     def draw_negatives(self, batch: int, device: torch.device) -> torch.Tensor:
         if self._generator is None or self._generator.device != device:
-            self._generator = torch.Generator(device=device).manual_seed(self.negative_seed + 1)
+            self._generator = torch.Generator(device=device)
+        self._generator.manual_seed((self.negative_seed + 1 + int(self.draws)) % 2**63)
+        self.draws += 1
         return torch.randint(0, self.num_samples, (batch, self.cfg["nce_k"]), generator=self._generator,
                              device=device)
 
