@@ -7,7 +7,7 @@ CONFIG ?= config/config.yaml
 CORES ?= all
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test lint install mlflow-ui dvc-repro clean
+.PHONY: run test lint install mlflow-ui dvc-repro bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY_VERSION) -m venv $(VENV)
@@ -26,6 +26,13 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline_src tests bench
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.bench_soteacher_overhead
+	$(BIN)/python -m bench.bench_shared_teacher
+	$(BIN)/python bench/bench_loader.py
+	$(BIN)/python -m bench.bench_orchestration
+	$(BIN)/python -m bench.fault_resume
 
 dvc-repro: $(STAMP)
 	$(BIN)/dvc repro
