@@ -77,4 +77,6 @@ def setup(compute: dict) -> torch.device:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = bool(compute.get("cudnn_benchmark", False))
     return select_device(compute["device"])

@@ -15,7 +15,16 @@ from soteacher.data import load as load_data
 from soteacher.io import load_checkpoint, read_json, save_torch, write_json
 from soteacher.models import build_model, feature_shapes
 from soteacher.tracking import Run, runtime_tags
-from soteacher.train import Learner, Resume, TrainingInterrupted, make_optimizer, seed_everything, train
+from soteacher.train import (
+    Learner,
+    Resume,
+    Speed,
+    TrainingInterrupted,
+    make_optimizer,
+    prepare_model,
+    seed_everything,
+    train,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +63,7 @@ def run_teacher(spec: dict, tracking_uri: str) -> Path:
     device = devices.setup(spec["compute"])
     data = load_data(spec["data"], Path(jobs.DATA_DIR.format(dataset=dataset)), device)
     seed_everything(spec["seed"])
-    model = build_model(spec["arch"], data.num_classes).to(device)
+    model = prepare_model(build_model(spec["arch"], data.num_classes).to(device), spec["compute"])
     from soteacher.teacher.objective import TeacherObjective
 
     objective = TeacherObjective(model, spec["recipe"], len(data.train), data.num_classes, spec["epochs"]).to(device)
@@ -80,7 +89,7 @@ def run_teacher(spec: dict, tracking_uri: str) -> Path:
     try:
         train([learner], data, epochs=spec["epochs"], batch_size=spec["optim"]["batch_size"], seed=spec["seed"],
               augment=spec["data"]["augment"], on_epoch_end=on_epoch_end,
-              resume=_resume(resume_dir, "state.pt", spec))
+              resume=_resume(resume_dir, "state.pt", spec), speed=Speed.from_compute(spec["compute"]))
         last = learner.history[-1]
         run.log_metrics({f"final_{k}": v for k, v in last.items() if k != "epoch"}, step=spec["epochs"])
         checkpoints = {str(h["epoch"]): h for h in learner.history if h["epoch"] in spec["checkpoint_epochs"]}
@@ -149,7 +158,7 @@ def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
     ckpt = load_checkpoint(teacher_dir / f"ep{t['epoch']}.pt")
     teacher = build_model(t["arch"], data.num_classes)
     teacher.load_state_dict(ckpt["model"])
-    teacher.to(device).eval()
+    prepare_model(teacher.to(device).eval(), spec["compute"])
     teacher_info = read_json(teacher_dir / "metrics.json")
     teacher_sample = feature_shapes(teacher, data.image_shape)
     from soteacher.distill import METHODS
@@ -158,7 +167,7 @@ def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
     for method_name, method_cfg in spec["methods"].items():
         # the same seed gives every method the same student initialisation and batch order
         seed_everything(spec["seed"])
-        student = build_model(spec["student"], data.num_classes).to(device)
+        student = prepare_model(build_model(spec["student"], data.num_classes).to(device), spec["compute"])
         method = METHODS[method_name](method_cfg, feature_shapes(student, data.image_shape), teacher_sample,
                                      len(data.train)).to(device)
         params = list(student.parameters()) + list(method.parameters())
@@ -197,7 +206,8 @@ def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
                 learners, spec, data, teacher,
                 lambda learner, metrics, step: run_of[id(learner)].log_metrics(metrics, step=step), resume_dir)
         train(learners, data, epochs=spec["epochs"], batch_size=spec["optim"]["batch_size"], seed=spec["seed"],
-              teacher=teacher, augment=spec["data"]["augment"], on_epoch_end=on_epoch_end, resume=main_state)
+              teacher=teacher, augment=spec["data"]["augment"], on_epoch_end=on_epoch_end, resume=main_state,
+              speed=Speed.from_compute(spec["compute"]))
         teacher_metrics = teacher_info["checkpoints"][str(t["epoch"])]
         for learner, run, out_dir, method_name in zip(learners, runs, out_dirs, spec["methods"]):
             best = max(learner.history, key=lambda m: m["test_acc"])

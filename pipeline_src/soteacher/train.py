@@ -89,6 +89,33 @@ def evaluate(model: nn.Module, data: Data) -> dict[str, float]:
     return metrics
 
 
+@dataclass(frozen=True)
+class Speed:
+    """Speed switches from the config's ``compute`` section; off by default (exact fp32 numbers)."""
+
+    amp_bf16: bool = False  # bf16 autocast for forward passes and losses (GPU; CPU autocast works too)
+    channels_last: bool = False  # NHWC inputs and weights (tensor cores like them)
+
+    @classmethod
+    def from_compute(cls, compute: dict) -> Speed:
+        return cls(amp_bf16=compute.get("amp") == "bf16", channels_last=compute.get("channels_last", False))
+
+    def autocast(self, device: torch.device):
+        return torch.autocast(device.type, dtype=torch.bfloat16) if self.amp_bf16 else contextlib.nullcontext()
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+def prepare_model(model: nn.Module, compute: dict) -> nn.Module:
+    """Apply ``compute.channels_last`` and ``compute.compile`` to a model (its state_dict keys are unchanged)."""
+    if compute.get("channels_last"):
+        model.to(memory_format=torch.channels_last)
+    if compute.get("compile"):
+        model.forward = torch.compile(model.forward)
+    return model
+
+
 class TrainingInterrupted(RuntimeError):
     """SIGTERM/SIGINT arrived: the training state was saved; running the job again resumes it."""
 
@@ -195,6 +222,7 @@ def train(
     augment: bool = True,
     on_epoch_end: Callable[[int, Learner, dict], None] | None = None,
     resume: Resume | None = None,
+    speed: Speed = Speed(),
 ) -> None:
     """Train every learner for ``epochs`` epochs on shared batches; ``on_epoch_end`` sees each epoch's metrics.
 
@@ -232,16 +260,18 @@ def train(
             for step, (x, y, idx) in enumerate(data.train_batches(batch_size, generator, augment)):
                 if step < skip:
                     continue
+                x = speed.inputs(x)
                 teacher_out = None
                 if teacher is not None:
-                    with torch.no_grad():
+                    with torch.no_grad(), speed.autocast(device):
                         teacher_out = _as_output(teacher(x, with_features=teacher_features))
                 seen += y.numel()
                 for k, learner in enumerate(learners):
                     needs = getattr(learner.objective, "needs_features", False)
-                    out = _as_output(learner.model(x, with_features=needs))
-                    losses = learner.objective(out, teacher_out, y, idx)
-                    total = torch.stack(list(losses.values())).sum()
+                    with speed.autocast(device):
+                        out = _as_output(learner.model(x, with_features=needs))
+                        losses = learner.objective(out, teacher_out, y, idx)
+                        total = torch.stack([v.float() for v in losses.values()]).sum()
                     learner.optimizer.zero_grad(set_to_none=True)
                     total.backward()
                     learner.optimizer.step()
