@@ -40,5 +40,16 @@ dvc-repro: $(STAMP)
 mlflow-ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --host 127.0.0.1 --port 5000
 
+# MLflow tracking server for cluster runs (jobs log over HTTP instead of sharing the SQLite file):
+#   make mlflow-server [HOST=0.0.0.0] [PORT=5000] [MLFLOW_SERVER_OPTS="--allowed-hosts login01:5000"]
+# then, before snakemake: export MLFLOW_TRACKING_URI=http://<this host>:$(PORT)   (docs/cluster.md)
+.PHONY: mlflow-server
+mlflow-server: HOST ?= 127.0.0.1
+mlflow-server: PORT ?= 5000
+mlflow-server: $(STAMP)
+	mkdir -p mlflow/artifacts
+	$(BIN)/mlflow server --backend-store-uri sqlite:///mlflow/mlflow.db --artifacts-destination mlflow/artifacts \
+		--host $(HOST) --port $(PORT) $(MLFLOW_SERVER_OPTS)
+
 clean:
 	rm -rf .snakemake logs

@@ -3,7 +3,8 @@
 Snakemake limits how many GPU jobs run at once (``resources: gpu=1`` per job and ``--resources gpu=N``)
 but does not say *which* GPU a job gets. Each job therefore takes an exclusive ``flock`` on a per-GPU
 lock file and keeps it for its lifetime; the kernel releases it when the process dies, so a crashed
-job never leaves a card reserved.
+job never leaves a card reserved. Under SLURM with ``--gpus``/``--gres`` the scheduler has already given the
+job its own cards (its device 0 is a different physical card in every job), so no lock is taken there.
 """
 
 from __future__ import annotations
@@ -39,12 +40,14 @@ def acquire_gpu(num_gpus: int, poll_seconds: float = 2.0, timeout: float | None 
     start = time.monotonic()
     while True:
         for index in range(num_gpus):
-            handle = open(directory / f"gpu{index}.lock", "w")
+            # "a", not "w": opening must not truncate the holder's PID before we own the lock
+            handle = open(directory / f"gpu{index}.lock", "a")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 handle.close()
                 continue
+            handle.truncate(0)
             handle.write(f"{os.getpid()}\n")
             handle.flush()
             _held_locks.append(handle)
@@ -52,6 +55,11 @@ def acquire_gpu(num_gpus: int, poll_seconds: float = 2.0, timeout: float | None 
         if timeout is not None and time.monotonic() - start > timeout:
             raise TimeoutError(f"no free GPU among {num_gpus} after {timeout:.0f} s (locks in {directory})")
         time.sleep(poll_seconds)
+
+
+def scheduler_assigned_gpus() -> bool:
+    """True inside a SLURM job or step that was allocated GPUs: they are this job's alone."""
+    return bool(os.environ.get("SLURM_STEP_GPUS") or os.environ.get("SLURM_JOB_GPUS"))
 
 
 def select_device(preference: str) -> torch.device:
@@ -64,7 +72,8 @@ def select_device(preference: str) -> torch.device:
             raise RuntimeError("compute.device is 'cuda' but no CUDA GPU is visible to this job")
         log.info("device: CPU (no GPU found)")
         return torch.device("cpu")
-    index = 0 if n == 1 else acquire_gpu(n)
+    # lock even a single card: without --resources gpu=1 two jobs would otherwise share it
+    index = 0 if scheduler_assigned_gpus() else acquire_gpu(n)
     torch.cuda.set_device(index)
     log.info("device: cuda:%d (%s) of %d visible GPU(s)", index, torch.cuda.get_device_name(index), n)
     return torch.device("cuda", index)

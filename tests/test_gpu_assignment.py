@@ -1,0 +1,210 @@
+"""Workstation GPU assignment, for real: concurrent processes lock cards through soteacher.devices.
+
+The GPU count is simulated with SOTEACHER_NUM_GPUS (no GPU needed); the locks, processes, kills and the
+Snakemake run that reads the default profile are real.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from soteacher import devices
+from tests.conftest import REPO
+
+BIN = Path(sys.executable).parent
+
+# A job stand-in: announce, lock a card the way select_device does, report it, hold it until told to stop.
+HOLDER = """
+import sys, time
+from pathlib import Path
+from soteacher import devices
+release = Path(sys.argv[1])
+print("waiting", flush=True)
+index = devices.acquire_gpu(devices.gpu_count(), poll_seconds=0.1)
+print(f"acquired {index}", flush=True)
+deadline = time.monotonic() + 120
+while not release.exists() and time.monotonic() < deadline:
+    time.sleep(0.05)
+print(f"released {index}", flush=True)
+"""
+
+
+class Holder:
+    def __init__(self, name: str, tmp: Path, num_gpus: int):
+        self.release_file = tmp / f"release-{name}"
+        env = dict(os.environ, SOTEACHER_NUM_GPUS=str(num_gpus), SOTEACHER_GPU_LOCK_DIR=str(tmp / "locks"))
+        self.proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(self.release_file)], cwd=REPO, env=env,
+                                     stdout=subprocess.PIPE)
+        self.lines: list[str] = []
+        self._buffer = b""
+
+    def _read(self, timeout: float) -> bool:
+        """Collect whatever the child printed within ``timeout`` s (unbuffered); False once it closed stdout."""
+        fd = self.proc.stdout.fileno()
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            return True
+        chunk = os.read(fd, 4096)
+        self._buffer += chunk
+        *complete, self._buffer = self._buffer.split(b"\n")
+        self.lines += [line.decode().strip() for line in complete]
+        return bool(chunk)
+
+    def printed(self, prefix: str) -> str | None:
+        return next((line for line in self.lines if line.startswith(prefix)), None)
+
+    def expect(self, prefix: str, timeout: float = 60) -> str:
+        """Block until the child prints a line starting with ``prefix``."""
+        deadline = time.monotonic() + timeout
+        while not self.printed(prefix):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"child {self.proc.pid} did not print '{prefix}' within {timeout} s")
+            if not self._read(0.1):
+                raise AssertionError(f"child {self.proc.pid} exited ({self.proc.wait()}) before '{prefix}'")
+        return self.printed(prefix)
+
+    def index(self) -> int:
+        return int(self.expect("acquired").split()[1])
+
+    def release(self) -> None:
+        self.release_file.touch()
+        self.expect("released")
+        assert self.proc.wait(timeout=30) == 0
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def holders(tmp_path):
+    started: list[Holder] = []
+
+    def start(name: str, num_gpus: int = 3) -> Holder:
+        holder = Holder(name, tmp_path, num_gpus)
+        started.append(holder)
+        return holder
+
+    yield start
+    for holder in started:  # only the processes this test started
+        if holder.proc.poll() is None:
+            holder.proc.kill()
+            holder.proc.wait(timeout=30)
+
+
+def _lock_owner(tmp_path: Path, index: int) -> int:
+    return int((tmp_path / "locks" / f"gpu{index}.lock").read_text().split()[0])
+
+
+def test_three_gpus_one_job_each_fourth_waits_killed_holder_frees_its_card(holders, tmp_path):
+    first = [holders(f"h{i}") for i in range(3)]  # start all three together: they race for the locks
+    index_of = {h: h.index() for h in first}
+    print("assignment:", {h.proc.pid: i for h, i in index_of.items()})
+    assert sorted(index_of.values()) == [0, 1, 2]  # one-to-one while all three run
+    for holder, index in index_of.items():
+        assert holder.proc.poll() is None
+        assert _lock_owner(tmp_path, index) == holder.proc.pid
+
+    fourth = holders("h3")
+    fourth.expect("waiting")
+    deadline = time.monotonic() + 1.5  # 15 polls: it must still be waiting, every card is taken
+    while time.monotonic() < deadline:
+        fourth._read(0.1)
+    assert fourth.proc.poll() is None
+    assert fourth.printed("acquired") is None, "the fourth process got a card while three were held"
+
+    victim = next(h for h, i in index_of.items() if i == 1)
+    victim.kill()  # SIGKILL: no cleanup code runs, the kernel drops the flock
+    assert fourth.index() == 1
+    assert _lock_owner(tmp_path, 1) == fourth.proc.pid
+    survivors = [h for h in first if h is not victim]
+    assert all(h.proc.poll() is None for h in survivors)
+
+    # a holder that finishes normally frees its card too, and the next job takes exactly that one
+    done = next(h for h in survivors if index_of[h] == 0)
+    done.release()
+    fifth = holders("h4")
+    assert fifth.index() == 0
+    for holder in (fourth, fifth, *[h for h in survivors if h is not done]):
+        holder.release()
+
+
+def test_waiting_for_a_card_can_time_out(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOTEACHER_GPU_LOCK_DIR", str(tmp_path / "locks"))
+    held = devices.acquire_gpu(1)
+    assert held == 0
+    try:
+        # flock is per open file description: a second open in this process conflicts like another job would
+        with pytest.raises(TimeoutError, match="no free GPU among 1"):
+            devices.acquire_gpu(1, poll_seconds=0.05, timeout=0.3)
+    finally:
+        devices._held_locks.pop().close()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_without_gpus_auto_runs_on_cpu_and_says_so(caplog, monkeypatch):
+    monkeypatch.setenv("SOTEACHER_NUM_GPUS", "3")  # the override simulates cards for locking, not for CUDA
+    with caplog.at_level(logging.INFO, logger="soteacher.devices"):
+        assert devices.select_device("auto") == torch.device("cpu")
+    assert "device: CPU (no GPU found)" in caplog.text
+    with pytest.raises(RuntimeError, match="no CUDA GPU is visible"):
+        devices.select_device("cuda")
+
+
+TOY_SNAKEFILE = """
+rule all:
+    input: expand("out/{i}.txt", i=range(4))
+
+rule train:
+    output: "out/{i}.txt"
+    resources: gpu=1
+    shell: "date +%s.%N > {output}; sleep 2; date +%s.%N >> {output}"
+"""
+
+
+def _max_overlap(work: Path) -> int:
+    spans = [[float(x) for x in p.read_text().split()] for p in (work / "out").glob("*.txt")]
+    assert len(spans) == 4
+    return max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+
+
+@pytest.mark.parametrize(
+    ("env", "extra", "expected"),
+    [
+        ({"SOTEACHER_NUM_GPUS": "2"}, [], "gpu=2"),  # the profile counts the cards
+        ({"CUDA_VISIBLE_DEVICES": "0"}, [], "gpu=1"),
+        ({"SOTEACHER_NUM_GPUS": "2"}, ["--resources", "gpu=1"], "gpu=1"),  # the command line wins
+        ({"CUDA_VISIBLE_DEVICES": ""}, [], None),  # no GPU: no limit, --cores decides
+    ],
+)
+def test_default_profile_runs_at_most_one_gpu_job_per_card(tmp_path, env, extra, expected):
+    profile = REPO / "workflow/profiles/default/config.yaml"
+    (tmp_path / "workflow/profiles/default").mkdir(parents=True)
+    (tmp_path / "workflow/profiles/default/config.yaml").write_text(profile.read_text())
+    (tmp_path / "Snakefile").write_text(TOY_SNAKEFILE)
+    run_env = {k: v for k, v in os.environ.items()
+               if k not in ("SOTEACHER_NUM_GPUS", "CUDA_VISIBLE_DEVICES") and not k.startswith("SNAKEMAKE_")}
+    run_env.update(env, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    cmd = ["snakemake", "--workflow-profile", "workflow/profiles/default", "--cores", "4", *extra]
+    out = subprocess.run(cmd, cwd=tmp_path, env=run_env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    provided = [line for line in out.stderr.splitlines() if line.startswith("Provided resources")]
+    overlap = _max_overlap(tmp_path)
+    if expected is None:
+        assert not any("gpu" in line for line in provided), provided
+        assert overlap > 2  # four jobs on four cores, nothing holds them back
+    else:
+        name, count = expected.split("=")
+        assert any(f'{name}=Resource("{name}", {count})' in line or expected in line for line in provided), provided
+        assert overlap == int(count)
