@@ -38,6 +38,31 @@ def cmd_check_config(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    from soteacher import config, plan
+
+    cfg = config.load(args.config, deep=False)
+    costs, label = None, None
+    if args.measure:
+        import torch
+
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        archs = sorted({a for pair in config.distill_pairs(cfg) for a in pair} | set(cfg["teacher"]["archs"]))
+        shape = config.input_shape(cfg)
+        # ImageNet-size inputs are timed at 64 px (scaled by pixels) so a CPU measurement stays short
+        side = min(shape[-1], 64) if device == "cpu" else shape[-1]
+        costs = plan.measure(archs, (shape[0], side, side), device=device, threads=cfg["compute"]["threads"],
+                             steps=args.steps)
+        label = f"{device} (measured here, {cfg['compute']['threads']} thread(s))" if device == "cpu" \
+            else f"{device} (measured here)"
+    result = plan.make_plan(cfg, costs, label)
+    print(plan.render(result, args.config))
+    if args.header:
+        print(plan.header_comment(result))
+    return 0
+
+
+
 def cmd_list(args) -> int:
     from soteacher.distill import METHODS
     from soteacher.models import MODELS, build_model
@@ -105,6 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a config file against the schema and the zoo")
     p.add_argument("config")
     p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("plan", help="count a study's jobs per rule and estimate its compute time")
+    p.add_argument("config")
+    p.add_argument("--measure", action="store_true",
+                   help="time a few training steps of each architecture on this device instead of the built-in table")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="device for --measure (default: cuda when available)")
+    p.add_argument("--steps", type=int, default=3, help="timed steps per architecture for --measure")
+    p.add_argument("--header", action="store_true", help="also print the one-line summary presets carry on top")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("list", help="list registered KD methods and architectures")
     p.set_defaults(func=cmd_list)

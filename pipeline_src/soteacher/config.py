@@ -105,15 +105,49 @@ def distill_epochs(config: dict) -> list[int]:
     return sorted(choice)
 
 
+def distill_pairs(config: dict) -> list[tuple[str, str]]:
+    """The (teacher arch, student arch) pairs to distil: ``distill.pairs`` when given, else the product
+    ``teacher.archs × distill.students``."""
+    pairs = config["distill"].get("pairs")
+    if pairs is not None:
+        return [(str(t), str(s)) for t, s in pairs]
+    return [(t, s) for t in config["teacher"]["archs"] for s in config["distill"]["students"]]
+
+
+def _pairs_errors(config: dict, models) -> list[str]:
+    pairs = config["distill"].get("pairs")
+    if pairs is None:
+        return []
+    errors, archs = [], config["teacher"]["archs"]
+    for i, (teacher, student) in enumerate(pairs):
+        if teacher not in archs:
+            errors.append(f"config key distill.pairs[{i}][0]: teacher {teacher!r} is not in teacher.archs "
+                          f"({', '.join(archs)})")
+        if student not in models:
+            errors.append(f"config key distill.pairs[{i}][1]: unknown architecture {student!r}; "
+                          f"allowed: {', '.join(sorted(models))}")
+    if len({tuple(p) for p in pairs}) != len(pairs):
+        errors.append("config key distill.pairs: a teacher -> student pair is listed twice")
+    unused = [a for a in archs if a not in {t for t, _ in pairs}]
+    if unused:
+        errors.append(f"config key teacher.archs: {', '.join(unused)} appear in no distill.pairs entry "
+                      "(their teachers would be trained for nothing)")
+    return errors
+
+
 def _semantic_errors(config: dict, deep: bool) -> list[str]:
     from soteacher.models import MODELS
 
     errors = []
-    for section, key in (("teacher", "archs"), ("distill", "students")):
+    # with distill.pairs, distill.students is not used: the pairs name the students
+    keys = (("teacher", "archs"),) if config["distill"].get("pairs") is not None else \
+        (("teacher", "archs"), ("distill", "students"))
+    for section, key in keys:
         for i, arch in enumerate(config[section][key]):
             if arch not in MODELS:
                 errors.append(f"config key {section}.{key}[{i}]: unknown architecture {arch!r}; "
                               f"allowed: {', '.join(sorted(MODELS))}")
+    errors += _pairs_errors(config, MODELS)
     teacher, distill = config["teacher"], config["distill"]
     if teacher["checkpoint_every"] > teacher["epochs"]:
         errors.append(f"config key teacher.checkpoint_every: {teacher['checkpoint_every']} exceeds "
@@ -148,17 +182,17 @@ def _pair_errors(config: dict) -> list[str]:
     image_shape = input_shape(config)
     num_classes = 10
     outputs = {}
-    for arch in set(config["teacher"]["archs"]) | set(config["distill"]["students"]):
+    pairs = distill_pairs(config)
+    for arch in sorted({a for pair in pairs for a in pair}):
         torch.manual_seed(0)
         outputs[arch] = feature_shapes(build_model(arch, num_classes), image_shape)
     errors = []
     for name, cfg in config["distill"]["methods"].items():
-        for t in config["teacher"]["archs"]:
-            for s in config["distill"]["students"]:
-                try:
-                    METHODS[name](cfg, outputs[s], outputs[t], num_samples=16)
-                except (ValueError, IndexError, RuntimeError) as err:
-                    errors.append(f"config key distill.methods.{name}: cannot distil {t} -> {s}: {err}")
+        for t, s in pairs:
+            try:
+                METHODS[name](cfg, outputs[s], outputs[t], num_samples=16)
+            except (ValueError, IndexError, RuntimeError) as err:
+                errors.append(f"config key distill.methods.{name}: cannot distil {t} -> {s}: {err}")
     return errors
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from itertools import product
 
-from soteacher.config import checkpoint_epochs, distill_epochs, stable_hash
+from soteacher.config import checkpoint_epochs, distill_epochs, distill_pairs, stable_hash
 
 DATA_DIR = "results/data/{dataset}"
 TEACHER_DIR = "results/teachers/{dataset}/{tarch}-{recipe}-s{tseed}"
@@ -42,13 +42,18 @@ def teacher_jobs(config: dict) -> list[dict]:
 
 
 def student_groups(config: dict) -> list[dict]:
-    """One entry per (teacher checkpoint, student, seed): the methods that share a teacher forward."""
+    """One entry per (teacher checkpoint, student, seed): the methods that share a teacher forward.
+
+    Students of a teacher architecture: those paired with it in ``distill.pairs``, or every
+    ``distill.students`` entry when there are no pairs."""
     d = config["distill"]
+    students_of: dict[str, list[str]] = {}
+    for tarch, student in distill_pairs(config):
+        students_of.setdefault(tarch, []).append(student)
     return [
         {**job, "epoch": epoch, "student": student, "seed": seed}
-        for job, epoch, student, seed in product(
-            teacher_jobs(config), distill_epochs(config), d["students"], d["seeds"]
-        )
+        for job in teacher_jobs(config)
+        for epoch, student, seed in product(distill_epochs(config), students_of.get(job["tarch"], []), d["seeds"])
     ]
 
 
