@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= config/config.yaml
 CORES ?= all
+PROFILE ?= workflow/profiles/default
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: run test lint install mlflow-ui dvc-repro bench clean
@@ -18,7 +19,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --workflow-profile $(PROFILE)
 
 test: $(STAMP)
 	$(BIN)/ruff check pipeline_src tests bench
