@@ -76,7 +76,7 @@ def test_teacher_job_killed_by_sigterm_resumes_into_the_same_mlflow_run(tmp_path
     assert job.wait(timeout=120) == 143, rest
     out = tmp_path / jobs.TEACHER_DIR.format(dataset="synthetic", tarch="resnet8", recipe="soteacher", tseed=0)
     assert not (out / "metrics.json").exists() and not (out / "ep3.pt").exists()  # nothing final yet
-    assert (out / ".resume" / "state.pt").is_file()
+    assert (out / ".resume" / spec["config_hash"] / "state.pt").is_file()
     done = subprocess.run([*cli, "train-teacher", "--spec", json.dumps(spec)], cwd=tmp_path, env=env,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

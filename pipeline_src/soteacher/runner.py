@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from soteacher.data import Data
 from soteacher.data import load as load_data
 from soteacher.io import load_checkpoint, read_json, save_torch, write_json
 from soteacher.models import build_model, feature_shapes
-from soteacher.tracking import Run, log_links, runtime_tags
+from soteacher.tracking import Run, runtime_tags
 from soteacher.train import (
     Learner,
     Resume,
@@ -41,7 +42,7 @@ def _resume(resume_dir: Path, name: str, spec: dict) -> Resume | None:
 def _open_runs(resume_dir: Path, make_runs: Callable[[], list[Run]], uri: str) -> list[Run]:
     """New MLflow runs, or, when resuming a killed job, the runs it had opened (they continue)."""
     ids_file = resume_dir / "mlflow_runs.json"
-    if ids_file.is_file() and any(resume_dir.glob("*.pt")):
+    if ids_file.is_file():
         runs = [Run.reopen(uri, run_id) for run_id in read_json(ids_file)]
         log.info("resuming MLflow runs %s", ", ".join(r.run_id for r in runs))
         return runs
@@ -70,7 +71,11 @@ def run_teacher(spec: dict, tracking_uri: str) -> Path:
     optimizer, scheduler = make_optimizer(model.parameters(), spec["optim"], _lr(spec["optim"], spec["arch"]))
     learner = Learner(f"teacher {spec['arch']}-{spec['recipe_name']}-s{spec['seed']}", model, objective,
                       optimizer, scheduler)
-    resume_dir = out_dir / ".resume"
+    # keyed by the spec's hash: a state saved under another config is never resumed (and is removed)
+    resume_dir = out_dir / ".resume" / spec["config_hash"]
+    for stale in (out_dir / ".resume").glob("*"):
+        if stale != resume_dir:
+            shutil.rmtree(stale, ignore_errors=True)
     [run] = _open_runs(resume_dir, lambda: [Run(
         tracking_uri, spec["name"], out_dir.name,
         tags={"role": "teacher", "dataset": dataset, "arch": spec["arch"], "recipe": spec["recipe_name"],
@@ -100,13 +105,11 @@ def run_teacher(spec: dict, tracking_uri: str) -> Path:
             "config_hash": spec["config_hash"], "mlflow_run_id": run.run_id,
             "checkpoints": checkpoints, "history": learner.history,
         })
-        log_links(run, spec, {f"checkpoint.ep{e}": out_dir / f"ep{e}.pt" for e in spec["checkpoint_epochs"]},
-                  out_dir / "metrics.json", learner.history)
     except BaseException as err:
         _end_runs([run], err)
         raise
     _end_runs([run], None)
-    shutil.rmtree(resume_dir, ignore_errors=True)
+    shutil.rmtree(resume_dir.parent, ignore_errors=True)
     return out_dir
 
 
@@ -226,13 +229,11 @@ def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
                 "config_hash": spec["config_hash"], "mlflow_run_id": run.run_id, "history": learner.history,
                 **({"init_history": init_histories[learner.name]} if learner.name in init_histories else {}),
             })
-            log_links(run, {k: v for k, v in spec.items() if k != "methods"} | {"method": method_name,
-                      "method_cfg": spec["methods"][method_name]},
-                      {"teacher_checkpoint": teacher_dir / f"ep{t['epoch']}.pt", "model": out_dir / "model.pt"},
-                      out_dir / "metrics.json", learner.history)
     except BaseException as err:
         _end_runs(runs, err)
         raise
     _end_runs(runs, None)
     shutil.rmtree(resume_dir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        resume_dir.parent.rmdir()  # the checkpoint's .resume/ folder, once no other group uses it
     return out_dirs
