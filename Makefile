@@ -38,6 +38,17 @@ bench: $(STAMP)
 dvc-repro: $(STAMP)
 	$(BIN)/dvc repro
 
+# Share results through a DVC remote (docs/share.md): `make push` uploads data, checkpoints and students;
+# `make pull` downloads them, then marks them up to date for Snakemake (the files come back with fresh
+# mtimes and no Snakemake metadata; --touch --forceall records both, without running a job).
+.PHONY: pull push
+push: $(STAMP)
+	$(BIN)/dvc push
+
+pull: $(STAMP)
+	$(BIN)/dvc pull
+	$(BIN)/snakemake all --touch --forceall --cores 1 --quiet --configfile $(CONFIG)
+
 mlflow-ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --host 127.0.0.1 --port 5000
 

@@ -91,7 +91,8 @@ def markdown(table: pd.DataFrame, title: str, partial: bool) -> str:
 
 def headline(table: pd.DataFrame) -> dict:
     """Per recipe, averages at the last distilled checkpoint: the numbers DVC tracks as metrics."""
-    last = table[table["teacher_epoch"] == table["teacher_epoch"].max()]
+    # each recipe's own last checkpoint (an imported teacher's epoch 240 must not hide trained recipes' epoch 15)
+    last = table[table["teacher_epoch"] == table.groupby("recipe")["teacher_epoch"].transform("max")]
     out: dict[str, dict] = {}
     for recipe, part in last.groupby("recipe"):
         out[str(recipe)] = {

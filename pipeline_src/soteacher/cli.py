@@ -106,6 +106,26 @@ def cmd_distill(args) -> int:
     return 0
 
 
+def cmd_import_teacher(args) -> int:
+    from soteacher.importer import run_import
+
+    out = run_import(args.spec, _tracking_uri(args, args.spec))
+    logging.info("teacher imported: %s", out)
+    return 0
+
+
+def cmd_convert_checkpoint(args) -> int:
+    from soteacher.importer import convert
+
+    if not args.trust_source:
+        print("error: converting unpickles the file with weights_only=False, which can run code from it; "
+              "pass --trust-source if you trust where it came from", file=sys.stderr)
+        return 2
+    out = convert(Path(args.src), Path(args.dst))
+    print(f"{args.dst}: {', '.join(out)} (loads with weights_only=True)")
+    return 0
+
+
 def cmd_aggregate(args) -> int:
     from soteacher import aggregate, config
 
@@ -150,11 +170,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prepare_data)
 
     for name, func, what in (("train-teacher", cmd_train_teacher, "train one teacher"),
-                             ("distill", cmd_distill, "distil one teacher checkpoint into students")):
+                             ("distill", cmd_distill, "distil one teacher checkpoint into students"),
+                             ("import-teacher", cmd_import_teacher,
+                              "import a published teacher checkpoint (teacher.imports) as a teacher")):
         p = sub.add_parser(name, help=what)
         p.add_argument("--spec", type=_spec, required=True, help="job spec JSON (as Snakemake passes it) or @file")
         p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, then the spec)")
         p.set_defaults(func=func)
+
+    p = sub.add_parser("convert-checkpoint",
+                       help="rewrite a trusted checkpoint holding pickled objects so weights_only=True loads it")
+    p.add_argument("src", help="checkpoint file (unpickled with weights_only=False: trusted files only)")
+    p.add_argument("dst", help="output file: 'model' state dict, 'epoch' and accuracy as plain numbers")
+    p.add_argument("--trust-source", action="store_true", help="confirm that you trust the source file")
+    p.set_defaults(func=cmd_convert_checkpoint)
 
     p = sub.add_parser("aggregate", help="build tables and figures from finished runs")
     group = p.add_mutually_exclusive_group(required=True)

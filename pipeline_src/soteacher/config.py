@@ -167,8 +167,26 @@ def _semantic_errors(config: dict, deep: bool) -> list[str]:
     if config["data"]["dataset"] == "synthetic" and syn["features_per_image"] > min(grid * grid, syn["num_features"]):
         errors.append(f"config key data.synthetic.features_per_image: {syn['features_per_image']} exceeds the "
                       f"{grid}x{grid} patch grid or num_features={syn['num_features']}")
+    errors += _import_errors(config, MODELS)
     if deep and not errors:
         errors += _pair_errors(config)
+    return errors
+
+
+def _import_errors(config: dict, models) -> list[str]:
+    """``teacher.imports``: known architectures, names distinct from the trained recipes, some teacher at all."""
+    teacher = config["teacher"]
+    imports = teacher.get("imports", {})
+    errors = []
+    for name, imp in imports.items():
+        if imp["arch"] not in models:
+            errors.append(f"config key teacher.imports.{name}.arch: unknown architecture {imp['arch']!r}; "
+                          f"allowed: {', '.join(sorted(models))}")
+        if name in teacher["recipes"]:
+            errors.append(f"config key teacher.imports.{name}: the name is also a teacher.recipes entry "
+                          "(both would write the same results folder); rename one")
+    if not teacher["recipes"] and not imports:
+        errors.append("config key teacher.recipes: empty, and there are no teacher.imports: no teacher at all")
     return errors
 
 

@@ -34,11 +34,26 @@ WILDCARD_PATTERNS = {
 
 
 def teacher_jobs(config: dict) -> list[dict]:
+    """Trained teachers (archs × recipes × seeds), then imported ones (``teacher.imports``, one each)."""
     t = config["teacher"]
     return [
         {"dataset": config["data"]["dataset"], "tarch": arch, "recipe": recipe, "tseed": seed}
         for arch, recipe, seed in product(t["archs"], t["recipes"], t["seeds"])
+    ] + [
+        {"dataset": config["data"]["dataset"], "tarch": imp["arch"], "recipe": name, "tseed": imp["seed"]}
+        for name, imp in t.get("imports", {}).items()
     ]
+
+
+def imported(config: dict, recipe: str) -> dict | None:
+    """The ``teacher.imports`` entry behind a recipe name, or None for a trained recipe."""
+    return config["teacher"].get("imports", {}).get(recipe)
+
+
+def teacher_distill_epochs(config: dict, recipe: str) -> list[int]:
+    """Checkpoint epochs distilled from a teacher: ``distill.teacher_epochs``, or an import's one epoch."""
+    imp = imported(config, recipe)
+    return [imp["epoch"]] if imp else distill_epochs(config)
 
 
 def student_groups(config: dict) -> list[dict]:
@@ -53,7 +68,11 @@ def student_groups(config: dict) -> list[dict]:
     return [
         {**job, "epoch": epoch, "student": student, "seed": seed}
         for job in teacher_jobs(config)
-        for epoch, student, seed in product(distill_epochs(config), students_of.get(job["tarch"], []), d["seeds"])
+        for epoch, student, seed in product(
+            teacher_distill_epochs(config, job["recipe"]),
+            # an imported teacher whose arch no trained teacher has distils into distill.students
+            students_of.get(job["tarch"]) or (d["students"] if imported(config, job["recipe"]) else []),
+            d["seeds"])
     ]
 
 
@@ -78,6 +97,23 @@ def teacher_spec(config: dict, tarch: str, recipe: str, tseed: int) -> dict:
         "epochs": t["epochs"],
         "checkpoint_epochs": checkpoint_epochs(t),
         "optim": t["optim"],
+    }
+    spec["config_hash"] = science_hash(spec)
+    return spec
+
+
+def import_spec(config: dict, name: str) -> dict:
+    """Spec of an import job: the reference checkpoint becomes ``ep<epoch>.pt`` + metrics like a trained teacher."""
+    imp = config["teacher"]["imports"][name]
+    spec = {
+        **_common(config),
+        "role": "teacher",
+        "imported": True,
+        "arch": imp["arch"],
+        "recipe_name": name,
+        "seed": imp["seed"],
+        "source": imp["path"],
+        "epoch": imp["epoch"],
     }
     spec["config_hash"] = science_hash(spec)
     return spec

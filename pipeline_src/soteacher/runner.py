@@ -15,7 +15,7 @@ from soteacher.data import Data
 from soteacher.data import load as load_data
 from soteacher.io import load_checkpoint, read_json, save_torch, write_json
 from soteacher.models import build_model, feature_shapes
-from soteacher.tracking import Run, runtime_tags
+from soteacher.tracking import Run, log_links, runtime_tags
 from soteacher.train import (
     Learner,
     Resume,
@@ -105,6 +105,8 @@ def run_teacher(spec: dict, tracking_uri: str) -> Path:
             "config_hash": spec["config_hash"], "mlflow_run_id": run.run_id,
             "checkpoints": checkpoints, "history": learner.history,
         })
+        log_links(run, spec, {f"checkpoint.ep{e}": out_dir / f"ep{e}.pt" for e in spec["checkpoint_epochs"]},
+                  out_dir / "metrics.json", learner.history)
     except BaseException as err:
         _end_runs([run], err)
         raise
@@ -229,6 +231,10 @@ def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
                 "config_hash": spec["config_hash"], "mlflow_run_id": run.run_id, "history": learner.history,
                 **({"init_history": init_histories[learner.name]} if learner.name in init_histories else {}),
             })
+            log_links(run, {k: v for k, v in spec.items() if k != "methods"} | {"method": method_name,
+                      "method_cfg": spec["methods"][method_name]},
+                      {"teacher_checkpoint": teacher_dir / f"ep{t['epoch']}.pt", "model": out_dir / "model.pt"},
+                      out_dir / "metrics.json", learner.history)
     except BaseException as err:
         _end_runs(runs, err)
         raise

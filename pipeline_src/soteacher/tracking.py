@@ -128,3 +128,114 @@ def _flatten(obj: dict, prefix: str = "") -> dict[str, object]:
         else:
             out[name] = value
     return out
+
+
+# --- links from runs to the exact files (git commit + DVC content hashes) and small artifacts ---------------
+
+def file_md5(path: Path) -> str:
+    """The md5 of a file's bytes: what DVC records for it, and its name in the DVC cache and remotes
+    (``files/md5/<first 2 hex>/<other 30>``)."""
+    import hashlib
+
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def dvc_links(path: Path, md5: str, root: Path | None = None) -> dict[str, str]:
+    """Which DVC-tracked output (a ``dvc.yaml`` out such as ``results/teachers``) holds ``path``, and, when the
+    current ``dvc.lock`` already records that output with this very file in it (an input produced by an earlier
+    stage, e.g. a teacher checkpoint seen from a distill job), the output's directory hash from the lock."""
+    import json
+
+    import yaml
+
+    root = Path.cwd() if root is None else root
+    try:
+        rel = Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return {}
+    links: dict[str, str] = {}
+    for name in ("dvc.lock", "dvc.yaml"):
+        if not (root / name).is_file():
+            continue
+        try:
+            stages = (yaml.safe_load((root / name).read_text()) or {}).get("stages", {})
+        except yaml.YAMLError:
+            continue
+        for stage in stages.values():
+            for out in stage.get("outs", []) if isinstance(stage, dict) else []:
+                out_path = out.get("path") if isinstance(out, dict) and "path" in out else (
+                    next(iter(out)) if isinstance(out, dict) else out)
+                if not isinstance(out_path, str) or not rel.startswith(out_path.rstrip("/") + "/"):
+                    continue
+                links["dvc_out"] = out_path
+                dir_md5 = out.get("md5", "") if name == "dvc.lock" and isinstance(out, dict) else ""
+                manifest = root / ".dvc" / "cache" / "files" / "md5" / dir_md5[:2] / dir_md5[2:]
+                if dir_md5.endswith(".dir") and manifest.is_file():
+                    inner = rel[len(out_path.rstrip("/")) + 1:]
+                    entries = json.loads(manifest.read_text())
+                    if any(e.get("relpath") == inner and e.get("md5") == md5 for e in entries):
+                        links["dvc_out_md5"] = dir_md5
+        if links:
+            return links
+    return links
+
+
+def curves_png(history: list[dict], path: Path) -> Path:
+    """Test accuracy and training losses per epoch, a small PNG for the MLflow UI."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (acc, loss) = plt.subplots(1, 2, figsize=(8, 3))
+    acc.plot(epochs, [h.get("test_acc") for h in history], marker="o")
+    acc.set_xlabel("epoch")
+    acc.set_ylabel("test accuracy (%)")
+    for key in sorted({k for h in history for k in h if k.startswith("train_")}):
+        loss.plot(epochs, [h.get(key) for h in history], marker=".", label=key)
+    loss.set_xlabel("epoch")
+    if loss.lines:
+        loss.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80, format="png")
+    plt.close(fig)
+    return path
+
+
+def log_links(run: Run, spec: dict, files: dict[str, Path], metrics_file: Path | None,
+              history: list[dict] | None = None) -> None:
+    """Tag ``run`` with each file's path, md5 and DVC output (``<label>.path``, ``<label>.md5``,
+    ``<label>.dvc_out``, ``<label>.dvc_out_md5``), and log the small artifacts: the metrics JSON, the job spec
+    as JSON and a curves PNG. Checkpoints themselves are not copied into MLflow: DVC holds them."""
+    import json
+    import tempfile
+
+    from mlflow.entities import RunTag
+
+    tags: dict[str, str] = {}
+    for label, path in files.items():
+        md5 = file_md5(path)
+        try:
+            shown = Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+        except ValueError:
+            shown = str(path)
+        tags[f"{label}.path"] = shown
+        tags[f"{label}.md5"] = md5
+        tags.update({f"{label}.{k}": v for k, v in dvc_links(Path(path), md5).items()})
+    run.client.log_batch(run.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    if metrics_file is not None:
+        run.log_artifact(metrics_file)
+    with tempfile.TemporaryDirectory() as tmp:
+        spec_file = Path(tmp) / "spec.json"
+        spec_file.write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+        run.log_artifact(spec_file)
+        if history:
+            try:
+                run.log_artifact(curves_png(history, Path(tmp) / "curves.png"))
+            except Exception as err:  # a plot must never fail a finished job
+                log.warning("curves.png not logged: %s", err)
