@@ -40,6 +40,15 @@ AGGREGATE_OUTPUTS = [
     f"{jobs.TABLES_DIR}/summary.json",
     f"{jobs.TABLES_DIR}/checkpoint_curves.csv",
     f"{jobs.FIGURES_DIR}/teacher_vs_student.png",
+    # paper tables (LaTeX), recipe - standard differences, the ablation (Fig. 2 shape); soteacher.aggregate.OUTPUTS
+    f"{jobs.TABLES_DIR}/summary.tex",
+    f"{jobs.TABLES_DIR}/delta.csv",
+    f"{jobs.TABLES_DIR}/delta.md",
+    f"{jobs.TABLES_DIR}/delta.tex",
+    f"{jobs.TABLES_DIR}/delta_by_method.csv",
+    f"{jobs.TABLES_DIR}/ablation.csv",
+    f"{jobs.FIGURES_DIR}/delta_by_method.png",
+    f"{jobs.FIGURES_DIR}/ablation.png",
 ]
 
 
