@@ -62,7 +62,6 @@ def cmd_plan(args) -> int:
     return 0
 
 
-
 def cmd_list(args) -> int:
     from soteacher.distill import METHODS
     from soteacher.models import MODELS, build_model
