@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 
 @dataclass
@@ -30,3 +33,26 @@ def feature_shapes(model: torch.nn.Module, input_shape: tuple[int, ...]) -> Mode
         out = model(torch.zeros(2, *input_shape, device=device), with_features=True)
     model.train(was_training)
     return out
+
+
+def staged_forward(stem_preact: torch.Tensor, stages: Sequence[nn.Sequential], classifier: nn.Module,
+                   with_features: bool, head: Callable[[torch.Tensor], torch.Tensor] | None = None
+                   ) -> torch.Tensor | ModelOutput:
+    """The forward pass shared by the stage-structured nets (ResNets, ShuffleNets).
+
+    ReLU(stem) → stages whose blocks return (output, pre-activation) → optional ``head`` (e.g. a last 1×1
+    conv) → global average pooling → classifier.
+    """
+    feats, preacts = [F.relu(stem_preact)], [stem_preact]
+    for stage in stages:
+        x = pre = feats[-1]
+        for block in stage:
+            x, pre = block(x)
+        feats.append(x)
+        preacts.append(pre)
+    last = feats[-1] if head is None else head(feats[-1])
+    pooled = torch.flatten(F.adaptive_avg_pool2d(last, 1), 1)
+    logits = classifier(pooled)
+    if not with_features:
+        return logits
+    return ModelOutput(logits, [*feats, pooled], [*preacts, pooled])

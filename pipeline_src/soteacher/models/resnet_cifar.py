@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from soteacher.models.base import ModelOutput
+from soteacher.models.base import ModelOutput, staged_forward
 
 
 def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -46,7 +46,6 @@ class CifarResNet(nn.Module):
         self.inplanes = num_filters[0]
         self.conv1 = nn.Conv2d(3, num_filters[0], kernel_size=3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(num_filters[0])
-        self.relu = nn.ReLU(inplace=False)
         self.layer1 = self._make_layer(num_filters[1], blocks_per_stage, stride=1)
         self.layer2 = self._make_layer(num_filters[2], blocks_per_stage, stride=2)
         self.layer3 = self._make_layer(num_filters[3], blocks_per_stage, stride=2)
@@ -70,24 +69,9 @@ class CifarResNet(nn.Module):
         layers += [BasicBlock(self.inplanes, planes) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
-    @staticmethod
-    def _run_stage(stage: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        preact = x
-        for block in stage:
-            x, preact = block(x)
-        return x, preact
-
     def forward(self, x: torch.Tensor, with_features: bool = False) -> torch.Tensor | ModelOutput:
-        pre0 = self.bn1(self.conv1(x))
-        f0 = self.relu(pre0)
-        f1, pre1 = self._run_stage(self.layer1, f0)
-        f2, pre2 = self._run_stage(self.layer2, f1)
-        f3, pre3 = self._run_stage(self.layer3, f2)
-        pooled = torch.flatten(F.adaptive_avg_pool2d(f3, 1), 1)
-        logits = self.fc(pooled)
-        if not with_features:
-            return logits
-        return ModelOutput(logits, [f0, f1, f2, f3, pooled], [pre0, pre1, pre2, pre3, pooled])
+        stages = [self.layer1, self.layer2, self.layer3]
+        return staged_forward(self.bn1(self.conv1(x)), stages, self.fc, with_features)
 
 
 _SLIM = [16, 16, 32, 64]

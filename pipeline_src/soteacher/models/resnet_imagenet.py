@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from soteacher.models.base import ModelOutput
+from soteacher.models.base import ModelOutput, staged_forward
 
 
 def _shortcut(in_planes: int, out_planes: int, stride: int) -> nn.Sequential:
@@ -105,25 +105,9 @@ class ResNet(nn.Module):
             self.in_planes = planes * block.expansion
         return nn.Sequential(*layers)
 
-    @staticmethod
-    def _run_stage(stage: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        preact = x
-        for block in stage:
-            x, preact = block(x)
-        return x, preact
-
     def forward(self, x: torch.Tensor, with_features: bool = False) -> torch.Tensor | ModelOutput:
-        pre0 = self.bn1(self.conv1(x))
-        f0 = F.relu(pre0)
-        f1, pre1 = self._run_stage(self.layer1, f0)
-        f2, pre2 = self._run_stage(self.layer2, f1)
-        f3, pre3 = self._run_stage(self.layer3, f2)
-        f4, pre4 = self._run_stage(self.layer4, f3)
-        pooled = torch.flatten(F.adaptive_avg_pool2d(f4, 1), 1)
-        logits = self.linear(pooled)
-        if not with_features:
-            return logits
-        return ModelOutput(logits, [f0, f1, f2, f3, f4, pooled], [pre0, pre1, pre2, pre3, pre4, pooled])
+        stages = [self.layer1, self.layer2, self.layer3, self.layer4]
+        return staged_forward(self.bn1(self.conv1(x)), stages, self.linear, with_features)
 
 
 def _factory(block: type[BasicBlock | Bottleneck], num_blocks: list[int]):

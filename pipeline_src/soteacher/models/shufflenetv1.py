@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from soteacher.models.base import ModelOutput
+from soteacher.models.base import ModelOutput, staged_forward
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -79,24 +79,9 @@ class ShuffleNetV1(nn.Module):
         self.in_planes = out_planes
         return nn.Sequential(*layers)
 
-    @staticmethod
-    def _run_stage(stage: nn.Sequential, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        preact = x
-        for block in stage:
-            x, preact = block(x)
-        return x, preact
-
     def forward(self, x: torch.Tensor, with_features: bool = False) -> torch.Tensor | ModelOutput:
-        pre0 = self.bn1(self.conv1(x))
-        f0 = F.relu(pre0)
-        f1, pre1 = self._run_stage(self.layer1, f0)
-        f2, pre2 = self._run_stage(self.layer2, f1)
-        f3, pre3 = self._run_stage(self.layer3, f2)
-        pooled = torch.flatten(F.adaptive_avg_pool2d(f3, 1), 1)
-        logits = self.linear(pooled)
-        if not with_features:
-            return logits
-        return ModelOutput(logits, [f0, f1, f2, f3, pooled], [pre0, pre1, pre2, pre3, pooled])
+        stages = [self.layer1, self.layer2, self.layer3]
+        return staged_forward(self.bn1(self.conv1(x)), stages, self.linear, with_features)
 
 
 def shufflenetv1(num_classes: int) -> ShuffleNetV1:
