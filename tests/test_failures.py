@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TINY_CONFIG, copy_workflow
-from tests.test_pipeline import run
+from tests.conftest import TINY_CONFIG, copy_workflow, run
 
 WRITER = """
 import sys

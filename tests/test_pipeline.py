@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,34 +11,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import REPO, copy_workflow
+from tests.conftest import REPO, copy_workflow, dry_run_jobs, run, subprocess_env
 
 pytestmark = pytest.mark.slow
-BIN = Path(sys.executable).parent
-
-
-def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "SNAKEMAKE_"))}
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    out = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
-    if check and out.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}")
-    return out
-
-
-def dry_run_jobs(cwd: Path) -> dict[str, int]:
-    out = run(["snakemake", "-n", "--cores", "2"], cwd)
-    text = out.stdout + out.stderr
-    if "Nothing to be done" in text:
-        return {}
-    table = text[text.index("Job stats:"):]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
-
-
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
     work = copy_workflow(tmp_path_factory.mktemp("study"))
@@ -122,7 +95,7 @@ def test_missing_data_says_where_it_looked(tmp_path):
         [sys.executable, "-m", "soteacher", "train-teacher", "--spec",
          json.dumps({"data": {"dataset": "synthetic"}, "compute": {"threads": 1, "deterministic": True,
                      "device": "cpu"}, "arch": "resnet8", "recipe_name": "standard", "seed": 0})],
-        cwd=tmp_path, capture_output=True, text=True, env=_env())
+        cwd=tmp_path, capture_output=True, text=True, env=subprocess_env())
     assert out.returncode == 2
     assert "prepared synthetic data not found at results/data/synthetic/tensors.pt" in out.stderr
 

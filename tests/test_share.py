@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -24,9 +23,8 @@ from soteacher.importer import convert, load_strict, read_reference, state_dict_
 from soteacher.io import CheckpointError
 from soteacher.models import build_model
 from soteacher.tracking import file_md5
-from tests.conftest import REPO, TINY_CONFIG, copy_workflow
+from tests.conftest import BIN, REPO, TINY_CONFIG, copy_workflow, dry_run_jobs, run, subprocess_env
 
-BIN = Path(sys.executable).parent
 REF_PATH = "refs/resnet8_vanilla/ckpt_epoch_240.pth"
 
 
@@ -103,32 +101,6 @@ def test_imports_join_the_grid_with_their_one_epoch():
 # --- slow: a study with an imported teacher, logged to a real MLflow server -----------------------------------
 
 
-def _env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "SNAKEMAKE_"))}
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@example.org")
-    return {**env, **extra}
-
-
-def run(cmd: list[str], cwd: Path, check: bool = True, **env) -> subprocess.CompletedProcess:
-    out = subprocess.run(cmd, cwd=cwd, env=_env(**env), capture_output=True, text=True, timeout=900)
-    if check and out.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}")
-    return out
-
-
-def dry_run_jobs(cwd: Path) -> dict[str, int]:
-    import re
-
-    out = run(["snakemake", "-n", "--cores", "2"], cwd)
-    text = out.stdout + out.stderr
-    if "Nothing to be done" in text:
-        return {}
-    table = text[text.index("Job stats:"):]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -151,7 +123,7 @@ def served_study(tmp_path_factory):
     server = subprocess.Popen(
         [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "artifacts")],
-        cwd=root, env=_env(), stdout=open(root / "server.log", "wb"), stderr=subprocess.STDOUT,
+        cwd=root, env=subprocess_env(), stdout=open(root / "server.log", "wb"), stderr=subprocess.STDOUT,
         start_new_session=True)
     try:
         deadline = time.time() + 90
