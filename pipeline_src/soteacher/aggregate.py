@@ -267,7 +267,7 @@ def ablation_table(table: pd.DataFrame, recipes: dict[str, dict]) -> pd.DataFram
     points = pd.DataFrame(ablation_points(recipes))
     if points.empty:
         return pd.DataFrame(columns=columns)
-    last = table[table["teacher_epoch"] == table["teacher_epoch"].max()]
+    last = table[table["teacher_epoch"] == table.groupby("recipe")["teacher_epoch"].transform("max")]
     out = points.merge(last, on="recipe")
     ref = last[last["recipe"] == STANDARD][["teacher", "student", "method", "student_last_mean"]]
     out = out.merge(ref.rename(columns={"student_last_mean": "standard_student_last_mean"}),
@@ -342,7 +342,7 @@ def delta_by_method(delta: pd.DataFrame) -> pd.DataFrame:
     columns = ["recipe", "method", "delta_last_mean", "delta_last_spread", "delta_best_mean", "pairs", "positive"]
     if delta.empty:
         return pd.DataFrame(columns=columns)
-    last = delta[delta["teacher_epoch"] == delta["teacher_epoch"].max()]
+    last = delta[delta["teacher_epoch"] == delta.groupby("recipe")["teacher_epoch"].transform("max")]
     out = last.groupby(["recipe", "method"], sort=False).agg(
         delta_last_mean=("delta_last", "mean"), delta_last_spread=("delta_last", "std"),
         delta_best_mean=("delta_best", "mean"), pairs=("delta_last", "size"),

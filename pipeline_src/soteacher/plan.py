@@ -5,12 +5,13 @@ inference forward) at a reference input size, scaled by the number of pixels of 
 
 * ``CPU_COSTS`` below was measured on this project's development machine (one CPU thread, batch 64,
   32×32 inputs for the CIFAR zoo and 64×64 for the ImageNet ResNets) with ``measure()``, counting CPU time
-  of the process (the machine was shared with other work, so wall time would have been inflated).
+  of the process (the machine was shared with other work, so wall time would have been inflated; even CPU time
+  was: resnet8x4 measured 19 ms per image here, about twice what DESIGN.md's probe on an idle machine implies).
 * GPU hours are derived from it with an ASSUMED factor (no GPU was available to calibrate): a step on one
   modern GPU is ``GPU_FACTOR`` times faster than on one CPU thread, but never under ``GPU_STEP_FLOOR_S``
   per batch (small CIFAR nets are kernel-launch bound). The factor is calibrated so that a CIFAR-100
-  resnet32x4 teacher epoch lands near the ~20–30 s people report for the reference code on one
-  V100/A100-class GPU. Treat GPU-hours as ±2×; ``--measure`` on the GPU itself replaces the assumption.
+  resnet32x4 epoch (0.1 s per image in the table) lands at ~25 s, the order people report for the reference
+  code on one V100/A100-class GPU. Treat GPU-hours as ±2×; ``--measure`` on the GPU itself replaces the assumption.
 
 Costs not modelled: data loading (matters for streamed ImageNet), MLflow logging, checkpoint writes; each
 job is charged ``JOB_OVERHEAD_S`` for starting Python and importing torch/MLflow.
@@ -27,32 +28,32 @@ from soteacher.config import checkpoint_epochs, distill_pairs, input_shape
 # arch: (train-step seconds per image, forward seconds per image, side of the square input measured at).
 # Measured with `plan --measure --device cpu` (1 thread, batch 64; see the module docstring).
 CPU_COSTS: dict[str, tuple[float, float, int]] = {
-    "resnet8": (0.00058, 0.00016, 32),
-    "resnet14": (0.0011, 0.00029, 32),
-    "resnet20": (0.0017, 0.00042, 32),
-    "resnet32": (0.0028, 0.00068, 32),
-    "resnet44": (0.0039, 0.00094, 32),
-    "resnet56": (0.0050, 0.0012, 32),
-    "resnet110": (0.0099, 0.0024, 32),
-    "resnet8x4": (0.0042, 0.0012, 32),
-    "resnet32x4": (0.029, 0.0082, 32),
-    "wrn_16_1": (0.0011, 0.00029, 32),
-    "wrn_16_2": (0.0026, 0.00071, 32),
-    "wrn_40_1": (0.0036, 0.00091, 32),
-    "wrn_40_2": (0.0088, 0.0024, 32),
-    "vgg8": (0.0034, 0.0010, 32),
-    "vgg11": (0.0058, 0.0017, 32),
-    "vgg13": (0.0086, 0.0025, 32),
-    "vgg16": (0.011, 0.0032, 32),
-    "vgg19": (0.013, 0.0038, 32),
-    "MobileNetV2": (0.0032, 0.00086, 32),
-    "ShuffleNetV1": (0.0045, 0.0012, 32),
-    "ShuffleNetV2": (0.0040, 0.0011, 32),
-    "ResNet18": (0.012, 0.0034, 64),
-    "ResNet34": (0.024, 0.0068, 64),
-    "ResNet50": (0.040, 0.012, 64),
+    "resnet8": (0.002, 0.00052, 32),
+    "resnet14": (0.0042, 0.0012, 32),
+    "resnet20": (0.0058, 0.0016, 32),
+    "resnet32": (0.0092, 0.0032, 32),
+    "resnet44": (0.012, 0.0037, 32),
+    "resnet56": (0.016, 0.0049, 32),
+    "resnet110": (0.035, 0.01, 32),
+    "resnet8x4": (0.019, 0.006, 32),
+    "resnet32x4": (0.1, 0.03, 32),
+    "wrn_16_1": (0.0035, 0.0011, 32),
+    "wrn_16_2": (0.011, 0.003, 32),
+    "wrn_40_1": (0.012, 0.0035, 32),
+    "wrn_40_2": (0.041, 0.011, 32),
+    "vgg8": (0.011, 0.0035, 32),
+    "vgg11": (0.028, 0.0076, 32),
+    "vgg13": (0.033, 0.0093, 32),
+    "vgg16": (0.052, 0.013, 32),
+    "vgg19": (0.051, 0.015, 32),
+    "MobileNetV2": (0.0051, 0.001, 32),
+    "ShuffleNetV1": (0.019, 0.007, 32),
+    "ShuffleNetV2": (0.012, 0.0035, 32),
+    "ResNet18": (0.26, 0.07, 64),
+    "ResNet34": (0.11, 0.03, 32),
+    "ResNet50": (0.21, 0.057, 32),
 }
-GPU_FACTOR = 100.0  # assumed: one GPU step vs one CPU thread (see docstring)
+GPU_FACTOR = 200.0  # assumed: one GPU step vs one (contended) CPU thread of CPU_COSTS (see docstring)
 GPU_STEP_FLOOR_S = 0.005  # assumed: fastest training step of a small net at batch 64 on a GPU
 JOB_OVERHEAD_S = 2.0  # measured: python + torch + mlflow import per job (DESIGN.md)
 HUGE_JOBS = 1000
