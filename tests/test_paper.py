@@ -318,3 +318,19 @@ def test_fig2_preset_end_to_end_and_html_report(tmp_path):
     assert len(pngs) >= 3, "expected the Fig. 1, Fig. 2 and Δ figures embedded in the report"
     for caption in ("Paper Fig. 1 shape", "Paper Fig. 2 shape", "Recipe minus standard teacher"):
         assert caption in html
+
+
+def test_configfile_replaces_the_default_study_instead_of_merging(tmp_path):
+    """`make run CONFIG=preset` passes --configfile: the preset alone is the study (the default's fitnet must not
+    leak into a KD-only preset)."""
+    from tests.test_pipeline import run
+
+    work = tmp_path / "work"
+    work.mkdir()
+    copy_workflow(work, REPO / "config" / "config.yaml")  # the default study, with kd + fitnet
+    study = _shrunk("fig1_checkpoints.yaml")
+    study["distill"]["methods"] = {"kd": {}}
+    (work / "study.yaml").write_text(yaml.safe_dump(study))
+    out = run(["snakemake", "-n", "--cores", "1", "--configfile", "study.yaml"], work)
+    text = out.stdout + out.stderr
+    assert "/kd/resnet8/" in text and "/fitnet/" not in text

@@ -107,7 +107,9 @@ def shown_table(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "teacher": table["teacher"], "recipe": table["recipe"], "ckpt epoch": table["teacher_epoch"],
         "method": table["method"], "student": table["student"],
-        "teacher acc (%)": list(map(_pm, table["teacher_acc"], table["teacher_acc_std"])),
+        # ± std only where there are several teacher seeds
+        "teacher acc (%)": [_pm(m, s) if k > 1 else f"{m:.2f}" for m, s, k in
+                            zip(table["teacher_acc"], table["teacher_acc_std"], table["n_teachers"])],
         **({"teacher TV to p*": table["teacher_tv_pstar"].map(lambda v: f"{v:.4f}")} if has_pstar else {}),
         "student acc, last epoch (%)": list(map(_pm, table["student_last_mean"], table["student_last_std"])),
         "student acc, best epoch (%)": list(map(_pm, table["student_best_mean"], table["student_best_std"])),
@@ -117,7 +119,8 @@ def shown_table(table: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-NOTE = ("Teacher accuracy: mean ± std over teacher seeds. Student accuracy: mean ± std over seeds (n runs). "
+NOTE = ("Teacher accuracy: mean ± std over teacher seeds (a single value with one seed). "
+        "Student accuracy: mean ± std over seeds (n runs). "
         "*last epoch* is the test accuracy after the final epoch; *best epoch* is the maximum over epochs "
         "(optimistic, as many KD papers report). Δ vs standard: this recipe's student accuracy minus the "
         "standard teacher's on the same teacher, checkpoint, method and student, in percentage points "
@@ -129,7 +132,7 @@ PSTAR_NOTE = (" Teacher TV to p*: mean total variation between the teacher's sof
 def markdown(table: pd.DataFrame, title: str, partial: bool) -> str:
     note = NOTE + (PSTAR_NOTE if table["teacher_tv_pstar"].notna().any() else "")
     head = f"# {title}\n\n" + ("**PARTIAL: some runs are missing.**\n\n" if partial else "")
-    return head + shown_table(table).to_markdown(index=False) + "\n\n" + note + "\n"
+    return head + shown_table(table).to_markdown(index=False, disable_numparse=True) + "\n\n" + note + "\n"
 
 
 def latex(shown: pd.DataFrame, caption: str, label: str) -> str:
@@ -152,7 +155,7 @@ def delta_table(table: pd.DataFrame) -> pd.DataFrame:
 def delta_markdown(delta: pd.DataFrame, title: str) -> str:
     if delta.empty:
         return f"# {title}\n\nNo recipe to compare: the study has no `{STANDARD}` recipe or no other recipe.\n"
-    return f"# {title}\n\n" + delta_shown(delta).to_markdown(index=False) + (
+    return f"# {title}\n\n" + delta_shown(delta).to_markdown(index=False, disable_numparse=True) + (
         "\n\nRecipe minus standard teacher, same teacher architecture, checkpoint, method and student; student "
         "accuracy in percentage points, last epoch (± standard error of the difference) and best epoch.\n")
 
@@ -338,7 +341,7 @@ def ablation_figure(ablation: pd.DataFrame, path: Path) -> None:
 
 def delta_by_method(delta: pd.DataFrame) -> pd.DataFrame:
     """Mean Δ (recipe − standard, student last epoch) per recipe × method at the last distilled checkpoint,
-    over teacher → student pairs; spread = std over pairs (0 with one pair), with the number of pairs."""
+    over teacher → student pairs; spread = std over pairs, or with one pair its standard error over seeds."""
     columns = ["recipe", "method", "delta_last_mean", "delta_last_spread", "delta_best_mean", "pairs", "positive"]
     if delta.empty:
         return pd.DataFrame(columns=columns)
@@ -346,7 +349,8 @@ def delta_by_method(delta: pd.DataFrame) -> pd.DataFrame:
     out = last.groupby(["recipe", "method"], sort=False).agg(
         delta_last_mean=("delta_last", "mean"), delta_last_spread=("delta_last", "std"),
         delta_best_mean=("delta_best", "mean"), pairs=("delta_last", "size"),
-        positive=("delta_last", lambda v: int((v > 0).sum()))).reset_index()
+        positive=("delta_last", lambda v: int((v > 0).sum())), se=("delta_last_se", "mean")).reset_index()
+    out["delta_last_spread"] = out["delta_last_spread"].where(out["pairs"] > 1, out["se"])
     return out.fillna({"delta_last_spread": 0.0})[columns]
 
 
@@ -358,7 +362,7 @@ def delta_figure(bars: pd.DataFrame, path: Path) -> None:
     methods = list(dict.fromkeys(bars["method"]))
     recipes = list(dict.fromkeys(bars["recipe"]))
     width = 0.8 / len(recipes)
-    fig, ax = plt.subplots(figsize=(max(4.5, 0.6 * len(methods) * max(1, len(recipes) / 2) + 2), 3.6))
+    fig, ax = plt.subplots(figsize=(max(6.5, 0.6 * len(methods) * max(1, len(recipes) / 2) + 2), 3.8))
     for i, recipe in enumerate(recipes):
         part = bars[bars["recipe"] == recipe].set_index("method").reindex(methods)
         x = [j + (i - (len(recipes) - 1) / 2) * width for j in range(len(methods))]
@@ -367,8 +371,9 @@ def delta_figure(bars: pd.DataFrame, path: Path) -> None:
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(methods)), methods)
     ax.set_ylabel("Δ student accuracy vs standard (pp)")
-    ax.set_title("Recipe − standard teacher, student last-epoch accuracy, per KD method\n"
-                 "(mean over teacher→student pairs at the last checkpoint; bars: std over pairs)", fontsize=9)
+    ax.set_title("Recipe − standard teacher: student last-epoch accuracy per KD method\n"
+                 "mean over teacher→student pairs at the last checkpoint;\n"
+                 "error bars: std over pairs (one pair: standard error over seeds)", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, ncol=max(1, len(recipes) // 6))
     fig.tight_layout()

@@ -6,6 +6,12 @@ import sys
 from soteacher import config as soteacher_config
 from soteacher import jobs
 
+# `--configfile STUDY` (make run CONFIG=...) is the whole study: without this Snakemake would merge it key by key
+# into config/config.yaml, adding e.g. the default's fitnet to a study that lists only kd
+# (same as --replace-workflow-config; --config key=value overrides still apply on top)
+if workflow.overwrite_configfiles:
+    config = dict(workflow.config_settings.overwrite_config)
+
 try:
     config = soteacher_config.validate(config)
 except soteacher_config.ConfigError as err:
