@@ -228,7 +228,8 @@ def make_plan(config: dict, costs: dict[str, tuple[float, float, int]] | None = 
         plan.warnings.append(f"huge study: {plan.total_jobs} jobs (> {HUGE_JOBS}); consider distill.pairs, "
                              "fewer teacher_epochs or seeds, or a cluster profile")
     if plan.device_hours["total"] > HUGE_GPU_HOURS:
-        plan.warnings.append(f"huge study: ~{plan.device_hours['total']:.0f} {label}-hours "
+        unit = f"hours on {label}" if measured else "GPU-hours (estimated)"
+        plan.warnings.append(f"huge study: ~{plan.device_hours['total']:.0f} {unit} "
                              f"(> {HUGE_GPU_HOURS:.0f}); run it on a cluster (workflow/profiles/slurm)")
     return plan
 
