@@ -268,7 +268,7 @@ def _shrunk(preset: str, keep_recipes: list[str] | None = None) -> dict:
 
 
 def _snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
-    from tests.test_pipeline import run
+    from tests.conftest import run
 
     return run(["snakemake", "--cores", "2", *args], work)
 
@@ -323,7 +323,7 @@ def test_fig2_preset_end_to_end_and_html_report(tmp_path):
 def test_configfile_replaces_the_default_study_instead_of_merging(tmp_path):
     """`make run CONFIG=preset` passes --configfile: the preset alone is the study (the default's fitnet must not
     leak into a KD-only preset)."""
-    from tests.test_pipeline import run
+    from tests.conftest import run
 
     work = tmp_path / "work"
     work.mkdir()
