@@ -14,7 +14,7 @@ include: "workflow/rules/report.smk"
 rule all:
     default_target: True
     input:
-        AGGREGATE_OUTPUTS,
+        rules.aggregate.output,
 
 
 rule teachers:

@@ -380,7 +380,7 @@ def delta_figure(bars: pd.DataFrame, path: Path) -> None:
     _save(fig, path)
 
 
-OUTPUTS = {  # what `aggregate` writes; common.smk lists the same files as the rule's outputs
+OUTPUTS = {  # what `aggregate` writes; workflow/rules/report.smk declares the same files as outputs
     "csv": "summary.csv", "markdown": "summary.md", "json": "summary.json", "latex": "summary.tex",
     "curves": "checkpoint_curves.csv", "delta_csv": "delta.csv", "delta_markdown": "delta.md",
     "delta_latex": "delta.tex", "delta_by_method": "delta_by_method.csv", "ablation_csv": "ablation.csv",

@@ -1,6 +1,5 @@
 # Config validation, the job grid and input functions. Everything else is in soteacher.jobs.
 import json
-import shlex
 import sys
 
 from soteacher import config as soteacher_config
@@ -40,23 +39,3 @@ def _with_wildcards(pattern, **fixed):
 
 TEACHER_OUTPUTS = _expand(jobs.TEACHER_METRICS, jobs.teacher_jobs(config))
 STUDENT_OUTPUTS = _expand(jobs.STUDENT_METRICS, jobs.student_jobs(config))
-AGGREGATE_OUTPUTS = [
-    f"{jobs.TABLES_DIR}/summary.csv",
-    f"{jobs.TABLES_DIR}/summary.md",
-    f"{jobs.TABLES_DIR}/summary.json",
-    f"{jobs.TABLES_DIR}/checkpoint_curves.csv",
-    f"{jobs.FIGURES_DIR}/teacher_vs_student.png",
-    # paper tables (LaTeX), recipe - standard differences, the ablation (Fig. 2 shape); soteacher.aggregate.OUTPUTS
-    f"{jobs.TABLES_DIR}/summary.tex",
-    f"{jobs.TABLES_DIR}/delta.csv",
-    f"{jobs.TABLES_DIR}/delta.md",
-    f"{jobs.TABLES_DIR}/delta.tex",
-    f"{jobs.TABLES_DIR}/delta_by_method.csv",
-    f"{jobs.TABLES_DIR}/ablation.csv",
-    f"{jobs.FIGURES_DIR}/delta_by_method.png",
-    f"{jobs.FIGURES_DIR}/ablation.png",
-]
-
-
-def quoted_json(obj):
-    return shlex.quote(json.dumps(obj, sort_keys=True, separators=(",", ":")))
