@@ -235,8 +235,10 @@ def test_no_ablation_and_no_standard_give_placeholders(tmp_path, monkeypatch):
 
 
 def _aggregate_rule_outputs() -> list[str]:
-    text = (REPO / "workflow/rules/common.smk").read_text()
-    block = text[text.index("AGGREGATE_OUTPUTS = ["):text.index("]", text.index("AGGREGATE_OUTPUTS = ["))]
+    """The files the Snakemake `aggregate` rule declares (its output block in report.smk)."""
+    text = (REPO / "workflow/rules/report.smk").read_text()
+    rule = text.index("rule aggregate:")
+    block = text[text.index("output:", rule):text.index("params:", rule)]
     return [m.replace("{jobs.TABLES_DIR}", jobs.TABLES_DIR).replace("{jobs.FIGURES_DIR}", jobs.FIGURES_DIR)
             for m in re.findall(r'f"([^"]+)"', block)]
 
