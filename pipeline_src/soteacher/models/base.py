@@ -56,3 +56,13 @@ def staged_forward(stem_preact: torch.Tensor, stages: Sequence[nn.Sequential], c
     if not with_features:
         return logits
     return ModelOutput(logits, [*feats, pooled], [*preacts, pooled])
+
+
+def init_resnet_weights(net: nn.Module) -> None:
+    """He (fan-out) init for convolutions, BatchNorm γ = 1 and β = 0: the ResNet families' initialisation."""
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from soteacher.models.base import ModelOutput, staged_forward
+from soteacher.models.base import ModelOutput, init_resnet_weights, staged_forward
 
 
 def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -50,12 +50,7 @@ class CifarResNet(nn.Module):
         self.layer2 = self._make_layer(num_filters[2], blocks_per_stage, stride=2)
         self.layer3 = self._make_layer(num_filters[3], blocks_per_stage, stride=2)
         self.fc = nn.Linear(num_filters[3] * BasicBlock.expansion, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_resnet_weights(self)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
         downsample = None
