@@ -123,3 +123,27 @@ def test_dvc_repro_runs_then_is_a_noop_then_reruns_only_students(tmp_path):
     assert "Running stage 'teachers'" not in third.stdout
     metrics = run(["dvc", "metrics", "show", "--json"], work)
     assert "student_last_acc" in metrics.stdout
+
+
+def test_grouped_seeds_run_one_job_per_checkpoint_with_the_numbers_of_one_job_per_seed(tmp_path):
+    cfg = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    cfg["teacher"]["recipes"] = {"standard": {}}
+    cfg["distill"].update(seeds=[0, 1], group_seeds=True)
+    config_file = tmp_path / "grouped.yaml"
+    config_file.write_text(yaml.safe_dump(cfg))
+    (tmp_path / "work").mkdir()
+    work = copy_workflow(tmp_path / "work", config_file)
+    assert dry_run_jobs(work)["distill"] == 2  # checkpoints 1 and 2, each with 2 seeds x 2 methods
+    run(["snakemake", "--cores", "2"], work)
+    students = sorted((work / "results/students").rglob("metrics.json"))
+    assert len(students) == 2 * 2 * 2
+    assert sorted(p.name for p in (work / "logs/students/synthetic/resnet8-standard-s0/ep1").iterdir()) == [
+        "resnet8.log"]
+    grouped = {p: json.loads(p.read_text())["history"] for p in students}
+    cfg["distill"]["group_seeds"] = False
+    (work / "config/config.yaml").write_text(yaml.safe_dump(cfg))
+    assert dry_run_jobs(work) == {"distill": 4, "aggregate": 1, "all": 1}  # one per checkpoint x seed
+    run(["snakemake", "--cores", "2"], work)
+    for path, history in grouped.items():
+        assert json.loads(path.read_text())["history"] == history, path
+    assert (work / "logs/students/synthetic/resnet8-standard-s0/ep1/resnet8-s1.log").is_file()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
 from soteacher.train import Speed, prepare_model, train
+from tests.conftest import REPO
 from tests.helpers import teacher_learner, tiny_data
 from tests.test_training import SOTEACHER
 
@@ -56,3 +60,44 @@ def test_torch_compile_matches_eager_and_keeps_state_dict_names():
         model(x).square().mean().backward()
     assert torch.allclose(eager(x), compiled(x), atol=1e-5)
     assert torch.allclose(eager.conv.weight.grad, compiled.conv.weight.grad, atol=1e-5)
+
+
+def _python(code: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_deterministic_setup_sets_torch_flags_without_importing_inductor():
+    # torch.use_deterministic_algorithms imports torch._inductor (1.6 s per job); devices.setup sets the same flags
+    flags = _python(
+        "import sys, torch\n"
+        "from soteacher import devices\n"
+        "devices.setup({'threads': 1, 'deterministic': True, 'device': 'cpu'})\n"
+        "print(torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),"
+        " 'torch._inductor' in sys.modules)")
+    assert flags == "True True False"
+
+
+def test_compiling_a_model_carries_determinism_over_to_inductor():
+    flags = _python(
+        "import torch\n"
+        "from soteacher import devices\n"
+        "from soteacher.train import prepare_model\n"
+        "devices.setup({'threads': 1, 'deterministic': True, 'device': 'cpu'})\n"
+        "prepare_model(torch.nn.Linear(2, 2), {'compile': True})\n"
+        "import torch._inductor.config as c\n"
+        "print(c.deterministic)")
+    assert flags == "True"
+
+
+def test_commands_without_training_do_not_import_torch(tmp_path):
+    # init-tracking, and the config check Snakemake runs at start-up (the aggregate job's too)
+    loaded = _python(
+        "import sys\n"
+        "from soteacher import config\n"
+        "from soteacher.cli import main\n"
+        f"main(['init-tracking', '--experiment', 'x', '--tracking-uri', 'sqlite:///{tmp_path}/m.db'])\n"
+        f"config.load({str(REPO / 'config/config.yaml')!r}, deep=False)\n"
+        "print('torch' in sys.modules)")
+    assert loaded.splitlines()[-1] == "False"

@@ -63,6 +63,23 @@ def test_students_in_lockstep_match_students_trained_alone(tiny_config):
             assert torch.equal(x, y), (name, key)
 
 
+def test_students_of_several_seeds_in_one_loop_match_each_seed_trained_alone(tiny_config):
+    # distill.group_seeds: one job, one batch stream (and teacher forward) per seed, identical numbers
+    data = tiny_data(tiny_config)
+    teacher = _train_teacher(tiny_config, 0).model
+    methods = tiny_config["distill"]["methods"]
+    pairs = [("kd", 3), ("fitnet", 3), ("kd", 5)]
+    together = [student_learner(data, teacher, m, methods[m], seed=s) for m, s in pairs]
+    train(together, data, epochs=2, batch_size=16, seed=[s for _, s in pairs], teacher=teacher)
+    for (method, seed), grouped in zip(pairs, together):
+        alone = student_learner(data, teacher, method, methods[method], seed=seed)
+        train([alone], data, epochs=2, batch_size=16, seed=seed, teacher=teacher)
+        assert alone.history == grouped.history, (method, seed)
+        for (key, x), (_, y) in zip(alone.model.state_dict().items(), grouped.model.state_dict().items()):
+            assert torch.equal(x, y), (method, seed, key)
+    assert together[0].history != together[2].history  # the seeds really gave different runs
+
+
 def test_teacher_is_frozen_during_distillation(tiny_config):
     data = tiny_data(tiny_config)
     teacher = _train_teacher(tiny_config, 0).model
@@ -93,3 +110,60 @@ def test_synthetic_data_depend_on_the_seed_only(tiny_config):
     assert all(torch.equal(a[k], b[k]) for k in a)
     c = generate({**cfg, "seed": cfg["seed"] + 1})
     assert not torch.equal(a["train_images"], c["train_images"])
+
+
+class _TwoHeads(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Linear(6, 5)
+        self.late = torch.nn.Linear(5, 3)  # reached only from step 3: its momentum buffer starts later
+
+    def forward(self, x, step):
+        h = torch.relu(self.body(x))
+        return self.late(h).sum() if step >= 3 else h.sum()
+
+
+def _optimise(make, steps: int, model: torch.nn.Module, state: dict | None = None, start: int = 0):
+    opt, sched = make(model)
+    if state is not None:
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+    lrs = []
+    for step in range(start, steps):
+        x = torch.randn(4, 6, generator=torch.Generator().manual_seed(step))
+        opt.zero_grad(set_to_none=True)
+        model(x, step).square().backward()
+        opt.step()
+        if step % 2 == 1:  # an "epoch" is two steps
+            sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    return lrs, {"opt": opt.state_dict(), "sched": sched.state_dict()}
+
+
+def test_sgd_and_multistep_schedule_match_torch_optim_bit_for_bit():
+    from soteacher.optim import SGD, MultiStepLR
+
+    def ours(model):
+        opt = SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+        return opt, MultiStepLR(opt, [1, 2, 2], 0.1)
+
+    def reference(model):
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+        return opt, torch.optim.lr_scheduler.MultiStepLR(opt, [1, 2, 2], 0.1)
+
+    torch.manual_seed(0)
+    a = _TwoHeads()
+    b, c = _TwoHeads(), _TwoHeads()
+    b.load_state_dict(a.state_dict())
+    c.load_state_dict(a.state_dict())
+    ours_lrs, _ = _optimise(ours, 8, a)
+    ref_lrs, _ = _optimise(reference, 8, b)
+    assert ours_lrs == ref_lrs and ref_lrs[-1] != 0.05
+    for (key, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), key
+    # resuming from a saved state continues exactly
+    _, state = _optimise(ours, 4, c)
+    resumed_lrs, _ = _optimise(ours, 8, c, state, start=4)
+    assert resumed_lrs == ours_lrs[4:]
+    for (key, x), (_, y) in zip(a.state_dict().items(), c.state_dict().items()):
+        assert torch.equal(x, y), key

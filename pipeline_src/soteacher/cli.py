@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-partial", action="store_true", help="build tables from the runs present, marked PARTIAL")
     p.set_defaults(func=cmd_aggregate)
 
-    p = sub.add_parser("init-tracking", help="create the MLflow store and experiment once, before jobs start")
+    p = sub.add_parser("init-tracking", help="create the MLflow store and experiment (jobs also do it, one at a time)")
     p.add_argument("--experiment", required=True, help="experiment name (the config's name)")
     p.add_argument("--tracking-uri", required=True, help="MLflow tracking URI (MLFLOW_TRACKING_URI overrides it)")
     p.set_defaults(func=cmd_init_tracking)
@@ -204,10 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("alembic", "mlflow", "urllib3", "matplotlib", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from soteacher.config import ConfigError
-    from soteacher.data import DataError
-    from soteacher.io import CheckpointError
-    from soteacher.train import NonFiniteLossError, TrainingInterrupted
+    from soteacher.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError, TrainingInterrupted
 
     try:
         return args.func(args)

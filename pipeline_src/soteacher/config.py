@@ -16,12 +16,10 @@ from typing import Any
 
 import yaml
 
+from soteacher.errors import ConfigError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = Path(os.environ.get("SOTEACHER_SCHEMA", REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"))
-
-
-class ConfigError(ValueError):
-    """The config is invalid; ``str()`` lists every problem, one per line, each naming its key."""
 
 
 def load_schema() -> dict:
@@ -136,7 +134,7 @@ def _pairs_errors(config: dict, models) -> list[str]:
 
 
 def _semantic_errors(config: dict, deep: bool) -> list[str]:
-    from soteacher.models import MODELS
+    from soteacher.archs import ARCHITECTURES
 
     errors = []
     # with distill.pairs, distill.students is not used: the pairs name the students
@@ -144,10 +142,10 @@ def _semantic_errors(config: dict, deep: bool) -> list[str]:
         (("teacher", "archs"), ("distill", "students"))
     for section, key in keys:
         for i, arch in enumerate(config[section][key]):
-            if arch not in MODELS:
+            if arch not in ARCHITECTURES:
                 errors.append(f"config key {section}.{key}[{i}]: unknown architecture {arch!r}; "
-                              f"allowed: {', '.join(sorted(MODELS))}")
-    errors += _pairs_errors(config, MODELS)
+                              f"allowed: {', '.join(sorted(ARCHITECTURES))}")
+    errors += _pairs_errors(config, ARCHITECTURES)
     teacher, distill = config["teacher"], config["distill"]
     if teacher["checkpoint_every"] > teacher["epochs"]:
         errors.append(f"config key teacher.checkpoint_every: {teacher['checkpoint_every']} exceeds "
@@ -167,7 +165,7 @@ def _semantic_errors(config: dict, deep: bool) -> list[str]:
     if config["data"]["dataset"] == "synthetic" and syn["features_per_image"] > min(grid * grid, syn["num_features"]):
         errors.append(f"config key data.synthetic.features_per_image: {syn['features_per_image']} exceeds the "
                       f"{grid}x{grid} patch grid or num_features={syn['num_features']}")
-    errors += _import_errors(config, MODELS)
+    errors += _import_errors(config, ARCHITECTURES)
     if deep and not errors:
         errors += _pair_errors(config)
     return errors

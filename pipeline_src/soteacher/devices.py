@@ -79,12 +79,22 @@ def select_device(preference: str) -> torch.device:
     return torch.device("cuda", index)
 
 
+def use_deterministic_algorithms() -> None:
+    """``torch.use_deterministic_algorithms(True, warn_only=True)`` without its import of ``torch._inductor``
+    (1.6 s of every job's start-up); ``prepare_model`` sets inductor's own flag when a model is compiled."""
+    set_flag = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if set_flag is None:  # the private hook moved: take the slow public call
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        set_flag(True, warn_only=True)
+
+
 def setup(compute: dict) -> torch.device:
     """Threads, determinism and device for one job, from the config's ``compute`` section."""
     torch.set_num_threads(compute["threads"])
     if compute["deterministic"]:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        use_deterministic_algorithms()
         torch.backends.cudnn.benchmark = False
     else:
         torch.backends.cudnn.benchmark = bool(compute.get("cudnn_benchmark", False))

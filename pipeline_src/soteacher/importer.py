@@ -257,7 +257,7 @@ def run_import(spec: dict, tracking_uri: str) -> Path:
             "checkpoints": {str(epoch): metrics}, "history": [metrics],
         }
         write_json(out_dir / "metrics.json", record)
-        log_links(run, spec, {f"checkpoint.ep{epoch}": ckpt}, out_dir / "metrics.json", history=[metrics])
+        log_links(run, spec, {f"checkpoint.ep{epoch}": ckpt}, out_dir / "metrics.json")
     except BaseException:
         run.end("FAILED")
         raise

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
+from soteacher.errors import CheckpointError
 
 
 def _atomic(path: Path, write) -> None:
@@ -36,15 +36,15 @@ def read_json(path: Path) -> Any:
 
 
 def save_torch(path: Path, obj: Any) -> None:
+    import torch  # here, not at the top: the JSON helpers serve jobs that never load torch (aggregate)
+
     _atomic(path, lambda f: torch.save(obj, f))
-
-
-class CheckpointError(RuntimeError):
-    pass
 
 
 def load_checkpoint(path: Path) -> dict:
     """Load a checkpoint with ``weights_only=True`` (no arbitrary pickles); errors name the file."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")

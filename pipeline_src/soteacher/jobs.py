@@ -77,7 +77,17 @@ def student_groups(config: dict) -> list[dict]:
 
 
 def student_jobs(config: dict) -> list[dict]:
+    """Every student run: (teacher checkpoint, student, seed, method)."""
     return [{**g, "method": m} for g, m in product(student_groups(config), config["distill"]["methods"])]
+
+
+def distill_job_count(config: dict) -> int:
+    """Distill jobs Snakemake runs: one per student group, with ``distill.group_methods`` /
+    ``group_seeds`` turned off multiplying / dividing that by the number of methods / seeds."""
+    d = config["distill"]
+    n = len(student_groups(config))
+    n = n if d["group_methods"] else n * len(d["methods"])
+    return n // len(d["seeds"]) if d["group_seeds"] else n
 
 
 def _common(config: dict) -> dict:
@@ -119,15 +129,16 @@ def import_spec(config: dict, name: str) -> dict:
     return spec
 
 
-def distill_spec(config: dict, tarch: str, recipe: str, tseed: int, epoch: int, student: str, seed: int,
+def distill_spec(config: dict, tarch: str, recipe: str, tseed: int, epoch: int, student: str, seeds: list[int],
                  methods: list[str]) -> dict:
+    """One distill job: every (seed, method) student of one teacher checkpoint, trained in one loop."""
     d = config["distill"]
     spec = {
         **_common(config),
         "role": "student",
         "teacher": {"arch": tarch, "recipe": recipe, "seed": int(tseed), "epoch": int(epoch)},
         "student": student,
-        "seed": int(seed),
+        "seeds": [int(s) for s in seeds],
         "epochs": d["epochs"],
         "optim": d["optim"],
         "methods": {m: d["methods"][m] for m in methods},

@@ -55,7 +55,7 @@ CPU_COSTS: dict[str, tuple[float, float, int]] = {
 }
 GPU_FACTOR = 200.0  # assumed: one GPU step vs one (contended) CPU thread of CPU_COSTS (see docstring)
 GPU_STEP_FLOOR_S = 0.005  # assumed: fastest training step of a small net at batch 64 on a GPU
-JOB_OVERHEAD_S = 2.0  # measured: python + torch + mlflow import per job (DESIGN.md)
+JOB_OVERHEAD_S = 6.0  # measured on the default study: start-up, torch + MLflow imports, set-up and exit per job
 HUGE_JOBS = 1000
 HUGE_GPU_HOURS = 100.0
 
@@ -126,10 +126,11 @@ def _time_arch(arch, image_shape, dev, batch, steps, num_classes, clock, sync) -
     import torch.nn.functional as F
 
     from soteacher.models import build_model
+    from soteacher.optim import SGD
 
     torch.manual_seed(0)
     model = build_model(arch, num_classes).to(dev)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    opt = SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(batch, *image_shape, device=dev)
     y = torch.randint(0, num_classes, (batch,), device=dev)
 
@@ -189,7 +190,7 @@ def make_plan(config: dict, costs: dict[str, tuple[float, float, int]] | None = 
 
     methods = d["methods"]
     groups = jobs.student_groups(config)
-    n_distill = len(groups) if d["group_methods"] else len(groups) * len(methods)
+    n_distill = jobs.distill_job_count(config)
     job_counts = {"prepare_data": 1, "train_teacher": len(jobs.teacher_jobs(config)), "distill": n_distill,
                   "aggregate": 1}
 
@@ -212,11 +213,10 @@ def make_plan(config: dict, costs: dict[str, tuple[float, float, int]] | None = 
                                * d["epochs"] for e in epochs.values())
             if d["group_methods"]:  # one teacher forward shared by all methods
                 teacher_part = max(epochs.values()) * hours(t_fwd, n_train, batch_s, gpu)
-                overhead = JOB_OVERHEAD_S
             else:
                 teacher_part = sum(epochs.values()) * hours(t_fwd, n_train, batch_s, gpu)
-                overhead = JOB_OVERHEAD_S * len(methods)
-            student_s += student_part + teacher_part + overhead
+            student_s += student_part + teacher_part
+        student_s += n_distill * JOB_OVERHEAD_S
         results[gpu] = {"train_teacher": teacher_s / 3600, "distill": student_s / 3600,
                         "total": (teacher_s + student_s) / 3600}
 

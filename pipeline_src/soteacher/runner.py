@@ -106,7 +106,7 @@ def run_teacher(spec: dict, tracking_uri: str) -> Path:
             "checkpoints": checkpoints, "history": learner.history,
         })
         log_links(run, spec, {f"checkpoint.ep{e}": out_dir / f"ep{e}.pt" for e in spec["checkpoint_epochs"]},
-                  out_dir / "metrics.json", learner.history)
+                  out_dir / "metrics.json")
     except BaseException as err:
         _end_runs([run], err)
         raise
@@ -115,7 +115,7 @@ def run_teacher(spec: dict, tracking_uri: str) -> Path:
     return out_dir
 
 
-def _init_stage(learners: list[Learner], spec: dict, data: Data, teacher: nn.Module,
+def _init_stage(learners: list[Learner], seeds: list[int], spec: dict, data: Data, teacher: nn.Module,
                 log_metrics: Callable[[Learner, dict, int], None], resume_dir: Path) -> dict[str, list[dict]]:
     """Run the init phase of staged methods (AB, FT, FSP; see ``soteacher.distill.staged``).
 
@@ -127,11 +127,11 @@ def _init_stage(learners: list[Learner], spec: dict, data: Data, teacher: nn.Mod
     """
     from soteacher.distill.staged import InitStage
 
-    groups: dict[int, list[Learner]] = {}
-    for learner in learners:
+    groups: dict[int, list[tuple[Learner, int]]] = {}
+    for learner, seed in zip(learners, seeds):
         epochs = getattr(learner.objective, "init_epochs", 0)
         if epochs > 0:
-            groups.setdefault(epochs, []).append(learner)
+            groups.setdefault(epochs, []).append((learner, seed))
     histories: dict[str, list[dict]] = {}
     optim = {**spec["optim"], "lr_milestones": []}
     by_name = {learner.name: learner for learner in learners}
@@ -141,12 +141,13 @@ def _init_stage(learners: list[Learner], spec: dict, data: Data, teacher: nn.Mod
 
     for epochs, group in sorted(groups.items()):
         init_learners = []
-        for learner in group:
+        for learner, _ in group:
             params = [p for p in [*learner.model.parameters(), *learner.objective.parameters()] if p.requires_grad]
             optimizer, scheduler = make_optimizer(params, optim, _lr(spec["optim"], spec["student"]))
             init_learners.append(Learner(learner.name, learner.model, InitStage(learner.objective), optimizer,
                                          scheduler))
-        train(init_learners, data, epochs=epochs, batch_size=spec["optim"]["batch_size"], seed=spec["seed"],
+        train(init_learners, data, epochs=epochs, batch_size=spec["optim"]["batch_size"],
+              seed=[seed for _, seed in group],
               teacher=teacher, augment=spec["data"]["augment"], on_epoch_end=on_epoch_end,
               resume=_resume(resume_dir, f"init{epochs}.pt", spec))
         histories.update({lr.name: lr.history for lr in init_learners})
@@ -170,32 +171,34 @@ def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
     teacher_sample = feature_shapes(teacher, data.image_shape)
     from soteacher.distill import METHODS
 
+    # one student per seed x method; a seed gives every method the same student initialisation and batch order
+    members = [(seed, method_name) for seed in spec["seeds"] for method_name in spec["methods"]]
     learners, out_dirs = [], []
-    for method_name, method_cfg in spec["methods"].items():
-        # the same seed gives every method the same student initialisation and batch order
-        seed_everything(spec["seed"])
+    for seed, method_name in members:
+        seed_everything(seed)
         student = prepare_model(build_model(spec["student"], data.num_classes).to(device), spec["compute"])
-        method = METHODS[method_name](method_cfg, feature_shapes(student, data.image_shape), teacher_sample,
-                                     len(data.train)).to(device)
+        method = METHODS[method_name](spec["methods"][method_name], feature_shapes(student, data.image_shape),
+                                     teacher_sample, len(data.train)).to(device)
         params = list(student.parameters()) + list(method.parameters())
         optimizer, scheduler = make_optimizer(params, spec["optim"], _lr(spec["optim"], spec["student"]))
-        learners.append(Learner(f"{method_name} {spec['student']}-s{spec['seed']}", student, method,
-                                optimizer, scheduler))
+        learners.append(Learner(f"{method_name} {spec['student']}-s{seed}", student, method, optimizer, scheduler))
         out_dirs.append(Path(jobs.STUDENT_DIR.format(dataset=dataset, tarch=t["arch"], recipe=t["recipe"],
                                                      tseed=t["seed"], epoch=t["epoch"], method=method_name,
-                                                     student=spec["student"], seed=spec["seed"])))
-    resume_dir = out_dirs[0].parents[2] / ".resume" / f"{spec['student']}-s{spec['seed']}-{spec['config_hash']}"
+                                                     student=spec["student"], seed=seed)))
+    seeds = [seed for seed, _ in members]
+    resume_dir = out_dirs[0].parents[2] / ".resume" / f"{spec['student']}-{spec['config_hash']}"
 
-    def make_run(method_name: str) -> Run:
-        run_spec = {**spec, "methods": None, "method": method_name, "method_cfg": spec["methods"][method_name]}
-        return Run(tracking_uri, spec["name"], f"{method_name}-{spec['student']}-s{spec['seed']}",
+    def make_run(seed: int, method_name: str) -> Run:
+        run_spec = {k: v for k, v in spec.items() if k not in ("methods", "seeds")} | {
+            "seed": seed, "method": method_name, "method_cfg": spec["methods"][method_name]}
+        return Run(tracking_uri, spec["name"], f"{method_name}-{spec['student']}-s{seed}",
                    tags={"role": "student", "dataset": dataset, "teacher_arch": t["arch"],
                          "recipe": t["recipe"], "teacher_seed": t["seed"], "epoch": t["epoch"],
-                         "method": method_name, "student": spec["student"], "seed": spec["seed"],
+                         "method": method_name, "student": spec["student"], "seed": seed,
                          "config_hash": spec["config_hash"], **runtime_tags(device)},
                    params=run_spec, parent_run_id=teacher_info.get("mlflow_run_id"))
 
-    runs = _open_runs(resume_dir, lambda: [make_run(m) for m in spec["methods"]], tracking_uri)
+    runs = _open_runs(resume_dir, lambda: [make_run(*member) for member in members], tracking_uri)
     run_of = {id(lr): r for lr, r in zip(learners, runs)}
 
     def on_epoch_end(epoch: int, learner: Learner, metrics: dict) -> None:
@@ -210,13 +213,13 @@ def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
                     learner.objective.end_init()
         else:
             init_histories = _init_stage(
-                learners, spec, data, teacher,
+                learners, seeds, spec, data, teacher,
                 lambda learner, metrics, step: run_of[id(learner)].log_metrics(metrics, step=step), resume_dir)
-        train(learners, data, epochs=spec["epochs"], batch_size=spec["optim"]["batch_size"], seed=spec["seed"],
+        train(learners, data, epochs=spec["epochs"], batch_size=spec["optim"]["batch_size"], seed=seeds,
               teacher=teacher, augment=spec["data"]["augment"], on_epoch_end=on_epoch_end, resume=main_state,
               speed=Speed.from_compute(spec["compute"]))
         teacher_metrics = teacher_info["checkpoints"][str(t["epoch"])]
-        for learner, run, out_dir, method_name in zip(learners, runs, out_dirs, spec["methods"]):
+        for learner, run, out_dir, (seed, method_name) in zip(learners, runs, out_dirs, members):
             best = max(learner.history, key=lambda m: m["test_acc"])
             summary = {"last_acc": learner.history[-1]["test_acc"], "best_acc": best["test_acc"],
                        "best_epoch": best["epoch"]}
@@ -225,16 +228,16 @@ def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
                                               "method": learner.objective.state_dict(),
                                               "arch": spec["student"], "num_classes": data.num_classes})
             write_json(out_dir / "metrics.json", {
-                **summary, "method": method_name, "student": spec["student"], "seed": spec["seed"],
+                **summary, "method": method_name, "student": spec["student"], "seed": seed,
                 "teacher": {**t, "test_acc": teacher_metrics["test_acc"],
                             "mlflow_run_id": teacher_info.get("mlflow_run_id")},
                 "config_hash": spec["config_hash"], "mlflow_run_id": run.run_id, "history": learner.history,
                 **({"init_history": init_histories[learner.name]} if learner.name in init_histories else {}),
             })
-            log_links(run, {k: v for k, v in spec.items() if k != "methods"} | {"method": method_name,
-                      "method_cfg": spec["methods"][method_name]},
+            log_links(run, {k: v for k, v in spec.items() if k not in ("methods", "seeds")}
+                      | {"seed": seed, "method": method_name, "method_cfg": spec["methods"][method_name]},
                       {"teacher_checkpoint": teacher_dir / f"ep{t['epoch']}.pt", "model": out_dir / "model.pt"},
-                      out_dir / "metrics.json", learner.history)
+                      out_dir / "metrics.json")
     except BaseException as err:
         _end_runs(runs, err)
         raise

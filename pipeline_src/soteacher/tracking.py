@@ -1,12 +1,13 @@
 """MLflow logging through an explicit client (no global active run), imported lazily (it is slow).
 
-The tracking URI comes from ``MLFLOW_TRACKING_URI`` when set, else the config. A local SQLite store
-must be created once before parallel jobs open it (concurrent first use crashes MLflow's schema
-migration): ``python -m soteacher init-tracking`` does that, and Snakemake calls it in ``onstart``.
+The tracking URI comes from ``MLFLOW_TRACKING_URI`` when set, else the config. Jobs open a local SQLite
+store one at a time (a lock file beside it): MLflow's creation of a new store's schema crashes when two
+processes run it at once, as parallel jobs starting on a fresh store would.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import socket
@@ -45,11 +46,20 @@ def experiment_id(client, uri: str, name: str) -> str:
         return exp.experiment_id
 
 
-def init_store(uri: str, experiment: str) -> str:
+def open_client(uri: str):
+    """An ``MlflowClient`` for ``uri`` (resolved); a SQLite store is opened, and created if new, under a lock."""
     from mlflow.tracking import MlflowClient
 
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(uri)
+    with open(Path(uri[len("sqlite:///"):] + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        return MlflowClient(uri)  # creates the store's tables on first use
+
+
+def init_store(uri: str, experiment: str) -> str:
     uri = resolve_uri(uri)
-    return experiment_id(MlflowClient(uri), uri, experiment)
+    return experiment_id(open_client(uri), uri, experiment)
 
 
 def git_commit() -> str:
@@ -76,10 +86,8 @@ class Run:
 
     def __init__(self, uri: str, experiment: str, run_name: str, tags: dict[str, str], params: dict,
                  parent_run_id: str | None = None):
-        from mlflow.tracking import MlflowClient
-
         self.uri = resolve_uri(uri)
-        self.client = MlflowClient(self.uri)
+        self.client = open_client(self.uri)
         exp_id = experiment_id(self.client, self.uri, experiment)
         tags = {k: str(v) for k, v in tags.items()}
         if parent_run_id:
@@ -95,11 +103,9 @@ class Run:
     @classmethod
     def reopen(cls, uri: str, run_id: str) -> Run:
         """Continue a run a killed job had started (its status goes back to RUNNING)."""
-        from mlflow.tracking import MlflowClient
-
         run = cls.__new__(cls)
         run.uri = resolve_uri(uri)
-        run.client = MlflowClient(run.uri)
+        run.client = open_client(run.uri)
         run.run_id = run_id
         run.client.update_run(run_id, status="RUNNING")
         return run
@@ -184,34 +190,11 @@ def dvc_links(path: Path, md5: str, root: Path | None = None) -> dict[str, str]:
     return links
 
 
-def curves_png(history: list[dict], path: Path) -> Path:
-    """Test accuracy and training losses per epoch, a small PNG for the MLflow UI."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history]
-    fig, (acc, loss) = plt.subplots(1, 2, figsize=(8, 3))
-    acc.plot(epochs, [h.get("test_acc") for h in history], marker="o")
-    acc.set_xlabel("epoch")
-    acc.set_ylabel("test accuracy (%)")
-    for key in sorted({k for h in history for k in h if k.startswith("train_")}):
-        loss.plot(epochs, [h.get(key) for h in history], marker=".", label=key)
-    loss.set_xlabel("epoch")
-    if loss.lines:
-        loss.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80, format="png")
-    plt.close(fig)
-    return path
-
-
-def log_links(run: Run, spec: dict, files: dict[str, Path], metrics_file: Path | None,
-              history: list[dict] | None = None) -> None:
+def log_links(run: Run, spec: dict, files: dict[str, Path], metrics_file: Path | None) -> None:
     """Tag ``run`` with each file's path, md5 and DVC output (``<label>.path``, ``<label>.md5``,
     ``<label>.dvc_out``, ``<label>.dvc_out_md5``), and log the small artifacts: the metrics JSON, the job spec
-    as JSON and a curves PNG. Checkpoints themselves are not copied into MLflow: DVC holds them."""
+    as JSON (the per-epoch curves are the run's metrics, charted by the MLflow UI). Checkpoints themselves are
+    not copied into MLflow: DVC holds them."""
     import json
     import tempfile
 
@@ -234,8 +217,3 @@ def log_links(run: Run, spec: dict, files: dict[str, Path], metrics_file: Path |
         spec_file = Path(tmp) / "spec.json"
         spec_file.write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
         run.log_artifact(spec_file)
-        if history:
-            try:
-                run.log_artifact(curves_png(history, Path(tmp) / "curves.png"))
-            except Exception as err:  # a plot must never fail a finished job
-                log.warning("curves.png not logged: %s", err)

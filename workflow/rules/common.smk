@@ -1,4 +1,5 @@
 # Config validation, the job grid and input functions. Everything else is in soteacher.jobs.
+import itertools
 import json
 import sys
 
@@ -18,7 +19,6 @@ except soteacher_config.ConfigError as err:
     raise SystemExit(2)
 
 TRACKING_URI = config["tracking"]["uri"]
-EXPERIMENT = config["name"]
 DATASET = config["data"]["dataset"]
 # threads per job; jobs without torch work get one
 JOB_THREADS = config["compute"]["threads"]

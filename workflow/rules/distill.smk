@@ -1,5 +1,14 @@
-# One job per teacher checkpoint × student × seed, training all methods in lockstep on one teacher
-# forward (distill.group_methods: true), or one job per method (false).
+# Distillation of every teacher checkpoint. A job trains, in one loop, the students of one teacher checkpoint ×
+# student that it groups: all methods (distill.group_methods, sharing the teacher forward) and all seeds
+# (distill.group_seeds); the dimensions it does not group are wildcards, one job per value.
+_DISTILL = config["distill"]
+_GROUPED = {dim: values for dim, values, grouped in (("method", list(_DISTILL["methods"]), _DISTILL["group_methods"]),
+                                                     ("seed", _DISTILL["seeds"], _DISTILL["group_seeds"])) if grouped}
+_JOB_NAME = ("" if _DISTILL["group_methods"] else "{method}/") + "{student}" + ("" if _DISTILL["group_seeds"] else "-s{seed}")
+
+
+def _job_outputs(pattern):
+    return [_with_wildcards(pattern, **dict(zip(_GROUPED, values))) for values in itertools.product(*_GROUPED.values())]
 
 
 def _teacher_inputs(w):
@@ -11,47 +20,27 @@ def _teacher_inputs(w):
     }
 
 
-def _distill_spec(w, methods):
-    spec = jobs.distill_spec(config, w.tarch, w.recipe, w.tseed, w.epoch, w.student, w.seed, methods)
-    return json.dumps(spec, sort_keys=True)
+def _distill_spec(w):
+    methods = _GROUPED.get("method") or [w.method]
+    seeds = _GROUPED.get("seed") or [int(w.seed)]
+    return json.dumps(jobs.distill_spec(config, w.tarch, w.recipe, w.tseed, w.epoch, w.student, seeds, methods),
+                      sort_keys=True)
 
 
-if config["distill"]["group_methods"]:
-
-    rule distill:
-        input:
-            unpack(_teacher_inputs),
-        output:
-            [_with_wildcards(jobs.STUDENT_METRICS, method=m) for m in config["distill"]["methods"]],
-            [_with_wildcards(jobs.STUDENT_MODEL, method=m) for m in config["distill"]["methods"]],
-        params:
-            spec=lambda w: _distill_spec(w, list(config["distill"]["methods"])),
-        threads: JOB_THREADS
-        resources:
-            gpu=1,
-        log:
-            "logs/students/{dataset}/{tarch}-{recipe}-s{tseed}/ep{epoch}/{student}-s{seed}.log",
-        benchmark:
-            "logs/benchmarks/students/{dataset}/{tarch}-{recipe}-s{tseed}/ep{epoch}/{student}-s{seed}.tsv"
-        shell:
-            "python -m soteacher distill --spec {params.spec:q} --tracking-uri {TRACKING_URI:q} > {log:q} 2>&1"
-
-else:
-
-    rule distill:
-        input:
-            unpack(_teacher_inputs),
-        output:
-            metrics=jobs.STUDENT_METRICS,
-            model=jobs.STUDENT_MODEL,
-        params:
-            spec=lambda w: _distill_spec(w, [w.method]),
-        threads: JOB_THREADS
-        resources:
-            gpu=1,
-        log:
-            "logs/students/{dataset}/{tarch}-{recipe}-s{tseed}/ep{epoch}/{method}/{student}-s{seed}.log",
-        benchmark:
-            "logs/benchmarks/students/{dataset}/{tarch}-{recipe}-s{tseed}/ep{epoch}/{method}/{student}-s{seed}.tsv"
-        shell:
-            "python -m soteacher distill --spec {params.spec:q} --tracking-uri {TRACKING_URI:q} > {log:q} 2>&1"
+rule distill:
+    input:
+        unpack(_teacher_inputs),
+    output:
+        _job_outputs(jobs.STUDENT_METRICS),
+        _job_outputs(jobs.STUDENT_MODEL),
+    params:
+        spec=_distill_spec,
+    threads: JOB_THREADS
+    resources:
+        gpu=1,
+    log:
+        "logs/students/{dataset}/{tarch}-{recipe}-s{tseed}/ep{epoch}/" + _JOB_NAME + ".log",
+    benchmark:
+        "logs/benchmarks/students/{dataset}/{tarch}-{recipe}-s{tseed}/ep{epoch}/" + _JOB_NAME + ".tsv"
+    shell:
+        "python -m soteacher distill --spec {params.spec:q} --tracking-uri {TRACKING_URI:q} > {log:q} 2>&1"

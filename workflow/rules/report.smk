@@ -1,8 +1,3 @@
-onstart:
-    # create the MLflow store once: parallel jobs opening a fresh SQLite store crash in its migration
-    shell("python -m soteacher init-tracking --experiment {EXPERIMENT:q} --tracking-uri {TRACKING_URI:q}")
-
-
 rule aggregate:
     input:
         STUDENT_OUTPUTS,

@@ -11,9 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
-class DataError(RuntimeError):
-    """A data set is missing, partial or malformed; the message says where and what was expected."""
+from soteacher.errors import DataError
 
 
 def md5_bytes(data: bytes) -> str:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from soteacher.archs import ARCHITECTURES
 from soteacher.models.base import ModelOutput, feature_shapes
 from soteacher.models.mobilenetv2 import MOBILENETS
 from soteacher.models.resnet_cifar import RESNETS
@@ -24,6 +25,9 @@ MODELS: dict[str, Callable[[int], nn.Module]] = {
     **SHUFFLENETV1,
     **SHUFFLENETV2,
 }
+if set(MODELS) != set(ARCHITECTURES):  # a new model must be named in soteacher/archs.py too (config checks)
+    raise ImportError(f"soteacher.archs.ARCHITECTURES and the model registry differ: "
+                      f"{sorted(set(MODELS) ^ set(ARCHITECTURES))}")
 
 
 def build_model(name: str, num_classes: int) -> nn.Module:
