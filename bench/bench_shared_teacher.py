@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2, help="best of this many timings of each")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     data = random_data(args.samples, 100, args.size, device)
@@ -57,10 +58,24 @@ def main() -> None:
         learners = [make_student(args.student, teacher, data) for _ in range(args.students)]
         train(learners, data, epochs=1, batch_size=args.batch_size, seed=0, teacher=teacher)
 
-    t_separate = timed(separate)
-    t_lockstep = timed(lockstep)
-    print(f"# {args.teacher} -> {args.student} x{args.students}, {args.samples} samples of {args.size}px, {device}: "
-          f"separate {t_separate:.1f} s, lockstep {t_lockstep:.1f} s (the separate runs exclude process start-up)")
+    # untimed warm-up: lazy initialisation (allocator, kernels) would otherwise be charged to the first timing
+    train([make_student(args.student, teacher, data)], data, epochs=1, batch_size=args.batch_size, seed=0,
+          teacher=teacher)
+    def teacher_forwards() -> None:  # what lockstep saves: the teacher's forward on the epoch's batches
+        with torch.no_grad():
+            for x, _, _ in data.train_batches(args.batch_size, torch.Generator(device=device).manual_seed(0)):
+                teacher(x)
+
+    t_separate = timed(separate, args.repeats)
+    t_lockstep = timed(lockstep, args.repeats)
+    t_teacher = timed(teacher_forwards, args.repeats)
+    # separate = M (T + S), lockstep = T + M S at best: the ceiling this machine's T/S allows
+    m = args.students
+    t_student = t_separate / m - t_teacher
+    print(f"# {args.teacher} -> {args.student} x{m}, {args.samples} samples of {args.size}px, {device}: "
+          f"separate {t_separate:.1f} s, lockstep {t_lockstep:.1f} s (the separate runs exclude process start-up); "
+          f"teacher forwards {t_teacher:.1f} s per epoch, so at most {t_separate / (t_teacher + m * t_student):.2f}x "
+          "here")
     report(f"shared_teacher_forward (students/hour, M={args.students} lockstep / separate)",
            t_separate / t_lockstep, ">= 2.0")
 
