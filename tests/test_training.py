@@ -130,7 +130,7 @@ def _optimise(make, steps: int, model: torch.nn.Module, state: dict | None = Non
         sched.load_state_dict(state["sched"])
     lrs = []
     for step in range(start, steps):
-        x = torch.randn(4, 6, generator=torch.Generator().manual_seed(step))
+        x = torch.randn(4, 6, generator=torch.Generator().manual_seed(step)).to(next(model.parameters()).device)
         opt.zero_grad(set_to_none=True)
         model(x, step).square().backward()
         opt.step()
@@ -140,7 +140,9 @@ def _optimise(make, steps: int, model: torch.nn.Module, state: dict | None = Non
     return lrs, {"opt": opt.state_dict(), "sched": sched.state_dict()}
 
 
-def test_sgd_and_multistep_schedule_match_torch_optim_bit_for_bit():
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device"))])
+def test_sgd_and_multistep_schedule_match_torch_optim_bit_for_bit(device):
     from soteacher.optim import SGD, MultiStepLR
 
     def ours(model):
@@ -152,8 +154,8 @@ def test_sgd_and_multistep_schedule_match_torch_optim_bit_for_bit():
         return opt, torch.optim.lr_scheduler.MultiStepLR(opt, [1, 2, 2], 0.1)
 
     torch.manual_seed(0)
-    a = _TwoHeads()
-    b, c = _TwoHeads(), _TwoHeads()
+    a = _TwoHeads().to(device)
+    b, c = _TwoHeads().to(device), _TwoHeads().to(device)
     b.load_state_dict(a.state_dict())
     c.load_state_dict(a.state_dict())
     ours_lrs, _ = _optimise(ours, 8, a)
