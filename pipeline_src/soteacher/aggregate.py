@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from soteacher import jobs
-from soteacher.io import read_json, write_json
+from soteacher.io import atomic_write, read_json, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +129,12 @@ PSTAR_NOTE = (" Teacher TV to p*: mean total variation between the teacher's sof
               "distribution p*(x) on the training set (lower is closer).")
 
 
+def table_note(table: pd.DataFrame) -> str:
+    return NOTE + (PSTAR_NOTE if table["teacher_tv_pstar"].notna().any() else "")
+
+
 def markdown(table: pd.DataFrame, title: str, partial: bool) -> str:
-    note = NOTE + (PSTAR_NOTE if table["teacher_tv_pstar"].notna().any() else "")
+    note = table_note(table)
     head = f"# {title}\n\n" + ("**PARTIAL: some runs are missing.**\n\n" if partial else "")
     return head + shown_table(table).to_markdown(index=False, disable_numparse=True) + "\n\n" + note + "\n"
 
@@ -174,10 +178,15 @@ def delta_shown(delta: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def at_last_checkpoint(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows at each recipe's own last distilled checkpoint (an imported teacher's epoch 240 must not hide
+    the trained recipes' epoch 15)."""
+    return frame[frame["teacher_epoch"] == frame.groupby("recipe")["teacher_epoch"].transform("max")]
+
+
 def headline(table: pd.DataFrame) -> dict:
     """Per recipe, averages at the last distilled checkpoint: the numbers DVC tracks as metrics."""
-    # each recipe's own last checkpoint (an imported teacher's epoch 240 must not hide trained recipes' epoch 15)
-    last = table[table["teacher_epoch"] == table.groupby("recipe")["teacher_epoch"].transform("max")]
+    last = at_last_checkpoint(table)
     out: dict[str, dict] = {}
     for recipe, part in last.groupby("recipe"):
         out[str(recipe)] = {
@@ -192,11 +201,7 @@ def headline(table: pd.DataFrame) -> dict:
 
 def figure(table: pd.DataFrame, path: Path) -> None:
     """Paper Fig. 1 shape: teacher and student accuracy per teacher checkpoint, one line per recipe."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _plt()
     panels = list(table.groupby(["teacher", "student", "method"], sort=False))
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
@@ -270,7 +275,7 @@ def ablation_table(table: pd.DataFrame, recipes: dict[str, dict]) -> pd.DataFram
     points = pd.DataFrame(ablation_points(recipes))
     if points.empty:
         return pd.DataFrame(columns=columns)
-    last = table[table["teacher_epoch"] == table.groupby("recipe")["teacher_epoch"].transform("max")]
+    last = at_last_checkpoint(table)
     out = points.merge(last, on="recipe")
     ref = last[last["recipe"] == STANDARD][["teacher", "student", "method", "student_last_mean"]]
     out = out.merge(ref.rename(columns={"student_last_mean": "standard_student_last_mean"}),
@@ -290,11 +295,8 @@ def _plt():
 
 
 def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".png.tmp")
-    fig.savefig(tmp, dpi=110, format="png")
+    atomic_write(path, lambda f: fig.savefig(f, dpi=110, format="png"))
     _plt().close(fig)
-    tmp.replace(path)
 
 
 def placeholder_figure(path: Path, text: str) -> None:
@@ -345,7 +347,7 @@ def delta_by_method(delta: pd.DataFrame) -> pd.DataFrame:
     columns = ["recipe", "method", "delta_last_mean", "delta_last_spread", "delta_best_mean", "pairs", "positive"]
     if delta.empty:
         return pd.DataFrame(columns=columns)
-    last = delta[delta["teacher_epoch"] == delta.groupby("recipe")["teacher_epoch"].transform("max")]
+    last = at_last_checkpoint(delta)
     out = last.groupby(["recipe", "method"], sort=False).agg(
         delta_last_mean=("delta_last", "mean"), delta_last_spread=("delta_last", "std"),
         delta_best_mean=("delta_best", "mean"), pairs=("delta_last", "size"),
@@ -394,18 +396,8 @@ def output_paths() -> dict[str, Path]:
             **{k: Path(jobs.FIGURES_DIR) / v for k, v in FIGURES.items()}}
 
 
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
+    write_text(path, frame.to_csv(index=False))
 
 
 def run(config: dict, allow_partial: bool = False) -> dict[str, Path]:
@@ -416,9 +408,8 @@ def run(config: dict, allow_partial: bool = False) -> dict[str, Path]:
     outputs = output_paths()
     title = f"Study '{config['name']}'"
     _write_csv(outputs["csv"], table)
-    _write_text(outputs["markdown"], markdown(table, title, partial=bool(missing)))
-    note = NOTE + (PSTAR_NOTE if table["teacher_tv_pstar"].notna().any() else "")
-    _write_text(outputs["latex"], latex(shown_table(table), f"{title}. {note}", f"tab:{config['name']}"))
+    write_text(outputs["markdown"], markdown(table, title, partial=bool(missing)))
+    write_text(outputs["latex"], latex(shown_table(table), f"{title}. {table_note(table)}", f"tab:{config['name']}"))
     summary = {"study": config["name"], "partial": bool(missing), "runs": len(df), "recipes": headline(table)}
     write_json(outputs["json"], summary)
     curves = table[["teacher", "recipe", "teacher_epoch", "method", "student", "teacher_acc", "student_last_mean"]]
@@ -427,8 +418,8 @@ def run(config: dict, allow_partial: bool = False) -> dict[str, Path]:
 
     delta = delta_table(table)
     _write_csv(outputs["delta_csv"], delta)
-    _write_text(outputs["delta_markdown"], delta_markdown(delta, f"{title}: recipe − standard"))
-    _write_text(outputs["delta_latex"], latex(delta_shown(delta), f"{title}: recipe minus standard teacher "
+    write_text(outputs["delta_markdown"], delta_markdown(delta, f"{title}: recipe − standard"))
+    write_text(outputs["delta_latex"], latex(delta_shown(delta), f"{title}: recipe minus standard teacher "
                                               "(student accuracy in percentage points).", f"tab:{config['name']}_delta")
                 if not delta.empty else "% no recipe to compare with the standard teacher\n")
     bars = delta_by_method(delta)

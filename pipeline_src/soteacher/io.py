@@ -11,7 +11,8 @@ from typing import Any
 from soteacher.errors import CheckpointError
 
 
-def _atomic(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(binary file)`` on a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -27,7 +28,11 @@ def _atomic(path: Path, write) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    _atomic(path, lambda f: f.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()))
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def read_json(path: Path) -> Any:
@@ -38,7 +43,7 @@ def read_json(path: Path) -> Any:
 def save_torch(path: Path, obj: Any) -> None:
     import torch  # here, not at the top: the JSON helpers serve jobs that never load torch (aggregate)
 
-    _atomic(path, lambda f: torch.save(obj, f))
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def load_checkpoint(path: Path) -> dict:
