@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from soteacher.archs import ARCHITECTURES
 from soteacher.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -112,7 +113,11 @@ def distill_pairs(config: dict) -> list[tuple[str, str]]:
     return [(t, s) for t in config["teacher"]["archs"] for s in config["distill"]["students"]]
 
 
-def _pairs_errors(config: dict, models) -> list[str]:
+def _unknown_arch(key: str, arch: str) -> str:
+    return f"config key {key}: unknown architecture {arch!r}; allowed: {', '.join(sorted(ARCHITECTURES))}"
+
+
+def _pairs_errors(config: dict) -> list[str]:
     pairs = config["distill"].get("pairs")
     if pairs is None:
         return []
@@ -121,9 +126,8 @@ def _pairs_errors(config: dict, models) -> list[str]:
         if teacher not in archs:
             errors.append(f"config key distill.pairs[{i}][0]: teacher {teacher!r} is not in teacher.archs "
                           f"({', '.join(archs)})")
-        if student not in models:
-            errors.append(f"config key distill.pairs[{i}][1]: unknown architecture {student!r}; "
-                          f"allowed: {', '.join(sorted(models))}")
+        if student not in ARCHITECTURES:
+            errors.append(_unknown_arch(f"distill.pairs[{i}][1]", student))
     if len({tuple(p) for p in pairs}) != len(pairs):
         errors.append("config key distill.pairs: a teacher -> student pair is listed twice")
     unused = [a for a in archs if a not in {t for t, _ in pairs}]
@@ -134,8 +138,6 @@ def _pairs_errors(config: dict, models) -> list[str]:
 
 
 def _semantic_errors(config: dict, deep: bool) -> list[str]:
-    from soteacher.archs import ARCHITECTURES
-
     errors = []
     # with distill.pairs, distill.students is not used: the pairs name the students
     keys = (("teacher", "archs"),) if config["distill"].get("pairs") is not None else \
@@ -143,9 +145,8 @@ def _semantic_errors(config: dict, deep: bool) -> list[str]:
     for section, key in keys:
         for i, arch in enumerate(config[section][key]):
             if arch not in ARCHITECTURES:
-                errors.append(f"config key {section}.{key}[{i}]: unknown architecture {arch!r}; "
-                              f"allowed: {', '.join(sorted(ARCHITECTURES))}")
-    errors += _pairs_errors(config, ARCHITECTURES)
+                errors.append(_unknown_arch(f"{section}.{key}[{i}]", arch))
+    errors += _pairs_errors(config)
     teacher, distill = config["teacher"], config["distill"]
     if teacher["checkpoint_every"] > teacher["epochs"]:
         errors.append(f"config key teacher.checkpoint_every: {teacher['checkpoint_every']} exceeds "
@@ -165,21 +166,20 @@ def _semantic_errors(config: dict, deep: bool) -> list[str]:
     if config["data"]["dataset"] == "synthetic" and syn["features_per_image"] > min(grid * grid, syn["num_features"]):
         errors.append(f"config key data.synthetic.features_per_image: {syn['features_per_image']} exceeds the "
                       f"{grid}x{grid} patch grid or num_features={syn['num_features']}")
-    errors += _import_errors(config, ARCHITECTURES)
+    errors += _import_errors(config)
     if deep and not errors:
         errors += _pair_errors(config)
     return errors
 
 
-def _import_errors(config: dict, models) -> list[str]:
+def _import_errors(config: dict) -> list[str]:
     """``teacher.imports``: known architectures, names distinct from the trained recipes, some teacher at all."""
     teacher = config["teacher"]
     imports = teacher.get("imports", {})
     errors = []
     for name, imp in imports.items():
-        if imp["arch"] not in models:
-            errors.append(f"config key teacher.imports.{name}.arch: unknown architecture {imp['arch']!r}; "
-                          f"allowed: {', '.join(sorted(models))}")
+        if imp["arch"] not in ARCHITECTURES:
+            errors.append(_unknown_arch(f"teacher.imports.{name}.arch", imp["arch"]))
         if name in teacher["recipes"]:
             errors.append(f"config key teacher.imports.{name}: the name is also a teacher.recipes entry "
                           "(both would write the same results folder); rename one")

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from soteacher import devices, jobs
-from soteacher.io import CheckpointError, save_torch, write_json
+from soteacher.errors import CheckpointError
+from soteacher.io import load_error, save_torch, write_json
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +129,7 @@ def read_reference(path: Path) -> dict:
             f"cannot load {path} with torch.load(weights_only=True): it contains {what}{where}{also}. "
             + CONVERT_HINT.format(path=path)) from None
     except Exception as err:
-        first_line = (str(err).splitlines() or [""])[0]
-        raise CheckpointError(f"cannot load checkpoint {path}: {type(err).__name__}: {first_line}") from None
+        raise load_error(path, err) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict (the reference format has the weights under 'model'), "
                               f"got {type(obj).__name__}")

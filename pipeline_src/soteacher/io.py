@@ -46,6 +46,12 @@ def save_torch(path: Path, obj: Any) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
+def load_error(path: Path, err: Exception) -> CheckpointError:
+    """Why ``torch.load`` failed on ``path``, in one line."""
+    first_line = (str(err).splitlines() or [""])[0]
+    return CheckpointError(f"cannot load checkpoint {path}: {type(err).__name__}: {first_line}")
+
+
 def load_checkpoint(path: Path) -> dict:
     """Load a checkpoint with ``weights_only=True`` (no arbitrary pickles); errors name the file."""
     import torch
@@ -56,8 +62,7 @@ def load_checkpoint(path: Path) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated, foreign or malicious files all end here
-        first_line = (str(err).splitlines() or [""])[0]
-        raise CheckpointError(f"cannot load checkpoint {path}: {type(err).__name__}: {first_line}") from None
+        raise load_error(path, err) from None
     if not isinstance(obj, dict) or "model" not in obj:
         raise CheckpointError(f"{path} is not a soteacher checkpoint (expected a dict with a 'model' state dict)")
     return obj

@@ -188,7 +188,8 @@ def make_plan(config: dict, costs: dict[str, tuple[float, float, int]] | None = 
         steps = -(-n_images // batch)
         return max(train_s_img * n_images / GPU_FACTOR, steps * GPU_STEP_FLOOR_S)
 
-    methods = d["methods"]
+    # training epochs per method, its init stage included (AB/FT/FSP)
+    epochs = {m: d["epochs"] + _method_init_epochs(cfg) for m, cfg in d["methods"].items()}
     groups = jobs.student_groups(config)
     n_distill = jobs.distill_job_count(config)
     job_counts = {"prepare_data": 1, "train_teacher": len(jobs.teacher_jobs(config)), "distill": n_distill,
@@ -208,7 +209,6 @@ def make_plan(config: dict, costs: dict[str, tuple[float, float, int]] | None = 
         for g in groups:
             s_train, s_fwd = arch_costs[g["student"]]
             _, t_fwd = arch_costs[g["tarch"]]
-            epochs = {m: d["epochs"] + _method_init_epochs(cfg) for m, cfg in methods.items()}
             student_part = sum(hours(s_train, n_train, batch_s, gpu) * e + hours(s_fwd, n_test, batch_s, gpu)
                                * d["epochs"] for e in epochs.values())
             if d["group_methods"]:  # one teacher forward shared by all methods

@@ -19,18 +19,21 @@ from soteacher.config import REPO_ROOT
 log = logging.getLogger(__name__)
 
 
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (relative or absolute), None for any other store."""
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
 def resolve_uri(configured: str) -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
-    if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):])
+    if (path := _sqlite_path(uri)) is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     return uri
 
 
 def _artifact_location(uri: str) -> str | None:
-    if uri.startswith("sqlite:///"):
-        return (Path(uri[len("sqlite:///"):]).resolve().parent / "artifacts").as_uri()
-    return None
+    path = _sqlite_path(uri)
+    return None if path is None else (path.resolve().parent / "artifacts").as_uri()
 
 
 def experiment_id(client, uri: str, name: str) -> str:
@@ -50,9 +53,10 @@ def open_client(uri: str):
     """An ``MlflowClient`` for ``uri`` (resolved); a SQLite store is opened, and created if new, under a lock."""
     from mlflow.tracking import MlflowClient
 
-    if not uri.startswith("sqlite:///"):
+    path = _sqlite_path(uri)
+    if path is None:
         return MlflowClient(uri)
-    with open(Path(uri[len("sqlite:///"):] + ".lock"), "w") as lock:
+    with open(f"{path}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
         return MlflowClient(uri)  # creates the store's tables on first use
 
