@@ -11,7 +11,7 @@ import argparse
 
 import torch
 
-from bench.common import random_data, timed
+from bench.common import kd_defaults, random_data, timed
 from soteacher.distill import METHODS
 from soteacher.models import build_model, feature_shapes
 from soteacher.teacher.objective import TeacherObjective
@@ -58,10 +58,8 @@ def main() -> None:
         t_teacher = timed(lambda: run(data)) / args.steps
 
         student = prepare_model(build_model("resnet8x4", 100).to(device), compute)
-        kd_cfg = {"ce_weight": 0.5, "kd_weight": 0.5, "kd_temperature": 4.0, "weight": 0.0,
-                  "logit_standardization": False}
-        method = METHODS["kd"](kd_cfg, feature_shapes(student, (3, 32, 32)), feature_shapes(teacher, (3, 32, 32)),
-                               CIFAR_TRAIN).to(device)
+        method = METHODS["kd"](kd_defaults(), feature_shapes(student, (3, 32, 32)),
+                               feature_shapes(teacher, (3, 32, 32)), CIFAR_TRAIN).to(device)
         opt, sched = make_optimizer(list(student.parameters()) + list(method.parameters()), OPTIM, 0.05)
         s_learner = Learner("student", student, method, opt, sched)
         run_s = lambda d: train([s_learner], d, epochs=1, batch_size=args.batch_size, seed=0,  # noqa: E731

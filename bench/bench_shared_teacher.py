@@ -10,18 +10,12 @@ import argparse
 
 import torch
 
-from bench.common import random_data, report, timed
+from bench.common import kd_defaults, random_data, report, timed
 from soteacher.distill import METHODS
 from soteacher.models import build_model, feature_shapes
 from soteacher.train import Learner, make_optimizer, train
 
 OPTIM = {"momentum": 0.9, "weight_decay": 5e-4, "lr_milestones": [], "lr_gamma": 0.1}
-
-
-def kd_defaults() -> dict:
-    from soteacher.config import validate
-
-    return validate({"distill": {"methods": {"kd": {}}}}, deep=False)["distill"]["methods"]["kd"]
 
 
 def make_student(arch: str, teacher, data) -> Learner:

@@ -33,5 +33,12 @@ def timed(fn, repeats: int = 1) -> float:
     return best
 
 
+def kd_defaults() -> dict:
+    """KD's hyper-parameters as the schema fills them in (γ = α = 0.5, T = 4: the paper's recipe)."""
+    from soteacher.config import validate
+
+    return validate({"distill": {"methods": {"kd": {}}}}, deep=False)["distill"]["methods"]["kd"]
+
+
 def report(name: str, value: float, target: str, unit: str = "x") -> None:
     print(f"{name}: {value:.2f}{unit} (target {target})", flush=True)
