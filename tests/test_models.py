@@ -37,7 +37,7 @@ NEW_MODELS = [
     "wrn_16_1", "wrn_16_2", "wrn_40_1", "wrn_40_2",
     "vgg8", "vgg11", "vgg13", "vgg16", "vgg19",
     "MobileNetV2", "ShuffleNetV1", "ShuffleNetV2",
-    "ResNet18", "ResNet34", "ResNet50",
+    "ResNet18", "ResNet34", "ResNet50", "ResNet18_imagenet", "ResNet34_imagenet", "ResNet50_imagenet",
 ]  # fmt: skip
 
 # a second input size per model (besides 32); 64 exercises VGG's extra pooling for large inputs
@@ -161,6 +161,26 @@ def test_forward_and_features(name: str):
         for f, p in zip(out.feats[:-1], out.preact_feats[:-1]):
             assert f.dim() == 4 and f.shape[0] == 2
             assert p.shape == f.shape
+
+
+@pytest.mark.parametrize("depth", [18, 34, 50])
+def test_imagenet_stem_resnets_are_torchvisions(depth: int):
+    """``ResNet<d>_imagenet`` is torchvision's ``resnet<d>``: its weights load strictly and give the same logits,
+    and the 7×7/2 conv + max pool put the first stage at 56×56 for a 224 px input."""
+    import torchvision
+
+    torch.manual_seed(0)
+    reference = getattr(torchvision.models, f"resnet{depth}")(num_classes=100).eval()
+    model = build_model(f"ResNet{depth}_imagenet", 100).eval()
+    model.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        expected = reference(x)
+        out = model(x, with_features=True)
+    assert torch.equal(out.logits, expected)
+    assert [f.shape[-1] for f in out.feats[:-1]] == [56, 56, 28, 14, 7]
+    cifar_stem = build_model(f"ResNet{depth}", 100)
+    assert cifar_stem(torch.randn(1, 3, 32, 32), with_features=True).feats[1].shape[-1] == 32
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE_KEYS))

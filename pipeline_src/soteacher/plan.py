@@ -4,9 +4,10 @@ Compute is estimated from per-architecture training cost (seconds per image for 
 inference forward) at a reference input size, scaled by the number of pixels of the study's input:
 
 * ``CPU_COSTS`` below was measured on this project's development machine (one CPU thread, batch 64,
-  32×32 inputs for the CIFAR zoo and 64×64 for the ImageNet ResNets) with ``measure()``, counting CPU time
-  of the process (the machine was shared with other work, so wall time would have been inflated; even CPU time
-  was: resnet8x4 measured 19 ms per image here, about twice what DESIGN.md's probe on an idle machine implies).
+  32×32 inputs for the CIFAR zoo, 64×64 for ResNet18 and 112×112 for the ImageNet-stem ResNets) with
+  ``measure()``, counting CPU time of the process (the machine was shared with other work, so wall time
+  would have been inflated; even CPU time was: resnet8x4 measured 19 ms per image here, about twice what
+  DESIGN.md's probe on an idle machine implies).
 * GPU hours are derived from it with an ASSUMED factor (no GPU was available to calibrate): a step on one
   modern GPU is ``GPU_FACTOR`` times faster than on one CPU thread, but never under ``GPU_STEP_FLOOR_S``
   per batch (small CIFAR nets are kernel-launch bound). The factor is calibrated so that a CIFAR-100
@@ -52,6 +53,10 @@ CPU_COSTS: dict[str, tuple[float, float, int]] = {
     "ResNet18": (0.26, 0.07, 64),
     "ResNet34": (0.11, 0.03, 32),
     "ResNet50": (0.21, 0.057, 32),
+    # the ImageNet-stem nets at 112 px, batch 16 (`measure(..., (3, 112, 112), batch=16)`, machine shared)
+    "ResNet18_imagenet": (0.067, 0.022, 112),
+    "ResNet34_imagenet": (0.13, 0.036, 112),
+    "ResNet50_imagenet": (0.15, 0.048, 112),
 }
 GPU_FACTOR = 200.0  # assumed: one GPU step vs one (contended) CPU thread of CPU_COSTS (see docstring)
 GPU_STEP_FLOOR_S = 0.005  # assumed: fastest training step of a small net at batch 64 on a GPU
