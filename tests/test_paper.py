@@ -234,6 +234,30 @@ def test_no_ablation_and_no_standard_give_placeholders(tmp_path, monkeypatch):
         assert png.startswith(b"\x89PNG") and len(png) < 20_000
 
 
+def test_teachers_count_once_with_runs_missing_and_single_runs_show_no_spread(tmp_path, monkeypatch):
+    cfg = config_mod.validate(_tiny(**{"teacher.seeds": [0, 1], "distill.seeds": [0, 1, 2]}), deep=False)
+    # teacher seed 0 scores 70 + epoch, seed 1 scores 80 + epoch + 1 (see _write_results)
+    _write_results(tmp_path, cfg, lambda job: 50.0 + job["seed"], teacher_acc=lambda job: 70.0 + 10 * job["tseed"])
+    for job in jobs.student_jobs(cfg):
+        single = job["recipe"] == "soteacher" and job["method"] == "kd"
+        if (job["tseed"] == 1 and job["seed"] > 0) or (single and (job["tseed"], job["seed"]) != (0, 0)):
+            (tmp_path / jobs.STUDENT_METRICS.format(**job)).unlink()
+    monkeypatch.chdir(tmp_path)
+    outputs = aggregate.run(cfg, allow_partial=True)
+
+    table = pd.read_csv(outputs["csv"]).set_index(["recipe", "method", "teacher_epoch"])
+    four_runs = table.loc[("standard", "kd", 2)]  # three runs under teacher seed 0, one under seed 1
+    assert four_runs["n"] == 4 and four_runs["n_teachers"] == 2
+    assert four_runs["teacher_acc"] == pytest.approx((72.0 + 83.0) / 2)  # not (3 × 72 + 83) / 4
+    single = table.loc[("soteacher", "kd", 2)]
+    assert single["n"] == 1 and pd.isna(single["student_last_std"]) and pd.isna(single["teacher_acc_std"])
+    assert pd.isna(single["delta_last_se"]) and single["delta_last"] == pytest.approx(50.0 - 50.75)
+    md = outputs["markdown"].read_text()
+    single_line = next(line for line in md.splitlines() if "| soteacher | 2 " in line and "| kd " in line)
+    assert "±" not in single_line and re.search(r"\|\s*50\.00\s*\|", single_line)
+    assert "nan" not in md.lower() and "nan" not in outputs["delta_markdown"].read_text().lower()
+
+
 def _aggregate_rule_outputs() -> list[str]:
     """The files the Snakemake `aggregate` rule declares (its output block in report.smk)."""
     text = (REPO / "workflow/rules/report.smk").read_text()

@@ -54,21 +54,23 @@ def collect(config: dict, allow_partial: bool = False) -> tuple[pd.DataFrame, li
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    agg = df.groupby(GROUP, sort=False).agg(
-        teacher_acc=("teacher_acc", "mean"),
-        teacher_tv_pstar=("teacher_tv_pstar", "mean"),
+    """One row per GROUP. Stds are sample stds (ddof 1), NaN where there is one run: no spread is known."""
+    students = df.groupby(GROUP, sort=False).agg(
         student_last_mean=("student_last_acc", "mean"),
         student_last_std=("student_last_acc", "std"),
         student_best_mean=("student_best_acc", "mean"),
         student_best_std=("student_best_acc", "std"),
         n=("student_last_acc", "size"),
     ).reset_index()
-    # teacher spread over teacher seeds (each teacher counted once, not once per student run)
+    # teacher figures over teacher seeds, each teacher counted once (not once per student run: with runs
+    # missing, a per-run mean would weight teachers unequally)
     teachers = df.drop_duplicates(GROUP + ["teacher_seed"]).groupby(GROUP, sort=False).agg(
+        teacher_acc=("teacher_acc", "mean"), teacher_tv_pstar=("teacher_tv_pstar", "mean"),
         teacher_acc_std=("teacher_acc", "std"), n_teachers=("teacher_acc", "size")).reset_index()
-    agg = agg.merge(teachers, on=GROUP, how="left")
-    agg = agg.fillna({"student_last_std": 0.0, "student_best_std": 0.0, "teacher_acc_std": 0.0})
-    return add_deltas(agg)
+    agg = students.merge(teachers, on=GROUP, how="left")
+    columns = [*GROUP, "teacher_acc", "teacher_tv_pstar", "student_last_mean", "student_last_std",
+               "student_best_mean", "student_best_std", "n", "teacher_acc_std", "n_teachers"]
+    return add_deltas(agg[columns])
 
 
 def add_deltas(table: pd.DataFrame) -> pd.DataFrame:
@@ -97,7 +99,8 @@ def _signed(value: float, digits: int = 2) -> str:
 
 
 def _pm(mean: float, std: float) -> str:
-    return f"{mean:.2f} ± {std:.2f}"
+    """``mean ± std``, or the mean alone where the std is unknown (one run)."""
+    return f"{mean:.2f}" if pd.isna(std) else f"{mean:.2f} ± {std:.2f}"
 
 
 def shown_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -107,9 +110,7 @@ def shown_table(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "teacher": table["teacher"], "recipe": table["recipe"], "ckpt epoch": table["teacher_epoch"],
         "method": table["method"], "student": table["student"],
-        # ± std only where there are several teacher seeds
-        "teacher acc (%)": [_pm(m, s) if k > 1 else f"{m:.2f}" for m, s, k in
-                            zip(table["teacher_acc"], table["teacher_acc_std"], table["n_teachers"])],
+        "teacher acc (%)": list(map(_pm, table["teacher_acc"], table["teacher_acc_std"])),
         **({"teacher TV to p*": table["teacher_tv_pstar"].map(lambda v: f"{v:.4f}")} if has_pstar else {}),
         "student acc, last epoch (%)": list(map(_pm, table["student_last_mean"], table["student_last_std"])),
         "student acc, best epoch (%)": list(map(_pm, table["student_best_mean"], table["student_best_std"])),
@@ -119,8 +120,8 @@ def shown_table(table: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-NOTE = ("Teacher accuracy: mean ± std over teacher seeds (a single value with one seed). "
-        "Student accuracy: mean ± std over seeds (n runs). "
+NOTE = ("± is the sample standard deviation (ddof 1); a value without ± comes from a single run. "
+        "Teacher accuracy: mean ± std over teacher seeds. Student accuracy: mean ± std over seeds (n runs). "
         "*last epoch* is the test accuracy after the final epoch; *best epoch* is the maximum over epochs "
         "(optimistic, as many KD papers report). Δ vs standard: this recipe's student accuracy minus the "
         "standard teacher's on the same teacher, checkpoint, method and student, in percentage points "
@@ -169,8 +170,8 @@ def delta_shown(delta: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "teacher": delta["teacher"], "ckpt epoch": delta["teacher_epoch"], "method": delta["method"],
         "student": delta["student"], "recipe": delta["recipe"],
-        "Δ student, last epoch (pp)": [f"{_signed(d)} ± {se:.2f}" for d, se in zip(delta["delta_last"],
-                                                                              delta["delta_last_se"])],
+        "Δ student, last epoch (pp)": [_signed(d) if pd.isna(se) else f"{_signed(d)} ± {se:.2f}"
+                                       for d, se in zip(delta["delta_last"], delta["delta_last_se"])],
         "Δ student, best epoch (pp)": delta["delta_best"].map(_signed),
         "Δ teacher acc (pp)": delta["delta_teacher_acc"].map(_signed),
         **({"Δ teacher TV to p*": delta["delta_teacher_tv_pstar"].map(lambda v: _signed(v, 4))} if has_pstar else {}),
@@ -353,7 +354,7 @@ def delta_by_method(delta: pd.DataFrame) -> pd.DataFrame:
         delta_best_mean=("delta_best", "mean"), pairs=("delta_last", "size"),
         positive=("delta_last", lambda v: int((v > 0).sum())), se=("delta_last_se", "mean")).reset_index()
     out["delta_last_spread"] = out["delta_last_spread"].where(out["pairs"] > 1, out["se"])
-    return out.fillna({"delta_last_spread": 0.0})[columns]
+    return out[columns]
 
 
 def delta_figure(bars: pd.DataFrame, path: Path) -> None:
