@@ -101,3 +101,22 @@ def test_standard_recipe_is_plain_cross_entropy():
     losses = obj(ModelOutput(logits, [], []), None, torch.tensor([0, 1]), torch.tensor([0, 1]))
     assert set(losses) == {"ce"}
     assert torch.equal(losses["ce"], torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1])))
+
+
+def test_update_under_bf16_autocast_keeps_the_buffer_a_float32_moving_average():
+    """With bf16 logits (compute.amp: bf16) the update is still q ← (1 − τ) q + τ p in float32: rows stay on
+    the simplex (a bf16 τ gives (1 − τ) + τ ≠ 1 and the rows drift)."""
+    torch.manual_seed(0)
+    ens = TemporalEnsemble(num_samples=6, num_classes=5)
+    logits = torch.randn(6, 5).to(torch.bfloat16)
+    indices = torch.arange(6)
+    ens.loss_and_update(logits, indices)  # first epoch: τ = 1, q = p
+    ens.end_epoch(99)  # k = 100, τ = 1/101: not representable in bf16
+    q0 = ens.targets.double().clone()
+    probs = torch.softmax(logits.double(), dim=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ens.loss_and_update(logits, indices)
+    expected = (1 - 1 / 101) * q0 + (1 / 101) * probs
+    assert ens.targets.dtype == torch.float32
+    torch.testing.assert_close(ens.targets.double(), expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(ens.targets.sum(1), torch.ones(6), rtol=0, atol=1e-6)

@@ -65,7 +65,9 @@ class TemporalEnsemble(nn.Module):
     def loss_and_update(self, logits: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         loss = consistency_loss(logits, self.targets[indices])
         with torch.no_grad():
-            tau = 1.0 / (1.0 + self.momentum_k.to(logits.dtype))
+            # τ in the buffer's float32, not the logits' dtype: under bf16 autocast (1 − τ) + τ ≠ 1 and the
+            # rows of q would drift off the simplex over the epochs
+            tau = 1.0 / (1.0 + self.momentum_k.to(self.targets.dtype))
             probs = F.softmax(logits.detach().float(), dim=1)
             self.targets[indices] = (1.0 - tau) * self.targets[indices] + tau * probs
         return loss
