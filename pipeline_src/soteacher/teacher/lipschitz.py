@@ -52,7 +52,8 @@ class LipschitzPenalty(nn.Module):
             generator = torch.Generator().manual_seed(0)
             for i, w in enumerate(self._convs + self._linears):
                 u = F.normalize(torch.randn(w.shape[0], generator=generator), dim=0)
-                self.register_buffer(f"_u{i}", u.to(w.device), persistent=False)
+                # persistent: the iteration's state is part of the resumable training state
+                self.register_buffer(f"_u{i}", u.to(w.device))
 
     def _bn_term(self) -> torch.Tensor:
         gammas = torch.cat([bn.weight if bn.affine else torch.ones_like(bn.running_var) for bn in self._bns])
