@@ -19,6 +19,7 @@ from soteacher.distill.cc import cc_loss
 from soteacher.distill.crd import CRD, nce_loss
 from soteacher.distill.dist import dist_loss
 from soteacher.distill.dkd import DKD, dkd_loss
+from soteacher.distill.features import HintRegressor
 from soteacher.distill.fitnet import fitnet_loss
 from soteacher.distill.fsp import fsp_loss
 from soteacher.distill.ft import factor_loss
@@ -97,6 +98,48 @@ def test_fitnet_loss_by_hand():
     assert fitnet_loss(a, b).item() == pytest.approx(expected)
 
 
+def _bn_train(x: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """BatchNorm2d in training mode with γ = 1, β = 0: per channel, over batch and space, biased variance."""
+    mean = x.mean(axis=(0, 2, 3), keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=(0, 2, 3), keepdims=True)
+    return (x - mean) / np.sqrt(var + eps)
+
+
+def test_fitnet_regressor_and_loss_by_hand():
+    """Same size: the reference regressor is a 1×1 conv + BN + ReLU; 2× apart: strided / transposed conv."""
+    s_map, t_map = _rand(4, 3, 2, 2), _rand(4, 5, 2, 2, seed=1)
+    feats = lambda m: [m, m, m, m.mean((2, 3))]  # noqa: E731 - the hint layer (2) is the one read
+    fitnet = METHODS["fitnet"](_cfg("fitnet"), _out(S, feats(s_map)), _out(T, feats(t_map)), 4).double()
+    conv = fitnet.connector.conv
+    assert isinstance(conv, torch.nn.Conv2d) and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
+    w = conv.weight.detach().numpy()[:, :, 0, 0]  # (5, 3)
+    regressed = np.maximum(_bn_train(np.einsum("oc,bchw->bohw", w, s_map.numpy())), 0.0)
+    expected = ((regressed - t_map.numpy()) ** 2).mean()
+    loss = fitnet.method_loss(_out(S, feats(s_map)), _out(T, feats(t_map)), Y, torch.arange(2))
+    assert loss.item() == pytest.approx(expected, rel=1e-9)
+
+    down, up = HintRegressor((3, 8, 8), (5, 4, 4), relu=True), HintRegressor((3, 4, 4), (5, 8, 8), relu=True)
+    assert down.conv.kernel_size == (3, 3) and down.conv.stride == (2, 2)
+    assert isinstance(up.conv, torch.nn.ConvTranspose2d) and up.conv.kernel_size == (4, 4)
+    assert down(torch.randn(2, 3, 8, 8)).shape == (2, 5, 4, 4) and up(torch.randn(2, 3, 4, 4)).shape == (2, 5, 8, 8)
+    odd = HintRegressor((3, 6, 6), (5, 4, 4), relu=False)  # not a reference case: resized, then 1×1
+    assert odd.conv.kernel_size == (1, 1) and odd(torch.randn(2, 3, 6, 6)).shape == (2, 5, 4, 4)
+
+
+def test_ab_connects_matching_maps_directly():
+    """RepDistiller's AB has no connector where the student's and teacher's maps have the same shape."""
+    s_pre = [_rand(2, 4, 4, 4, seed=k) for k in range(3)]
+    t_pre = [_rand(2, 4, 4, 4, seed=10 + k) for k in range(2)] + [_rand(2, 6, 4, 4, seed=12)]
+    student = ModelOutput(S, [s.relu() for s in s_pre] + [S], [*s_pre, S])
+    teacher = ModelOutput(T, [t.relu() for t in t_pre] + [T], [*t_pre, T])
+    ab = METHODS["ab"](_cfg("ab"), student, teacher, 4).double()
+    assert isinstance(ab.connectors[0], torch.nn.Identity)  # stage 1: (4, 4, 4) both
+    assert isinstance(ab.connectors[1], HintRegressor) and not ab.connectors[1].relu  # stage 2: 4 vs 6 channels
+    loss = ab.init_loss(student, teacher, Y, torch.arange(2))
+    expected = ab_loss([s_pre[1], ab.connectors[1](s_pre[2])], [t_pre[1], t_pre[2]], margin=1.0)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
+
+
 def _attention(f: np.ndarray, p: float) -> np.ndarray:
     b, c, h, w = f.shape
     out = np.zeros((b, h * w))
@@ -116,6 +159,26 @@ def test_at_loss_by_hand():
     s, t = _rand(2, 3, 4, 4), _rand(2, 5, 2, 2, seed=1)  # student map pooled to the teacher's 2×2
     expected = ((_attention(_avgpool2(s.numpy()), 2) - _attention(t.numpy(), 2)) ** 2).mean()
     assert at_loss(s, t, 2).item() == pytest.approx(expected)
+
+
+def test_student_loss_is_gamma_ce_plus_alpha_kd_plus_beta_method_by_hand():
+    """The three named terms of a feature method (AT, two stages) with γ, α and β all non-zero."""
+    stages_s, stages_t = [_rand(2, 3, 4, 4), _rand(2, 3, 2, 2, seed=1)], [_rand(2, 5, 2, 2, seed=2),
+                                                                         _rand(2, 4, 2, 2, seed=3)]
+    student = _out(S, [_rand(2, 3, 4, 4, seed=4), *stages_s, S])
+    teacher = _out(T, [_rand(2, 3, 4, 4, seed=5), *stages_t, T])
+    gamma, alpha, beta, temp = 0.3, 0.7, 250.0, 3.0
+    cfg = _cfg("at", ce_weight=gamma, kd_weight=alpha, weight=beta, kd_temperature=temp)
+    losses = METHODS["at"](cfg, student, teacher, 2)(student, teacher, Y, torch.arange(2))
+    at_hand = sum(((_attention(_avgpool2(a.numpy()) if a.shape[-1] > b.shape[-1] else a.numpy(), 2)
+                    - _attention(b.numpy(), 2)) ** 2).mean() for a, b in zip(stages_s, stages_t))
+    ce = np.mean([-math.log(_softmax(r)[y]) for r, y in zip(S.numpy(), Y.tolist())])
+    kd = _kl_rows(np.array([_softmax(r / temp) for r in T.numpy()]),
+                  np.array([_softmax(r / temp) for r in S.numpy()])) * temp**2
+    assert set(losses) == {"ce", "kd", "at"}
+    assert losses["ce"].item() == pytest.approx(gamma * ce)
+    assert losses["kd"].item() == pytest.approx(alpha * kd)
+    assert losses["at"].item() == pytest.approx(beta * at_hand)
 
 
 def test_sp_loss_by_hand():
@@ -277,16 +340,21 @@ def test_crd_nce_loss_and_memory_by_hand():
     assert torch.isfinite(loss) and crd.z_s > 0 and crd.z_t > 0
     # recompute the student-anchor scores by hand from the bank before the update
     v_s, v_t = crd.embed_s(s_out.feats[-1]).detach(), crd.embed_t(t_out.feats[-1]).detach()
-    z_s = crd.z_s.item()
     full = torch.cat([idx.view(-1, 1), neg], 1)
-    manual = [[math.exp(float(before_t[j] @ v_s[i]) / 0.07) / z_s for j in full[i].tolist()] for i in range(2)]
-    manual_t = [[math.exp(float(before_s[j] @ v_t[i]) / 0.07) / crd.z_t.item() for j in full[i].tolist()]
-                for i in range(2)]
+    raw = [[math.exp(float(before_t[j] @ v_s[i]) / 0.07) for j in full[i].tolist()] for i in range(2)]
+    raw_t = [[math.exp(float(before_s[j] @ v_t[i]) / 0.07) for j in full[i].tolist()] for i in range(2)]
+    # Z: fixed on the first batch to (mean of its exp-scores) × number of samples
+    z_s, z_t = float(np.mean(raw)) * 8, float(np.mean(raw_t)) * 8
+    assert crd.z_s.item() == pytest.approx(z_s, rel=1e-5) and crd.z_t.item() == pytest.approx(z_t, rel=1e-5)
+    manual = [[v / z_s for v in row] for row in raw]
+    manual_t = [[v / z_t for v in row] for row in raw_t]
     expected = nce_loss(torch.tensor(manual), 8) + nce_loss(torch.tensor(manual_t), 8)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
     for k, i in enumerate(idx.tolist()):
         row = before_s[i] * 0.5 + v_s[k] * 0.5
         assert torch.allclose(crd.memory_s[i], row / row.norm(), atol=1e-6)
+        row_t = before_t[i] * 0.5 + v_t[k] * 0.5
+        assert torch.allclose(crd.memory_t[i], row_t / row_t.norm(), atol=1e-6)
     untouched = [i for i in range(8) if i not in idx.tolist()]
     assert torch.equal(crd.memory_s[untouched], before_s[untouched])
     assert torch.equal(crd.memory_t[untouched], before_t[untouched])
@@ -389,6 +457,63 @@ def _step(name: str, teacher_arch: str, student_arch: str, size: int) -> None:
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_one_distillation_step(name: str, teacher_arch: str, student_arch: str, size: int):
     _step(name, teacher_arch, student_arch, size)
+
+
+STAGES = {("feats", 1), ("feats", 2), ("feats", 3)}  # a CIFAR ResNet: stem, three stages, pooled (feats[1:-1])
+# which outputs each method reads, per the reference code (RepDistiller's train_student.py / mdistiller)
+READS = {
+    "kd": set(), "dkd": set(), "dist": set(),
+    "fitnet": {("feats", 2)},  # hint_layer 2
+    "at": STAGES, "nst": STAGES, "vid": STAGES,
+    "ab": {("preact", 1), ("preact", 2), ("preact", 3)},  # the stages before their last ReLU
+    "sp": {("feats", 3)}, "ft": {("feats", 3)},  # feats[-2], the last stage
+    "fsp": {("feats", 0)} | STAGES,  # feats[:-1]
+    "cc": {("pooled",)}, "rkd": {("pooled",)}, "pkt": {("pooled",)}, "crd": {("pooled",)},
+}
+
+
+def _perturbed(out: ModelOutput, where: tuple) -> ModelOutput:
+    feats, preacts = list(out.feats), list(out.preact_feats)
+    noise = lambda t: t + torch.randn(t.shape, generator=torch.Generator().manual_seed(7))  # noqa: E731
+    if where == ("pooled",):
+        feats[-1] = preacts[-1] = noise(feats[-1])
+    elif where[0] == "feats":
+        feats[where[1]] = noise(feats[where[1]])
+    else:
+        preacts[where[1]] = noise(preacts[where[1]])
+    return ModelOutput(out.logits, feats, preacts)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_each_method_reads_the_reference_features(name: str):
+    """Perturb one feature map at a time, of the student and then of the teacher: a method's loss (init stage
+    included) must change exactly for the maps the reference reads."""
+    assert set(READS) == set(METHODS)
+    torch.manual_seed(0)
+    teacher, student = build_model("resnet20", 10).eval(), build_model("resnet8", 10)
+    x, labels, indices = torch.randn(4, 3, 8, 8), torch.tensor([0, 3, 7, 1]), torch.tensor([4, 0, 9, 2])
+    with torch.no_grad():
+        t_out, s_out = teacher(x, with_features=True), student(x, with_features=True)
+    method = METHODS[name](_cfg(name, **SMALL.get(name, {})), s_out, t_out, num_samples=16)
+
+    def losses(s: ModelOutput, t: ModelOutput) -> list[torch.Tensor]:
+        fresh = copy.deepcopy(method)  # memory banks and negative draws start from the same state each time
+        with torch.no_grad():
+            out = [fresh.method_loss(s, t, labels, indices)]
+            if isinstance(fresh, StagedMethod):
+                out.append(fresh.init_loss(s, t, labels, indices))
+        return [v for v in out if v is not None]
+
+    base = losses(s_out, t_out)
+    places = [("feats", k) for k in range(len(s_out.feats) - 1)]
+    places += [("preact", k) for k in range(len(s_out.feats) - 1)] + [("pooled",)]
+    for side in ("student", "teacher"):
+        read = set()
+        for where in places:
+            s, t = (_perturbed(s_out, where), t_out) if side == "student" else (s_out, _perturbed(t_out, where))
+            if any(not torch.allclose(a, b, rtol=1e-6, atol=0) for a, b in zip(losses(s, t), base)):
+                read.add(where)
+        assert read == READS[name], (side, sorted(read))
 
 
 def test_fsp_rejects_mismatched_channels():

@@ -1,7 +1,8 @@
 """AB, activation boundaries (Heo et al., AAAI 2019), as in RepDistiller.
 
-On each paired stage's *pre-activation* maps, a connector (1×1 conv + BN; the student map is resized to the
-teacher's first) gives r(s); with margin μ the alternative L2 loss is
+On each paired stage's *pre-activation* maps, a connector gives r(s): the identity where the student's and
+the teacher's maps have the same shape, else ``features.HintRegressor`` without ReLU (1×1 conv + BN for
+equal sizes); with margin μ the alternative L2 loss is
 ``Σ ((r(s) + μ)² · [r(s) > −μ ∧ t ≤ 0] + (r(s) − μ)² · [r(s) ≤ μ ∧ t > 0])``, stage i of n weighted by
 ``2^(i−n+1)``, the total divided by B and scaled by 3/1000 (RepDistiller's normalisation).
 As in the paper and RepDistiller, AB is a pre-training: ``init_epochs`` = 30 epochs minimise this loss
@@ -14,8 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from soteacher.distill.features import check_stage_pairs, stage_pairs
-from soteacher.distill.fitnet import match_spatial
+from soteacher.distill.features import HintRegressor, check_stage_pairs, stage_pairs
 from soteacher.distill.staged import StagedMethod
 from soteacher.models.base import ModelOutput
 
@@ -34,15 +34,11 @@ def ab_loss(sources: list[torch.Tensor], targets: list[torch.Tensor], margin: fl
     return total / batch / 1000 * 3
 
 
-class ABConnector(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, out_size: tuple[int, int]):
-        super().__init__()
-        self.out_size = out_size
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.conv(match_spatial(x, self.out_size)))
+def ab_connector(student_shape: tuple[int, ...], teacher_shape: tuple[int, ...]) -> nn.Module:
+    """RepDistiller's AB connector: none where the shapes match (the student's own map is shaped directly)."""
+    if student_shape == teacher_shape:
+        return nn.Identity()
+    return HintRegressor(student_shape, teacher_shape, relu=False)
 
 
 class AB(StagedMethod):
@@ -51,7 +47,7 @@ class AB(StagedMethod):
     def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int):
         super().__init__(cfg, student, teacher, num_samples)
         pairs = check_stage_pairs("ab", student, teacher, preact=True)
-        self.connectors = nn.ModuleList(ABConnector(s.shape[1], t.shape[1], tuple(t.shape[-2:])) for s, t in pairs)
+        self.connectors = nn.ModuleList(ab_connector(tuple(s.shape[1:]), tuple(t.shape[1:])) for s, t in pairs)
 
     def init_loss(self, student: ModelOutput, teacher: ModelOutput, labels: torch.Tensor,
                   indices: torch.Tensor) -> torch.Tensor:

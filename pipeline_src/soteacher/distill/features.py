@@ -52,3 +52,35 @@ class LinearEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.linear(x.flatten(1))
         return F.normalize(x, dim=1) if self.normalize else x
+
+
+class HintRegressor(nn.Module):
+    """Maps a student feature map (C_s, H_s, W_s) to the teacher's shape (C_t, H_t, W_t), as the reference
+    code's regressor (RepDistiller's and mdistiller's ``ConvReg``) does: same size → 1×1 conv; student twice
+    the teacher's size → 3×3 conv with stride 2; half → 4×4 transposed conv with stride 2; then BN and, with
+    ``relu``, a ReLU. Other size ratios, which the reference rejects or meets with one large kernel, are
+    average-pooled (or bilinearly resized) to the teacher's size before a 1×1 conv. The convs have no bias:
+    the BN that follows (in training mode) cancels it.
+    """
+
+    def __init__(self, student_shape: tuple[int, ...], teacher_shape: tuple[int, ...], relu: bool):
+        super().__init__()
+        (s_c, s_h, s_w), (t_c, t_h, t_w) = student_shape, teacher_shape
+        self.resize_to: tuple[int, int] | None = None
+        if (s_h, s_w) == (2 * t_h, 2 * t_w):
+            self.conv: nn.Module = nn.Conv2d(s_c, t_c, kernel_size=3, stride=2, padding=1, bias=False)
+        elif (2 * s_h, 2 * s_w) == (t_h, t_w):
+            self.conv = nn.ConvTranspose2d(s_c, t_c, kernel_size=4, stride=2, padding=1, bias=False)
+        else:
+            self.resize_to = None if (s_h, s_w) == (t_h, t_w) else (t_h, t_w)
+            self.conv = nn.Conv2d(s_c, t_c, kernel_size=1, bias=False)
+        self.bn = nn.BatchNorm2d(t_c)
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.resize_to is not None:
+            x = (F.adaptive_avg_pool2d(x, self.resize_to) if x.shape[-2] >= self.resize_to[0]
+                 and x.shape[-1] >= self.resize_to[1] else
+                 F.interpolate(x, size=self.resize_to, mode="bilinear", align_corners=False))
+        x = self.bn(self.conv(x))
+        return F.relu(x) if self.relu else x
