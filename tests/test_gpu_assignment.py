@@ -151,6 +151,24 @@ def test_waiting_for_a_card_can_time_out(tmp_path, monkeypatch):
         devices._held_locks.pop().close()
 
 
+def test_locks_are_named_by_the_physical_card_so_studies_on_other_visible_sets_agree(tmp_path, monkeypatch):
+    """A job seeing all cards and a job on CUDA_VISIBLE_DEVICES=2,3 must not both take physical card 2."""
+    monkeypatch.setenv("SOTEACHER_GPU_LOCK_DIR", str(tmp_path / "locks"))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    taken = [devices.acquire_gpu(4) for _ in range(3)]  # cards 0, 1, 2 held by "other jobs"
+    try:
+        assert taken == [0, 1, 2]
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+        assert devices.acquire_gpu(2) == 1  # visible index 1 = physical card 3, the free one
+        assert devices.card_names(2) == ["2", "3"]
+        assert sorted(p.name for p in (tmp_path / "locks").iterdir()) == [f"gpu{i}.lock" for i in range(4)]
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-8f6a/x")
+        assert devices.card_names(1) == ["GPU-8f6a_x"]  # a UUID entry, made safe for a file name
+    finally:
+        while devices._held_locks:
+            devices._held_locks.pop().close()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_without_gpus_auto_runs_on_cpu_and_says_so(caplog, monkeypatch):
     monkeypatch.setenv("SOTEACHER_NUM_GPUS", "3")  # the override simulates cards for locking, not for CUDA

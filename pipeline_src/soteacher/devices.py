@@ -33,15 +33,26 @@ def gpu_count() -> int:
     return int(override) if override is not None else torch.cuda.device_count()
 
 
+def card_names(num_gpus: int) -> list[str]:
+    """A name per visible GPU that is the same in every job on this machine: its CUDA_VISIBLE_DEVICES entry
+    (the physical index or UUID) when that is set, else its index. Lock files are named by it, so a study
+    on ``CUDA_VISIBLE_DEVICES=2,3`` and one on all cards contend for card 2 and 3, not for "device 0"."""
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if len(visible) < num_gpus:
+        return [str(i) for i in range(num_gpus)]
+    return ["".join(c if c.isalnum() or c in "-_" else "_" for c in v) for v in visible[:num_gpus]]
+
+
 def acquire_gpu(num_gpus: int, poll_seconds: float = 2.0, timeout: float | None = None) -> int:
-    """Lock and return the index of a free GPU, waiting while all are taken."""
+    """Lock a free GPU and return its index among the visible ones, waiting while all are taken."""
     directory = lock_dir()
     directory.mkdir(parents=True, exist_ok=True)
+    names = card_names(num_gpus)
     start = time.monotonic()
     while True:
-        for index in range(num_gpus):
+        for index, name in enumerate(names):
             # "a", not "w": opening must not truncate the holder's PID before we own the lock
-            handle = open(directory / f"gpu{index}.lock", "a")
+            handle = open(directory / f"gpu{name}.lock", "a")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
