@@ -516,6 +516,14 @@ def test_each_method_reads_the_reference_features(name: str):
         assert read == READS[name], (side, sorted(read))
 
 
+def test_fitnet_hint_layer_out_of_range_is_named():
+    with torch.no_grad():
+        out = build_model("resnet8", 10).eval()(torch.zeros(2, 3, 8, 8), with_features=True)
+    for layer in (4, 9):  # 4 is the pooled vector, not a map
+        with pytest.raises(ValueError, match=f"fitnet.hint_layer={layer} is out of range: .* maps 0..3"):
+            METHODS["fitnet"](_cfg("fitnet", hint_layer=layer), out, out, 16)
+
+
 def test_fsp_rejects_mismatched_channels():
     with torch.no_grad():
         t = build_model("resnet32x4", 10).eval()(torch.zeros(2, 3, 16, 16), with_features=True)

@@ -98,6 +98,21 @@ def test_imports_join_the_grid_with_their_one_epoch():
     assert "teacher.imports.bad.arch: unknown architecture 'nope'" in str(err.value)
 
 
+def test_import_paths_are_checked_before_any_job(tmp_path, monkeypatch):
+    """A missing checkpoint is named at start-up (deep check), not skipped; a brace would be a wildcard."""
+    monkeypatch.chdir(tmp_path)
+    raw = yaml.safe_load(TINY_CONFIG.read_text())
+    raw["teacher"]["imports"] = {"ref": {"arch": "resnet8", "path": REF_PATH}}
+    with pytest.raises(config_mod.ConfigError, match=f"teacher.imports.ref.path: no file '{REF_PATH}'"):
+        config_mod.validate(raw)
+    (tmp_path / REF_PATH).parent.mkdir(parents=True)
+    (tmp_path / REF_PATH).write_bytes(b"")
+    assert config_mod.validate(raw)["teacher"]["imports"]["ref"]["path"] == REF_PATH
+    raw["teacher"]["imports"]["ref"]["path"] = "refs/{arch}.pth"
+    with pytest.raises(config_mod.ConfigError, match="contains a brace"):
+        config_mod.validate(raw, deep=False)
+
+
 # --- slow: a study with an imported teacher, logged to a real MLflow server -----------------------------------
 
 

@@ -204,11 +204,18 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("alembic", "mlflow", "urllib3", "matplotlib", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from soteacher.errors import CheckpointError, ConfigError, DataError, NonFiniteLossError, TrainingInterrupted
+    from soteacher.errors import (
+        CheckpointError,
+        ConfigError,
+        DataError,
+        DeviceError,
+        NonFiniteLossError,
+        TrainingInterrupted,
+    )
 
     try:
         return args.func(args)
-    except (ConfigError, DataError, CheckpointError, NonFiniteLossError) as err:
+    except (ConfigError, DataError, DeviceError, CheckpointError, NonFiniteLossError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except TrainingInterrupted as err:

@@ -166,20 +166,28 @@ def _semantic_errors(config: dict, deep: bool) -> list[str]:
     if config["data"]["dataset"] == "synthetic" and syn["features_per_image"] > min(grid * grid, syn["num_features"]):
         errors.append(f"config key data.synthetic.features_per_image: {syn['features_per_image']} exceeds the "
                       f"{grid}x{grid} patch grid or num_features={syn['num_features']}")
-    errors += _import_errors(config)
+    errors += _import_errors(config, deep)
     if deep and not errors:
         errors += _pair_errors(config)
     return errors
 
 
-def _import_errors(config: dict) -> list[str]:
-    """``teacher.imports``: known architectures, names distinct from the trained recipes, some teacher at all."""
+def _import_errors(config: dict, deep: bool) -> list[str]:
+    """``teacher.imports``: known architectures, names distinct from the trained recipes, some teacher at all;
+    ``deep``: the checkpoint files exist (Snakemake would otherwise skip a missing one without a word when
+    the import's outputs are already there)."""
     teacher = config["teacher"]
     imports = teacher.get("imports", {})
     errors = []
     for name, imp in imports.items():
         if imp["arch"] not in ARCHITECTURES:
             errors.append(_unknown_arch(f"teacher.imports.{name}.arch", imp["arch"]))
+        if "{" in imp["path"] or "}" in imp["path"]:
+            errors.append(f"config key teacher.imports.{name}.path: {imp['path']!r} contains a brace, which "
+                          "Snakemake would read as a wildcard; rename the file")
+        elif deep and not Path(imp["path"]).is_file():
+            errors.append(f"config key teacher.imports.{name}.path: no file {imp['path']!r} "
+                          f"(relative paths start at {Path.cwd()})")
         if name in teacher["recipes"]:
             errors.append(f"config key teacher.imports.{name}: the name is also a teacher.recipes entry "
                           "(both would write the same results folder); rename one")

@@ -18,6 +18,8 @@ from typing import IO
 
 import torch
 
+from soteacher.errors import DeviceError
+
 log = logging.getLogger(__name__)
 
 _held_locks: list[IO] = []  # keep lock files open for the life of the process
@@ -80,7 +82,8 @@ def select_device(preference: str) -> torch.device:
     n = gpu_count() if torch.cuda.is_available() else 0
     if n == 0:
         if preference == "cuda":
-            raise RuntimeError("compute.device is 'cuda' but no CUDA GPU is visible to this job")
+            raise DeviceError("compute.device is 'cuda' but no CUDA GPU is visible to this job "
+                              "(use 'auto' to fall back to the CPU)")
         log.info("device: CPU (no GPU found)")
         return torch.device("cpu")
     # lock even a single card: without --resources gpu=1 two jobs would otherwise share it

@@ -13,6 +13,10 @@ class DataError(RuntimeError):
     """A data set is missing, partial or malformed; the message says where and what was expected."""
 
 
+class DeviceError(RuntimeError):
+    """The configured device cannot be used (e.g. ``compute.device: cuda`` on a machine without a GPU)."""
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint or saved training state cannot be used; the message names the file."""
 

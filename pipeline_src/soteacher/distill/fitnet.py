@@ -26,6 +26,10 @@ class FitNet(DistillMethod):
     def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int):
         super().__init__(cfg, student, teacher, num_samples)
         layer = cfg["hint_layer"]
+        maps = min(len(student.feats), len(teacher.feats)) - 1  # the last entry is the pooled vector
+        if not 0 <= layer < maps:
+            raise ValueError(f"fitnet.hint_layer={layer} is out of range: both networks have feature maps "
+                             f"0..{maps - 1} (0 = stem)")
         s, t = student.feats[layer], teacher.feats[layer]
         if s.dim() != 4 or t.dim() != 4:
             raise ValueError(f"fitnet.hint_layer={layer} must name a convolutional feature map")
