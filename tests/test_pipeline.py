@@ -118,11 +118,30 @@ def test_dvc_repro_runs_then_is_a_noop_then_reruns_only_students(tmp_path):
     cfg = yaml.safe_load(cfg_path.read_text())
     cfg["distill"]["methods"]["kd"]["kd_temperature"] = 2.0
     cfg_path.write_text(yaml.safe_dump(cfg))
+    package = work / "pipeline_src/soteacher"
+    for distill_side in ("distill/kd.py", "aggregate.py", "plan.py"):  # code the teachers do not run
+        with open(package / distill_side, "a") as f:
+            f.write("# edited\n")
     third = run(["dvc", "repro"], work)
     assert "Running stage 'students'" in third.stdout
     assert "Running stage 'teachers'" not in third.stdout
+    with open(package / "train.py", "a") as f:  # the loop every teacher runs
+        f.write("# edited\n")
+    assert "teachers" in json.loads(run(["dvc", "status", "--json"], work).stdout)
+    # every module a teacher job loads is a dependency of the teachers stage
+    loaded = run([sys.executable, "-c", "import sys, soteacher.cli, soteacher.runner, soteacher.importer; "
+                  "print(' '.join(m.__file__ for n, m in sys.modules.items() if n.startswith('soteacher')))"],
+                 work).stdout.split()
+    root = Path(loaded[0]).parent.parent  # pipeline_src, wherever soteacher was imported from
+    loaded = ["pipeline_src/" + Path(f).relative_to(root).as_posix() for f in loaded]
+    deps = yaml.safe_load((work / "dvc.yaml").read_text())["stages"]["teachers"]["deps"]
+    uncovered = [f for f in loaded if not any(f == d or f.startswith(d + "/") for d in deps)]
+    assert len(loaded) > 10 and all("/distill/" in f for f in uncovered), uncovered
     metrics = run(["dvc", "metrics", "show", "--json"], work)
     assert "student_last_acc" in metrics.stdout
+    plots = run(["dvc", "plots", "show", "--json"], work).stdout
+    assert all(f"results/figures/{name}.png" in plots for name in ("teacher_vs_student", "delta_by_method",
+                                                                     "ablation")), plots[:2000]
 
 
 def test_grouped_seeds_run_one_job_per_checkpoint_with_the_numbers_of_one_job_per_seed(tmp_path):
