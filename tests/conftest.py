@@ -14,7 +14,7 @@ from soteacher import config as config_mod
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "tests" / "configs" / "tiny.yaml"
-WORKFLOW_FILES = ["Snakefile", "workflow", "dvc.yaml", ".dvcignore"]
+WORKFLOW_FILES = ["Snakefile", "workflow", "profiles", "dvc.yaml", ".dvcignore"]
 BIN = Path(sys.executable).parent
 
 

@@ -100,6 +100,13 @@ def test_missing_data_says_where_it_looked(tmp_path):
     assert "prepared synthetic data not found at results/data/synthetic/tensors.pt" in out.stderr
 
 
+def test_plain_snakemake_uses_the_default_workflow_profile(tmp_path):
+    """`snakemake --cores N` (no profile named) picks up workflow/profiles/default through ./profiles."""
+    work = copy_workflow(tmp_path)
+    out = run(["snakemake", "-n", "--cores", "2"], work)
+    assert "Using workflow specific profile profiles/default" in out.stdout + out.stderr
+
+
 def test_dvc_repro_runs_then_is_a_noop_then_reruns_only_students(tmp_path):
     work = copy_workflow(tmp_path)
     import shutil
