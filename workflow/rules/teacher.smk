@@ -43,8 +43,12 @@ for _name, _imp in config["teacher"]["imports"].items():
         params:
             spec=json.dumps(jobs.import_spec(config, _name), sort_keys=True),
         threads: JOB_THREADS
+        # one evaluation pass; set here because the rule's name comes from the config, so the SLURM profile's
+        # set-resources cannot list it
         resources:
             gpu=1,
+            runtime=60,
+            mem_mb=16000,
         log:
             f"logs/teachers/{DATASET}/{_imp['arch']}-{_name}-s{_imp['seed']}.log",
         shell:
