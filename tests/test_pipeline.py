@@ -100,6 +100,24 @@ def test_missing_data_says_where_it_looked(tmp_path):
     assert "prepared synthetic data not found at results/data/synthetic/tensors.pt" in out.stderr
 
 
+@pytest.mark.parametrize(("group_methods", "group_seeds"), [(False, False), (True, False), (False, True),
+                                                          (True, True)])
+def test_planned_distill_jobs_are_the_jobs_snakemake_schedules(tmp_path, group_methods, group_seeds):
+    """distill.smk groups jobs itself; `plan` counts them with jobs.distill_job_count: the two must agree."""
+    from soteacher import config as config_mod
+    from soteacher import jobs
+
+    cfg = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    cfg["distill"].update(seeds=[0, 1], group_methods=group_methods, group_seeds=group_seeds)
+    config_file = tmp_path / "grid.yaml"
+    config_file.write_text(yaml.safe_dump(cfg))
+    (tmp_path / "work").mkdir()
+    work = copy_workflow(tmp_path / "work", config_file)
+    expected = jobs.distill_job_count(config_mod.validate(cfg, deep=False))
+    assert dry_run_jobs(work)["distill"] == expected == 2 * 2 * (1 if group_methods else 2) * (1 if group_seeds
+                                                                                                  else 2)
+
+
 def test_plain_snakemake_uses_the_default_workflow_profile(tmp_path):
     """`snakemake --cores N` (no profile named) picks up workflow/profiles/default through ./profiles."""
     work = copy_workflow(tmp_path)
