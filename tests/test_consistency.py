@@ -58,7 +58,7 @@ def test_update_uses_detached_predictions():
         ("linear", [0.0, 2 * 2 / 4, 2 * 3 / 4, 2 * 4 / 4]),
         ("cycle", [0.0] + [2 * math.sqrt(1 - (1 - (e + 1) / 4) ** 2) for e in (1, 2, 3)]),
         ("cosine", [0.0] + [2 * math.cos((1 - (e + 1) / 4) * math.pi / 2) for e in (1, 2, 3)]),
-        ("step", [0.0, 0.0, 2.0, 2.0]),  # start epoch 3
+        ("step", [0.0, 0.0, 0.0, 2.0]),  # start 3: on once epoch 3 has finished (reference: 0 if e < start_at)
     ],
 )
 def test_weight_schedules(schedule, expected):

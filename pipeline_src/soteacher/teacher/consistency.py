@@ -34,8 +34,8 @@ def consistency_weight(schedule: str, lambda_cr: float, finished_epoch: int, tot
     x = 1.0 - (e + 1) / n
     if schedule == "linear":
         return lambda_cr * (e + 1) / n
-    if schedule == "step":
-        return lambda_cr if e + 1 >= start_epoch else 0.0
+    if schedule == "step":  # on once epoch start_epoch has finished, as the reference's `start_at`
+        return lambda_cr if e >= start_epoch else 0.0
     if schedule == "cycle":
         return lambda_cr * math.sqrt(max(0.0, 1.0 - x * x))
     if schedule == "cosine":
