@@ -169,3 +169,21 @@ def test_sgd_and_multistep_schedule_match_torch_optim_bit_for_bit(device):
     assert resumed_lrs == ours_lrs[4:]
     for (key, x), (_, y) in zip(a.state_dict().items(), c.state_dict().items()):
         assert torch.equal(x, y), key
+
+
+def test_init_stage_runs_at_the_methods_init_lr_or_the_students(tiny_config, tmp_path):
+    """FT's paraphraser trains at ft.init_lr (RepDistiller: 0.01 for CIFAR ResNet/WRN students); FSP has no
+    init_lr and uses the student's lr."""
+    from soteacher import runner
+    from soteacher.config import validate
+    from tests.helpers import OPTIM
+
+    data = tiny_data(tiny_config)
+    teacher = teacher_learner(data, tiny_config["teacher"]["recipes"]["standard"], 0).model.eval()
+    filled = validate({"distill": {"methods": {"ft": {}, "fsp": {}}}}, deep=False)["distill"]["methods"]
+    assert filled["ft"]["init_lr"] == 0.01 and "init_lr" not in filled["fsp"]
+    learners = [student_learner(data, teacher, name, {**filled[name], "init_epochs": 1}, 0) for name in ("ft", "fsp")]
+    spec = {"optim": OPTIM, "student": "resnet8", "data": {"augment": True}, "compute": {"resume_every": 0}}
+    histories = runner._init_stage(learners, [0, 0], spec, data, teacher, lambda *args: None, tmp_path)
+    assert [h["lr"] for h in histories["ft"]] == [0.01]
+    assert [h["lr"] for h in histories["fsp"]] == [OPTIM["lr"]]

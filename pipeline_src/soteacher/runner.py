@@ -143,7 +143,8 @@ def _init_stage(learners: list[Learner], seeds: list[int], spec: dict, data: Dat
         init_learners = []
         for learner, _ in group:
             params = [p for p in [*learner.model.parameters(), *learner.objective.parameters()] if p.requires_grad]
-            optimizer, scheduler = make_optimizer(params, optim, _lr(spec["optim"], spec["student"]))
+            init_lr = learner.objective.init_lr or _lr(spec["optim"], spec["student"])
+            optimizer, scheduler = make_optimizer(params, optim, init_lr)
             init_learners.append(Learner(learner.name, learner.model, InitStage(learner.objective), optimizer,
                                          scheduler))
         train(init_learners, data, epochs=epochs, batch_size=spec["optim"]["batch_size"],

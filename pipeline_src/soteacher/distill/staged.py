@@ -4,10 +4,10 @@ RepDistiller trains such methods in two phases: ``init_epochs`` epochs (30 by de
 the method's init objective (AB: the activation-boundary loss through the connectors into the student's
 feature layers; FT: the paraphraser's reconstruction of the teacher map; FSP: the FSP-matrix loss into the
 student's feature layers), then the usual distillation epochs. ``runner.run_distill`` runs the first phase
-with the shared training loop, wrapping the method in ``InitStage``, with its own SGD optimiser (constant
-lr) over the student and method parameters — only those the init objective reaches get gradients, so
-only they move — then calls ``end_init()`` and runs the main phase. The teacher stays in eval mode and
-gradient-free in both phases.
+with the shared training loop, wrapping the method in ``InitStage``, with its own SGD optimiser over the
+student and method parameters at a constant lr (the method's ``init_lr`` if it has one, as FT does, else the
+student's); only the parameters the init objective reaches get gradients, so only they move. Then it calls
+``end_init()`` and runs the main phase. The teacher stays in eval mode and gradient-free in both phases.
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ class StagedMethod(DistillMethod):
     @property
     def init_epochs(self) -> int:
         return int(self.cfg.get("init_epochs", 0))
+
+    @property
+    def init_lr(self) -> float | None:
+        """The init stage's learning rate; None: the student's (the method's config may set ``init_lr``)."""
+        return self.cfg.get("init_lr")
 
     def init_loss(self, student: ModelOutput, teacher: ModelOutput, labels: torch.Tensor,
                   indices: torch.Tensor) -> torch.Tensor:
