@@ -49,7 +49,7 @@ def test_every_run_is_in_mlflow_with_parent_links(study):
     assert len(teachers) == 2 and len(students) == 8
     for r in runs:
         assert r.info.status == "FINISHED"
-        for tag in ("dataset", "seed", "git_commit", "config_hash", "host"):
+        for tag in ("dataset", "seed", "git_commit", "git_dirty", "config_hash", "host"):
             assert tag in r.data.tags, tag
     for r in students:
         parent = teachers[r.data.tags["mlflow.parentRunId"]]

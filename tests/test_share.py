@@ -80,6 +80,21 @@ def test_strict_loading_names_missing_unexpected_and_misshaped_keys(tmp_path):
     assert state_dict_of(dict(plain), Path("x")).keys() == plain.keys()
 
 
+def test_git_tags_say_which_commit_ran_and_whether_the_tree_was_dirty(tmp_path, monkeypatch):
+    from soteacher import tracking
+
+    monkeypatch.setattr(tracking, "REPO_ROOT", tmp_path)
+    assert (tracking.git_commit(), tracking.git_dirty()) == ("unknown", "unknown")  # not a repository
+    run(["git", "init", "-q"], tmp_path)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    run(["git", "add", "code.py"], tmp_path)
+    run(["git", "commit", "-qm", "c"], tmp_path)
+    (tmp_path / "results.csv").write_text("untracked output\n")  # untracked files do not count
+    assert len(tracking.git_commit()) == 40 and tracking.git_dirty() == "false"
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert tracking.git_dirty() == "true"
+
+
 def test_imports_join_the_grid_with_their_one_epoch():
     raw = yaml.safe_load(TINY_CONFIG.read_text())
     raw["teacher"]["imports"] = {"ref": {"arch": "resnet8", "path": REF_PATH}}

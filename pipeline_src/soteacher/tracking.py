@@ -66,16 +66,29 @@ def init_store(uri: str, experiment: str) -> str:
     return experiment_id(open_client(uri), uri, experiment)
 
 
-def git_commit() -> str:
+def _git(*args: str) -> subprocess.CompletedProcess | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def git_commit() -> str:
+    out = _git("rev-parse", "HEAD")
+    return (out.stdout.strip() if out else "") or "unknown"
+
+
+def git_dirty() -> str:
+    """"true" when tracked files differ from the commit (the code that ran is not ``git_commit``'s)."""
+    out = _git("status", "--porcelain", "--untracked-files=no")
+    if out is None or out.returncode != 0:
         return "unknown"
+    return "true" if out.stdout.strip() else "false"
 
 
 def runtime_tags(device) -> dict[str, str]:
-    tags = {"host": socket.gethostname(), "git_commit": git_commit(), "device": str(device)}
+    tags = {"host": socket.gethostname(), "git_commit": git_commit(), "git_dirty": git_dirty(),
+            "device": str(device)}
     if getattr(device, "type", "cpu") == "cuda":
         import torch
 
