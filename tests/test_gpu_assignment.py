@@ -159,7 +159,7 @@ def test_locks_are_named_by_the_physical_card_so_studies_on_other_visible_sets_a
     try:
         assert taken == [0, 1, 2]
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
-        assert devices.acquire_gpu(2) == 1  # visible index 1 = physical card 3, the free one
+        assert devices.acquire_gpu(2, timeout=5) == 1  # visible index 1 = physical card 3, the free one
         assert devices.card_names(2) == ["2", "3"]
         assert sorted(p.name for p in (tmp_path / "locks").iterdir()) == [f"gpu{i}.lock" for i in range(4)]
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-8f6a/x")

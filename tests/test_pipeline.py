@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from tests.conftest import REPO, copy_workflow, dry_run_jobs, run, subprocess_env
@@ -88,6 +89,19 @@ def test_malformed_config_stops_snakemake_before_any_job(tmp_path):
     assert "teacher.epochs: -2 is less than the minimum of 1" in text
     assert "unknown key 'distill.methods.crdd'" in text
     assert not (work / "results").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_device_without_a_gpu_is_a_plain_error(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "soteacher", "train-teacher", "--spec",
+         json.dumps({"data": {"dataset": "synthetic"},
+                     "compute": {"threads": 1, "deterministic": True, "device": "cuda"},
+                     "arch": "resnet8", "recipe_name": "standard", "seed": 0})],
+        cwd=tmp_path, capture_output=True, text=True, env=subprocess_env(CUDA_VISIBLE_DEVICES=""))
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "error: compute.device is 'cuda' but no CUDA GPU is visible" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def test_missing_data_says_where_it_looked(tmp_path):
