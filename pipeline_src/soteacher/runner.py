@@ -189,15 +189,18 @@ def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
     seeds = [seed for seed, _ in members]
     resume_dir = out_dirs[0].parents[2] / ".resume" / f"{spec['student']}-{spec['config_hash']}"
 
-    def make_run(seed: int, method_name: str) -> Run:
-        run_spec = {k: v for k, v in spec.items() if k not in ("methods", "seeds")} | {
+    def member_spec(seed: int, method_name: str) -> dict:
+        """The job spec as one student of it sees it: its own seed and method (MLflow params, spec.json)."""
+        return {k: v for k, v in spec.items() if k not in ("methods", "seeds")} | {
             "seed": seed, "method": method_name, "method_cfg": spec["methods"][method_name]}
+
+    def make_run(seed: int, method_name: str) -> Run:
         return Run(tracking_uri, spec["name"], f"{method_name}-{spec['student']}-s{seed}",
                    tags={"role": "student", "dataset": dataset, "teacher_arch": t["arch"],
                          "recipe": t["recipe"], "teacher_seed": t["seed"], "epoch": t["epoch"],
                          "method": method_name, "student": spec["student"], "seed": seed,
                          "config_hash": spec["config_hash"], **runtime_tags(device)},
-                   params=run_spec, parent_run_id=teacher_info.get("mlflow_run_id"))
+                   params=member_spec(seed, method_name), parent_run_id=teacher_info.get("mlflow_run_id"))
 
     runs = _open_runs(resume_dir, lambda: [make_run(*member) for member in members], tracking_uri)
     run_of = {id(lr): r for lr, r in zip(learners, runs)}
@@ -235,8 +238,7 @@ def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
                 "config_hash": spec["config_hash"], "mlflow_run_id": run.run_id, "history": learner.history,
                 **({"init_history": init_histories[learner.name]} if learner.name in init_histories else {}),
             })
-            log_links(run, {k: v for k, v in spec.items() if k not in ("methods", "seeds")}
-                      | {"seed": seed, "method": method_name, "method_cfg": spec["methods"][method_name]},
+            log_links(run, member_spec(seed, method_name),
                       {"teacher_checkpoint": teacher_dir / f"ep{t['epoch']}.pt", "model": out_dir / "model.pt"},
                       out_dir / "metrics.json")
     except BaseException as err:

@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 from soteacher.config import REPO_ROOT
+from soteacher.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,6 @@ def log_links(run: Run, spec: dict, files: dict[str, Path], metrics_file: Path |
     ``<label>.dvc_out``, ``<label>.dvc_out_md5``), and log the small artifacts: the metrics JSON, the job spec
     as JSON (the per-epoch curves are the run's metrics, charted by the MLflow UI). Checkpoints themselves are
     not copied into MLflow: DVC holds them."""
-    import json
     import tempfile
 
     from mlflow.entities import RunTag
@@ -232,5 +232,5 @@ def log_links(run: Run, spec: dict, files: dict[str, Path], metrics_file: Path |
         run.log_artifact(metrics_file)
     with tempfile.TemporaryDirectory() as tmp:
         spec_file = Path(tmp) / "spec.json"
-        spec_file.write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+        write_json(spec_file, spec)
         run.log_artifact(spec_file)
