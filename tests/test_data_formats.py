@@ -374,6 +374,50 @@ def test_prepare_writes_manifest_and_load_matches(tmp_path, monkeypatch, name, w
     assert len(data_mod.load(limited, out, torch.device("cpu")).train) == 3
 
 
+def _source_indices(images: torch.Tensor, grey: np.ndarray) -> list[int]:
+    """Where each loaded (RGB-replicated) image sits in the fabricated files: the random images are distinct."""
+    where = {img.tobytes(): i for i, img in enumerate(grey)}
+    return [where[img[0].numpy().tobytes()] for img in images]
+
+
+def test_val_split_is_held_out_of_train(tmp_path, monkeypatch):
+    _small_registry(monkeypatch)
+    raw = tmp_path / "raw"
+    grey, _ = write_idx_set(raw, n_train=12)["train"]
+    cfg = {"dataset": "fashion_mnist", "root": str(raw), "train_limit": None, "test_limit": None,
+           "val_size": 4, "val_seed": 0}
+    manifest = data_mod.prepare(cfg, tmp_path / "prepared")
+    val = manifest["splits"]["val"]
+    assert (manifest["splits"]["train"]["samples"], val["samples"], val["available"]) == (8, 4, 12)
+    assert val["drawn_from"] == "train" and val["files"] == manifest["splits"]["train"]["files"]
+    data = data_mod.load(cfg, tmp_path / "prepared", torch.device("cpu"))
+    held, kept = _source_indices(data.val.images, grey), _source_indices(data.train.images, grey)
+    assert held == sorted(held) and kept == sorted(kept)  # both in file order
+    assert not set(held) & set(kept) and sorted(held + kept) == list(range(12))
+    assert held == sorted(torch.randperm(12, generator=torch.Generator().manual_seed(0))[:4].tolist())
+    assert data.val.labels.tolist() == [i % 10 for i in held] and data.val.pstar is None
+    # the same seed draws the same split; another seed another one, which the manifest no longer matches
+    assert data_mod.prepare(cfg, tmp_path / "again")["splits"]["val"] == val
+    other = {**cfg, "val_seed": 1}
+    with pytest.raises(DataError, match=r"differ from those recorded in .*manifest.json"):
+        data_mod.load(other, tmp_path / "prepared", torch.device("cpu"))
+    data_mod.prepare(other, tmp_path / "other")
+    assert _source_indices(data_mod.load(other, tmp_path / "other", torch.device("cpu")).val.images, grey) != held
+    # held out after train_limit: from the limited subset
+    limited = data_mod.prepare({**cfg, "train_limit": 6}, tmp_path / "limited")["splits"]
+    assert (limited["train"]["samples"], limited["val"]["samples"], limited["val"]["available"]) == (2, 4, 6)
+    with pytest.raises(DataError, match=r"data.val_size=6 must be smaller than the 6 training samples"):
+        data_mod.prepare({**cfg, "train_limit": 6, "val_size": 6}, tmp_path / "too_big")
+
+
+def test_val_split_is_refused_for_streamed_imagenet(tmp_path):
+    cfg = {"dataset": "imagenet", "root": str(tmp_path), "train_limit": None, "test_limit": None, "val_size": 1}
+    for call in (lambda: data_mod.prepare(cfg, tmp_path / "prepared"),
+                 lambda: data_mod.load(cfg, tmp_path / "prepared", torch.device("cpu"))):
+        with pytest.raises(DataError, match=r"data.val_size is not supported for imagenet \(streamed\)"):
+            call()
+
+
 def test_prepare_imagenet_streams(tmp_path, monkeypatch):
     write_imagenet(tmp_path / "raw")
 

@@ -112,6 +112,44 @@ def test_synthetic_data_depend_on_the_seed_only(tiny_config):
     assert not torch.equal(a["train_images"], c["train_images"])
 
 
+def _rows(images: torch.Tensor) -> set[bytes]:
+    return {img.numpy().tobytes() for img in images}
+
+
+def test_synthetic_val_split_is_a_third_draw_that_leaves_train_and_test_unchanged(tiny_config):
+    from soteacher.data.synthetic import generate
+
+    cfg = tiny_config["data"]["synthetic"]
+    plain, with_val = generate(cfg), generate(cfg, val_size=12)
+    assert set(with_val) - set(plain) == {"val_images", "val_labels", "val_pstar"}
+    assert all(torch.equal(plain[k], with_val[k]) for k in plain)  # train and test byte for byte
+    assert with_val["val_images"].shape == (12, *plain["train_images"].shape[1:])
+    assert with_val["val_pstar"].shape == (12, cfg["num_classes"])
+    assert not _rows(with_val["val_images"]) & (_rows(plain["train_images"]) | _rows(plain["test_images"]))
+    assert torch.equal(generate(cfg, val_size=12)["val_images"], with_val["val_images"])
+
+
+def test_synthetic_prepare_and_load_the_val_split(tiny_config, tmp_path):
+    from soteacher import data as data_mod
+    from soteacher.data import DataError
+
+    data_cfg = {**tiny_config["data"], "val_size": 10}
+    manifest = data_mod.prepare(data_cfg, tmp_path)
+    assert {s: manifest["splits"][s]["samples"] for s in ("train", "test", "val")} == {"train": 64, "test": 32,
+                                                                                       "val": 10}
+    data = data_mod.load(data_cfg, tmp_path, torch.device("cpu"))
+    assert len(data.val) == 10 and data.val.pstar.shape == (10, 4)
+    plain_cfg = {**data_cfg, "val_size": 0}
+    plain_manifest = data_mod.prepare(plain_cfg, tmp_path / "plain")
+    assert "val" not in plain_manifest["splits"]
+    plain = data_mod.load(plain_cfg, tmp_path / "plain", torch.device("cpu"))
+    assert plain.val is None
+    # the val split changes neither train nor the normalisation (computed from train only)
+    assert torch.equal(plain.train.images, data.train.images) and torch.equal(plain.mean, data.mean)
+    with pytest.raises(DataError, match=r"has 10 validation samples, data.val_size is 3"):
+        data_mod.load({**data_cfg, "val_size": 3}, tmp_path, torch.device("cpu"))
+
+
 class _TwoHeads(torch.nn.Module):
     def __init__(self):
         super().__init__()

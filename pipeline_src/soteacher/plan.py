@@ -99,6 +99,7 @@ def data_sizes(config: dict) -> tuple[int, int]:
     train, test = DATASET_SIZES[data["dataset"]]
     if data["train_limit"]:
         train = min(train, data["train_limit"])
+    train -= data.get("val_size", 0)  # held out of the training split, never trained on
     if data["test_limit"]:
         test = min(test, data["test_limit"])
     return train, test

@@ -94,8 +94,22 @@ def _root(name: str, data_cfg: dict) -> Path:
     return resolve_root(data_cfg, name, spec.default_root, spec.where)
 
 
+def _val_size(data_cfg: dict) -> int:
+    return int(data_cfg.get("val_size") or 0)
+
+
+def val_indices(n: int, val_size: int, val_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(held-out, kept) indices of ``n`` training samples, both in file order: ``val_size`` drawn with ``val_seed``."""
+    if val_size >= n:
+        raise DataError(f"data.val_size={val_size} must be smaller than the {n} training samples "
+                        "(after data.train_limit): nothing would be left to train on")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(val_seed))
+    return order[:val_size].sort().values, order[val_size:].sort().values
+
+
 def _read_real(name: str, data_cfg: dict, root: Path) -> tuple[dict[str, torch.Tensor], dict[str, int]]:
-    """Verified uint8 images and labels of both splits, cut to data.{train,test}_limit; also the full sizes."""
+    """Verified uint8 images and labels of the splits, cut to data.{train,test}_limit, with data.val_size
+    samples of train held out as val; also the sizes each split was drawn from."""
     spec = DATASETS[name]
     tensors, available = {}, {}
     for split in ("train", "test"):
@@ -105,7 +119,24 @@ def _read_real(name: str, data_cfg: dict, root: Path) -> tuple[dict[str, torch.T
         if keep is not None:
             images, labels = images[keep], labels[keep]
         tensors[f"{split}_images"], tensors[f"{split}_labels"] = images, labels
+    val_size = _val_size(data_cfg)
+    if val_size > 0:
+        # held out after train_limit, so a limited run still validates on samples it never trains on
+        images, labels = tensors["train_images"], tensors["train_labels"]
+        held, kept = val_indices(labels.numel(), val_size, int(data_cfg.get("val_seed") or 0))
+        available["val"] = labels.numel()  # val is drawn from the (limited) training split
+        tensors["val_images"], tensors["val_labels"] = images[held], labels[held]
+        tensors["train_images"], tensors["train_labels"] = images[kept], labels[kept]
     return tensors, available
+
+
+def _splits(tensors: dict[str, torch.Tensor]) -> list[str]:
+    return [split for split in ("train", "test", "val") if f"{split}_labels" in tensors]
+
+
+def _refuse_streamed_val(name: str, data_cfg: dict) -> None:
+    if DATASETS[name].open_stream is not None and _val_size(data_cfg) > 0:
+        raise DataError(f"data.val_size is not supported for {name} (streamed): set it to 0")
 
 
 def prepare(data_cfg: dict, out_dir: Path) -> dict:
@@ -122,14 +153,15 @@ def prepare(data_cfg: dict, out_dir: Path) -> dict:
     if name == "synthetic":
         from soteacher.data.synthetic import generate
 
-        tensors = generate(data_cfg["synthetic"])
+        tensors = generate(data_cfg["synthetic"], val_size=_val_size(data_cfg))
         tmp = out_dir / (TENSORS_FILE + ".tmp")
         torch.save(tensors, tmp)
         tmp.replace(out_dir / TENSORS_FILE)
-        available = {split: tensors[f"{split}_labels"].numel() for split in ("train", "test")}
+        available = {split: tensors[f"{split}_labels"].numel() for split in _splits(tensors)}
     else:
         root = _root(name, data_cfg)
         manifest.update(root=str(root.resolve()), num_classes=spec.num_classes)
+        _refuse_streamed_val(name, data_cfg)  # before a download, not after
         if data_cfg.get("download") and spec.download is not None:
             spec.download(root)
         if spec.open_stream is not None:
@@ -143,10 +175,14 @@ def prepare(data_cfg: dict, out_dir: Path) -> dict:
             "classes": int(tensors[f"{split}_labels"].max()) + 1,
             "images_sha256": _digest(tensors[f"{split}_images"]),
             "labels_sha256": _digest(tensors[f"{split}_labels"]),
-            **({"files": describe_files(spec.files(root, split), root)} if spec.files else {}),
+            # real data: val is read from the training files
+            **({"files": describe_files(spec.files(root, "test" if split == "test" else "train"), root)}
+               if spec.files else {}),
         }
-        for split in ("train", "test")
+        for split in _splits(tensors)
     }
+    if "val" in manifest["splits"] and name != "synthetic":
+        manifest["splits"]["val"].update(drawn_from="train", val_seed=int(data_cfg.get("val_seed") or 0))
     _write_manifest(out_dir, manifest)
     return manifest
 
@@ -193,6 +229,7 @@ class Data:
     std: torch.Tensor
     crop_padding: int
     flip: bool
+    val: Split | None = None  # held out from training (data.val_size); None: no validation split
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -229,7 +266,12 @@ def load(data_cfg: dict, data_dir: Path, device: torch.device) -> Data:
         if not path.is_file():
             raise DataError(f"prepared synthetic data not found at {path}; run `python -m soteacher prepare-data`")
         tensors = torch.load(path, weights_only=True)
+        have = tensors["val_labels"].numel() if "val_labels" in tensors else 0
+        if have != _val_size(data_cfg):
+            raise DataError(f"prepared synthetic data at {path} has {have} validation samples, data.val_size is "
+                            f"{_val_size(data_cfg)}; run `python -m soteacher prepare-data` again")
     elif spec.open_stream is not None:
+        _refuse_streamed_val(name, data_cfg)
         return spec.open_stream(name, _root(name, data_cfg), data_cfg, device)
     else:
         tensors, _ = _read_real(name, data_cfg, _root(name, data_cfg))
@@ -240,9 +282,9 @@ def load(data_cfg: dict, data_dir: Path, device: torch.device) -> Data:
             tensors[f"{split}_labels"].to(device),
             tensors[f"{split}_pstar"].to(device) if f"{split}_pstar" in tensors else None,
         )
-        for split in ("train", "test")
+        for split in _splits(tensors)
     }
-    if spec.mean is None:
+    if spec.mean is None:  # from the training split only: val and test stay unseen
         train = splits["train"].images.float() / 255
         mean = tuple(train.mean(dim=(0, 2, 3)).tolist())
         std = tuple(train.std(dim=(0, 2, 3)).tolist())
@@ -258,6 +300,7 @@ def load(data_cfg: dict, data_dir: Path, device: torch.device) -> Data:
         std=torch.tensor(std, device=device).view(1, 3, 1, 1) * 255,
         crop_padding=spec.crop_padding,
         flip=spec.flip,
+        val=splits.get("val"),
     )
 
 

@@ -15,8 +15,12 @@ from __future__ import annotations
 import torch
 
 
-def generate(cfg: dict) -> dict[str, torch.Tensor]:
-    """Return uint8 images (N, 3, H, W), int64 labels and float32 p*(x) for the train and test splits."""
+def generate(cfg: dict, val_size: int = 0) -> dict[str, torch.Tensor]:
+    """Return uint8 images (N, 3, H, W), int64 labels and float32 p*(x) for the train and test splits.
+
+    ``cfg`` is ``data.synthetic``. With ``val_size`` > 0 a third split, val, is drawn after the other two
+    from the same generator, so train and test are the same with or without it.
+    """
     g = torch.Generator().manual_seed(int(cfg["seed"]))
     c, v, m = cfg["num_classes"], cfg["num_features"], cfg["features_per_image"]
     size, patch = cfg["image_size"], cfg["patch_size"]
@@ -38,7 +42,8 @@ def generate(cfg: dict) -> dict[str, torch.Tensor]:
     feature_label_dist = purity[:, None] * home + (1 - purity[:, None]) * spread
 
     out: dict[str, torch.Tensor] = {}
-    for split, n in (("train", cfg["train_size"]), ("test", cfg["test_size"])):
+    sizes = [("train", cfg["train_size"]), ("test", cfg["test_size"])] + ([("val", val_size)] if val_size > 0 else [])
+    for split, n in sizes:
         feats = torch.stack([torch.randperm(v, generator=g)[:m] for _ in range(n)])
         cells = torch.stack([torch.randperm(grid * grid, generator=g)[:m] for _ in range(n)])
         images = 0.5 + cfg["noise_std"] * torch.randn(n, 3, size, size, generator=g)
