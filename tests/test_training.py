@@ -137,17 +137,34 @@ def test_synthetic_prepare_and_load_the_val_split(tiny_config, tmp_path):
     manifest = data_mod.prepare(data_cfg, tmp_path)
     assert {s: manifest["splits"][s]["samples"] for s in ("train", "test", "val")} == {"train": 64, "test": 32,
                                                                                        "val": 10}
+    for key in ("bayes_acc", "expected_max_pstar"):
+        assert set(manifest["reference"][key]) == {"train", "test", "val"}
+        assert all(0 < v <= 100 for v in manifest["reference"][key].values())
     data = data_mod.load(data_cfg, tmp_path, torch.device("cpu"))
     assert len(data.val) == 10 and data.val.pstar.shape == (10, 4)
+    from soteacher.data.synthetic import bayes_reference
+
+    ref = bayes_reference(data.val.pstar, data.val.labels)
+    assert {k: manifest["reference"][k]["val"] for k in ref} == ref
     plain_cfg = {**data_cfg, "val_size": 0}
     plain_manifest = data_mod.prepare(plain_cfg, tmp_path / "plain")
-    assert "val" not in plain_manifest["splits"]
+    assert "val" not in plain_manifest["splits"] and set(plain_manifest["reference"]["bayes_acc"]) == {"train", "test"}
     plain = data_mod.load(plain_cfg, tmp_path / "plain", torch.device("cpu"))
     assert plain.val is None
     # the val split changes neither train nor the normalisation (computed from train only)
     assert torch.equal(plain.train.images, data.train.images) and torch.equal(plain.mean, data.mean)
     with pytest.raises(DataError, match=r"has 10 validation samples, data.val_size is 3"):
         data_mod.load({**data_cfg, "val_size": 3}, tmp_path, torch.device("cpu"))
+
+
+def test_bayes_reference_by_hand():
+    from soteacher.data.synthetic import bayes_reference
+
+    pstar = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.25, 0.5, 0.25]])
+    labels = torch.tensor([0, 1, 1])  # argmax p* = 0, 2, 1: right, wrong, right
+    ref = bayes_reference(pstar, labels)
+    assert ref["bayes_acc"] == pytest.approx(100 * 2 / 3)
+    assert ref["expected_max_pstar"] == pytest.approx(100 * (0.7 + 0.6 + 0.5) / 3)
 
 
 class _TwoHeads(torch.nn.Module):

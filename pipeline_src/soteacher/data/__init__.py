@@ -183,6 +183,14 @@ def prepare(data_cfg: dict, out_dir: Path) -> dict:
     }
     if "val" in manifest["splits"] and name != "synthetic":
         manifest["splits"]["val"].update(drawn_from="train", val_seed=int(data_cfg.get("val_seed") or 0))
+    if name == "synthetic":
+        from soteacher.data.synthetic import bayes_reference
+
+        # p*(x) is known: the Bayes-optimal classifier's scores per split, to read the nets' accuracies against
+        refs = {split: bayes_reference(tensors[f"{split}_pstar"], tensors[f"{split}_labels"])
+                for split in _splits(tensors)}
+        manifest["reference"] = {key: {split: ref[key] for split, ref in refs.items()}
+                                 for key in ("bayes_acc", "expected_max_pstar")}
     _write_manifest(out_dir, manifest)
     return manifest
 

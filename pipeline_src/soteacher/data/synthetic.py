@@ -59,3 +59,14 @@ def generate(cfg: dict, val_size: int = 0) -> dict[str, torch.Tensor]:
         out[f"{split}_labels"] = labels
         out[f"{split}_pstar"] = pstar
     return out
+
+
+def bayes_reference(pstar: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """The Bayes-optimal classifier argmax p*(x) on one split, in percent.
+
+    ``bayes_acc``: its accuracy on the observed labels; ``expected_max_pstar``: its expected accuracy,
+    mean max_y p*(y|x). A net that fits a split's labels beyond the latter is fitting label noise.
+    """
+    bayes_acc = (pstar.argmax(1) == labels).double().mean().item()
+    expected = pstar.double().max(1).values.mean().item()
+    return {"bayes_acc": 100 * bayes_acc, "expected_max_pstar": 100 * expected}
