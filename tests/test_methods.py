@@ -9,8 +9,9 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from soteacher.config import load_schema, validate
+from soteacher.config import ConfigError, load_schema, validate
 from soteacher.distill import METHODS, InitStage, StagedMethod
 from soteacher.distill.ab import ab_loss
 from soteacher.distill.at import at_loss
@@ -76,6 +77,23 @@ def test_kd_loss_by_hand():
     assert set(losses) == {"ce", "kd"}
     assert losses["ce"].item() == pytest.approx(0.5 * ce)
     assert losses["kd"].item() == pytest.approx(0.5 * expected)
+
+
+def test_vanilla_loss_is_cross_entropy_and_never_reads_the_teacher():
+    cfg = _cfg("vanilla")
+    assert cfg == {"ce_weight": 1.0}
+    method = METHODS["vanilla"](cfg, _out(S), _out(T), 2)
+    ce = F.cross_entropy(S, Y)
+    losses = method(_out(S), _out(T), Y, torch.arange(2))
+    assert set(losses) == {"ce"} and torch.equal(losses["ce"], ce)
+    for teacher in (_out(5 * T + 1, [_rand(2, 3, 2, 2)]), _out(torch.full_like(T, float("nan"))), None):
+        assert torch.equal(method(_out(S), teacher, Y, torch.arange(2))["ce"], ce)
+    half = METHODS["vanilla"](_cfg("vanilla", ce_weight=0.5), _out(S), _out(T), 2)
+    assert torch.equal(half(_out(S), None, Y, torch.arange(2))["ce"], 0.5 * ce)
+    # no teacher term can be configured, and a zero CE weight (no loss at all) is refused
+    for bad, key in (({"kd_weight": 0.5}, "kd_weight"), ({"weight": 1.0}, "weight"), ({"ce_weight": 0}, "ce_weight")):
+        with pytest.raises(ConfigError, match=rf"distill\.methods\.vanilla\.{key}\b"):
+            validate({"distill": {"methods": {"vanilla": bad}}}, deep=False)
 
 
 def test_logit_standardization_by_hand():
@@ -462,6 +480,7 @@ def test_one_distillation_step(name: str, teacher_arch: str, student_arch: str, 
 STAGES = {("feats", 1), ("feats", 2), ("feats", 3)}  # a CIFAR ResNet: stem, three stages, pooled (feats[1:-1])
 # which outputs each method reads, per the reference code (RepDistiller's train_student.py / mdistiller)
 READS = {
+    "vanilla": set(),  # not even the logits: see test_vanilla_loss_is_cross_entropy_and_never_reads_the_teacher
     "kd": set(), "dkd": set(), "dist": set(),
     "fitnet": {("feats", 2)},  # hint_layer 2
     "at": STAGES, "nst": STAGES, "vid": STAGES,
@@ -543,6 +562,9 @@ def test_registry_matches_schema_and_defaults_fill():
         props = methods["properties"][name]["properties"]
         assert set(cfg) == set(props), name  # every key has a default
         assert all(props[k].get("description") for k in props), name
+        if name == "vanilla":  # CE only: no KD or method weight that could add a teacher term
+            assert cfg == {"ce_weight": 1.0}
+            continue
         for key in ("ce_weight", "kd_weight", "kd_temperature", "weight"):
             assert key in cfg, (name, key)
     assert validate({"distill": {"methods": {"kd": {}}}}, deep=False)["distill"]["methods"]["kd"] == {

@@ -80,6 +80,25 @@ def test_students_of_several_seeds_in_one_loop_match_each_seed_trained_alone(tin
     assert together[0].history != together[2].history  # the seeds really gave different runs
 
 
+def test_vanilla_student_trains_the_same_with_any_teacher_or_none(tiny_config):
+    from soteacher.models import build_model
+
+    data = tiny_data(tiny_config)
+    runs = []
+    for teacher_seed in (0, 1, None):  # two different (untrained) teachers, then none at all
+        teacher = None
+        if teacher_seed is not None:
+            torch.manual_seed(teacher_seed)
+            teacher = build_model("resnet8", data.num_classes)
+        learner = student_learner(data, build_model("resnet8", data.num_classes), "vanilla", {"ce_weight": 1.0}, 0)
+        train([learner], data, epochs=1, batch_size=16, seed=0, teacher=teacher)
+        runs.append(learner)
+    for other in runs[1:]:
+        assert other.history[-1]["train_loss"] == runs[0].history[-1]["train_loss"]
+        for (key, x), (_, y) in zip(runs[0].model.state_dict().items(), other.model.state_dict().items()):
+            assert torch.equal(x, y), key
+
+
 def test_teacher_is_frozen_during_distillation(tiny_config):
     data = tiny_data(tiny_config)
     teacher = _train_teacher(tiny_config, 0).model

@@ -18,10 +18,11 @@ from soteacher.distill.pkt import PKT
 from soteacher.distill.rkd import RKD
 from soteacher.distill.sp import SP
 from soteacher.distill.staged import InitStage, StagedMethod
+from soteacher.distill.vanilla import Vanilla
 from soteacher.distill.vid import VID
 
 METHODS: dict[str, type[DistillMethod]] = {
-    cls.name: cls for cls in (KD, FitNet, AT, SP, CC, VID, RKD, PKT, AB, FT, FSP, NST, CRD, DKD, DIST)
+    cls.name: cls for cls in (Vanilla, KD, FitNet, AT, SP, CC, VID, RKD, PKT, AB, FT, FSP, NST, CRD, DKD, DIST)
 }
 
 __all__ = ["METHODS", "DistillMethod", "InitStage", "StagedMethod"]
