@@ -15,12 +15,13 @@ OPTIM = {"lr": 0.05, "lr_by_arch": {}, "momentum": 0.9, "weight_decay": 5e-4, "b
          "lr_milestones": [2], "lr_gamma": 0.1}
 
 
-def tiny_data(config: dict) -> Data:
-    t = generate(config["data"]["synthetic"])
-    train = Split(t["train_images"], t["train_labels"], t["train_pstar"])
-    test = Split(t["test_images"], t["test_labels"], t["test_pstar"])
+def tiny_data(config: dict, val_size: int = 0) -> Data:
+    t = generate(config["data"]["synthetic"], val_size=val_size)
+    train, test = (Split(t[f"{s}_images"], t[f"{s}_labels"], t[f"{s}_pstar"]) for s in ("train", "test"))
+    val = Split(t["val_images"], t["val_labels"], t["val_pstar"]) if val_size else None
     return Data("synthetic", t["train_pstar"].shape[1], train, test,
-                mean=torch.full((1, 3, 1, 1), 127.0), std=torch.full((1, 3, 1, 1), 64.0), crop_padding=2, flip=True)
+                mean=torch.full((1, 3, 1, 1), 127.0), std=torch.full((1, 3, 1, 1), 64.0), crop_padding=2, flip=True,
+                val=val)
 
 
 def teacher_learner(data: Data, recipe: dict, seed: int, arch: str = "resnet8", epochs: int = 2) -> Learner:

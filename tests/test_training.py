@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from soteacher.train import NonFiniteLossError, train
+from soteacher.metrics import accuracy, kl_from, tv_to
+from soteacher.train import NonFiniteLossError, predict, train
 from tests.helpers import student_learner, teacher_learner, tiny_data
 
 SOTEACHER = {"lambda_lr": 1e-5, "lipschitz_bound": "l1", "lambda_cr": 1.0, "cr_schedule": "linear",
@@ -40,6 +41,24 @@ def test_history_has_every_loss_term_and_metric(tiny_config):
         assert key in history[-1]
     assert history[0]["train_consistency"] == 0.0  # first epoch only fills the buffer
     assert history[1]["train_consistency"] > 0.0
+
+
+def test_each_epoch_reports_every_split_and_the_distance_to_pstar_computed_from_the_model(tiny_config):
+    data = tiny_data(tiny_config, val_size=12)
+    learner = teacher_learner(data, SOTEACHER, 0)
+    train([learner], data, epochs=1, batch_size=16, seed=0)
+    last = learner.history[-1]
+    logits = {split: predict(learner.model, data, split) for split in ("train", "val", "test")}
+    for split in ("val", "test"):
+        assert last[f"{split}_acc"] == accuracy(logits[split], getattr(data, split).labels)
+    assert last["train_eval_acc"] == accuracy(logits["train"], data.train.labels)  # clean, not the running one
+    for split in ("train", "val", "test"):
+        pstar = getattr(data, split).pstar
+        assert last[f"tv_pstar_{split}"] == pytest.approx(tv_to(logits[split], pstar))
+        assert last[f"kl_pstar_{split}"] == pytest.approx(kl_from(pstar, logits[split]))
+    student_like = teacher_learner(data, SOTEACHER, 0)
+    train([student_like], data, epochs=1, batch_size=16, seed=0, eval_train_split=False)
+    assert "tv_pstar_train" not in student_like.history[-1] and "val_acc" in student_like.history[-1]
 
 
 def test_students_in_lockstep_match_students_trained_alone(tiny_config):

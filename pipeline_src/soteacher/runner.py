@@ -8,12 +8,14 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from soteacher import devices, jobs
 from soteacher.data import Data
 from soteacher.data import load as load_data
 from soteacher.io import load_checkpoint, read_json, save_torch, write_json
+from soteacher.metrics import agreement, kl_between
 from soteacher.models import build_model, feature_shapes
 from soteacher.tracking import Run, log_links, runtime_tags
 from soteacher.train import (
@@ -22,6 +24,7 @@ from soteacher.train import (
     Speed,
     TrainingInterrupted,
     make_optimizer,
+    predict,
     prepare_model,
     seed_everything,
     train,
@@ -150,12 +153,26 @@ def _init_stage(learners: list[Learner], seeds: list[int], spec: dict, data: Dat
         train(init_learners, data, epochs=epochs, batch_size=spec["optim"]["batch_size"],
               seed=[seed for _, seed in group],
               teacher=teacher, augment=spec["data"]["augment"], on_epoch_end=on_epoch_end,
-              resume=_resume(resume_dir, f"init{epochs}.pt", spec))
+              resume=_resume(resume_dir, f"init{epochs}.pt", spec), eval_train_split=False)
         histories.update({lr.name: lr.history for lr in init_learners})
     for learner in learners:
         if hasattr(learner.objective, "end_init"):
             learner.objective.end_init()
     return histories
+
+
+def student_summary(history: list[dict], teacher_test_logits: torch.Tensor, student_test_logits: torch.Tensor) -> dict:
+    """A student's headline numbers: test accuracy after the last epoch and at the best epoch, that epoch chosen
+    on the validation split when there is one (else on test, the optimistic choice; ``best_chosen_on`` says
+    which), its TV to p* on test, and its fidelity to the teacher on test (top-1 agreement, KL(teacher ‖ student))."""
+    chosen_on = "val" if "val_acc" in history[-1] else "test"
+    best = max(history, key=lambda m: m[f"{chosen_on}_acc"])  # the first of equal epochs
+    summary = {"last_acc": history[-1]["test_acc"], "best_acc": best["test_acc"], "best_epoch": best["epoch"],
+               "best_chosen_on": chosen_on, "agreement": agreement(teacher_test_logits, student_test_logits),
+               "kl_teacher_student": kl_between(teacher_test_logits, student_test_logits)}
+    if "tv_pstar_test" in history[-1]:
+        summary["last_tv_pstar_test"] = history[-1]["tv_pstar_test"]
+    return summary
 
 
 def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
@@ -221,13 +238,13 @@ def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
                 lambda learner, metrics, step: run_of[id(learner)].log_metrics(metrics, step=step), resume_dir)
         train(learners, data, epochs=spec["epochs"], batch_size=spec["optim"]["batch_size"], seed=seeds,
               teacher=teacher, augment=spec["data"]["augment"], on_epoch_end=on_epoch_end, resume=main_state,
-              speed=Speed.from_compute(spec["compute"]))
+              speed=Speed.from_compute(spec["compute"]), eval_train_split=False)
         teacher_metrics = teacher_info["checkpoints"][str(t["epoch"])]
+        teacher_test_logits = predict(teacher, data, "test")
         for learner, run, out_dir, (seed, method_name) in zip(learners, runs, out_dirs, members):
-            best = max(learner.history, key=lambda m: m["test_acc"])
-            summary = {"last_acc": learner.history[-1]["test_acc"], "best_acc": best["test_acc"],
-                       "best_epoch": best["epoch"]}
-            run.log_metrics(summary, step=spec["epochs"])
+            summary = student_summary(learner.history, teacher_test_logits, predict(learner.model, data, "test"))
+            # best_chosen_on (a split name) is in metrics.json; MLflow metrics are numbers
+            run.log_metrics({k: v for k, v in summary.items() if k != "best_chosen_on"}, step=spec["epochs"])
             save_torch(out_dir / "model.pt", {"model": learner.model.state_dict(),
                                               "method": learner.objective.state_dict(),
                                               "arch": spec["student"], "num_classes": data.num_classes})

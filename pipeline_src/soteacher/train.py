@@ -29,6 +29,7 @@ from torch import nn
 from soteacher.data import Data
 from soteacher.errors import CheckpointError, NonFiniteLossError, TrainingInterrupted
 from soteacher.io import save_torch
+from soteacher.metrics import accuracy, kl_from, tv_to
 from soteacher.models.base import ModelOutput
 from soteacher.optim import SGD, MultiStepLR
 
@@ -70,17 +71,26 @@ def predict(model: nn.Module, data: Data, split: str, batch_size: int = 500) -> 
     return logits
 
 
-def evaluate(model: nn.Module, data: Data) -> dict[str, float]:
-    """Test accuracy (%) and, when p*(x) is known, the mean total variation between softmax and p*."""
+def evaluate(model: nn.Module, data: Data, train_split: bool = True) -> dict[str, float]:
+    """Accuracy (%) and loss on the test and validation splits; where p*(x) is known, the mean TV and
+    KL(p* ‖ softmax) to it per split. ``train_split``: also evaluate the training split (without augmentation,
+    as for test: ``train_eval_acc``, and its distance to p*), one more forward pass over it when p* is known."""
     metrics: dict[str, float] = {}
-    logits = predict(model, data, "test")
-    metrics["test_acc"] = (logits.argmax(1) == data.test.labels).float().mean().item() * 100
-    metrics["test_loss"] = nn.functional.cross_entropy(logits, data.test.labels).item()
-    for split in ("train", "test"):
-        pstar = getattr(data, split).pstar
-        if pstar is not None:
-            probs = (logits if split == "test" else predict(model, data, "train")).softmax(1)
-            metrics[f"tv_pstar_{split}"] = 0.5 * (probs - pstar).abs().sum(1).mean().item()
+    splits = [("test", data.test), ("val", data.val)]
+    if train_split and data.train.pstar is not None:
+        splits.append(("train", data.train))
+    for name, split in splits:
+        if split is None:
+            continue
+        logits = predict(model, data, name)
+        if name == "train":
+            metrics["train_eval_acc"] = accuracy(logits, split.labels)
+        else:
+            metrics[f"{name}_acc"] = accuracy(logits, split.labels)
+            metrics[f"{name}_loss"] = nn.functional.cross_entropy(logits, split.labels).item()
+        if split.pstar is not None:
+            metrics[f"tv_pstar_{name}"] = tv_to(logits, split.pstar)
+            metrics[f"kl_pstar_{name}"] = kl_from(split.pstar, logits)
     return metrics
 
 
@@ -218,6 +228,7 @@ def train(
     on_epoch_end: Callable[[int, Learner, dict], None] | None = None,
     resume: Resume | None = None,
     speed: Speed = Speed(),
+    eval_train_split: bool = True,
 ) -> None:
     """Train every learner for ``epochs`` epochs; ``on_epoch_end`` sees each epoch's metrics.
 
@@ -229,6 +240,9 @@ def train(
     RNG states, partial epoch sums) is saved every ``resume.every`` epochs and on SIGTERM/SIGINT (then
     ``TrainingInterrupted`` is raised); when the state file exists, training continues from it and ends
     with exactly the numbers of an uninterrupted run.
+
+    After each epoch every learner is evaluated on the test and validation splits, and with
+    ``eval_train_split`` on the training split too where p*(x) is known (the teacher's TV-to-p* curve).
     """
     started = time.perf_counter()
     callback_seconds = 0.0
@@ -294,7 +308,7 @@ def train(
                                               f"{step + 1}; state saved to {resume.path}")
             skip = 0
             for k, learner in enumerate(learners):
-                _finish_epoch(k, learner, epoch, epochs, sums, correct, seen, data, on_epoch_end)
+                _finish_epoch(k, learner, epoch, epochs, sums, correct, seen, data, on_epoch_end, eval_train_split)
             if resume is not None and resume.every > 0 and (epoch % resume.every == 0 or epoch == epochs):
                 _save_state(resume, learners, epoch + 1, 0, [g.get_state() for g in generators],
                             [{} for _ in learners], [torch.zeros(()) for _ in learners], 0)
@@ -320,7 +334,7 @@ def _step(learner: Learner, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
 
 
 def _finish_epoch(k: int, learner: Learner, epoch: int, epochs: int, sums, correct, seen: int, data: Data,
-                  on_epoch_end) -> None:
+                  on_epoch_end, eval_train_split: bool) -> None:
     lr = learner.optimizer.param_groups[0]["lr"]
     learner.scheduler.step()
     if hasattr(learner.objective, "end_epoch"):
@@ -333,7 +347,7 @@ def _finish_epoch(k: int, learner: Learner, epoch: int, epochs: int, sums, corre
         )
     metrics["train_acc"] = correct[k].item() / seen * 100
     metrics["lr"] = lr
-    metrics.update(evaluate(learner.model, data))
+    metrics.update(evaluate(learner.model, data, eval_train_split))
     metrics["epoch"] = epoch
     learner.history.append(metrics)
     log.info("%s epoch %d/%d: %s", learner.name, epoch, epochs,
