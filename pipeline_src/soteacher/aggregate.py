@@ -123,9 +123,9 @@ def paired_deltas(df: pd.DataFrame) -> pd.DataFrame:
              stats.intervals(teacher_pairs, GROUP, "d_teacher_acc", "delta_teacher_acc"),
              stats.intervals(teacher_pairs, GROUP, "d_teacher_tv_pstar", "delta_teacher_tv_pstar",
                              higher_is_better=False)]
-    out = parts[0]
+    out = parts[0]  # the student pairs' groups, in study order (a left merge keeps it)
     for part in parts[1:]:
-        out = out.merge(part, on=GROUP, how="outer")
+        out = out.merge(part, on=GROUP, how="left")
     return out
 
 

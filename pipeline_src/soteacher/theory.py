@@ -35,7 +35,9 @@ LOWER_IS_BETTER = {"tv_pstar_train", "tv_pstar_test", "kl_pstar_train", "kl_psta
 SHOWN_AT_LAST = {"train_eval_acc": "train-eval acc (%)", "test_acc": "test acc (%)", "val_acc": "val acc (%)",
                  "tv_pstar_train": "TV to p* (train)", "kl_pstar_train": "KL(p*‖net) (train)",
                  "tv_pstar_test": "TV to p* (test)"}
-DELTA_METRICS = ["tv_pstar_train", "kl_pstar_train", "tv_pstar_test", "kl_pstar_test", "train_eval_acc", "test_acc"]
+DELTA_METRICS = {"tv_pstar_train": "TV to p* (train)", "kl_pstar_train": "KL(p*‖net) (train)",
+                 "tv_pstar_test": "TV to p* (test)", "kl_pstar_test": "KL(p*‖net) (test)",
+                 "train_eval_acc": "train-eval acc (pp)", "test_acc": "test acc (pp)"}
 CI_NOTE = "± is the half-width of the 95 % t-interval over seeds (none with n = 1)"
 VERDICT_NOTE = ("Verdict: *better* / *worse* when the 95 % paired interval excludes 0 (for TV and KL to p*, lower "
                 "is better), *inconclusive* when it contains 0, *n = 1, no interval* with a single pair.")
@@ -145,7 +147,7 @@ def teachers_table(checkpoints: pd.DataFrame, history: pd.DataFrame, ref: dict) 
 
     # Δ vs standard, paired by teacher seed at the same checkpoint epoch
     pairs = stats.pair(last[last["recipe"] != STANDARD], checkpoints[checkpoints["recipe"] == STANDARD],
-                       ["teacher", "teacher_epoch", "teacher_seed"], DELTA_METRICS)
+                       ["teacher", "teacher_epoch", "teacher_seed"], list(DELTA_METRICS))
     deltas = [stats.intervals(pairs, keys, f"d_{m}", f"delta_{m}", higher_is_better=m not in LOWER_IS_BETTER)
               for m in DELTA_METRICS]
     return _merge_all([out, *deltas], keys)
@@ -162,6 +164,11 @@ def _ci(table: pd.DataFrame, prefix: str, digits: int = 2, signed: bool = False)
     if f"{prefix}_mean" not in table:
         return ["–"] * len(table)
     return list(map(one, table[f"{prefix}_mean"], table[f"{prefix}_low"], table[f"{prefix}_high"]))
+
+
+def _count(values: pd.Series) -> pd.Series:
+    """Counts as integers, '–' where unknown (a left merge makes them floats with NaN)."""
+    return values.map(lambda v: "–" if pd.isna(v) else str(int(v)))
 
 
 def _digits(metric: str) -> int:
@@ -190,10 +197,10 @@ def teachers_markdown(table: pd.DataFrame, title: str, ref: dict) -> str:
     others = table[table["recipe"] != STANDARD]
     delta = pd.DataFrame({
         "teacher": others["teacher"], "recipe": others["recipe"], "ckpt epoch": others["teacher_epoch"],
-        **{f"Δ {m}": [f"{v} ({w})" if v != "–" else "–" for v, w in
-                      zip(_ci(others, f"delta_{m}", _digits(m), signed=True), others[f"delta_{m}_verdict"])]
-           for m in DELTA_METRICS if others[f"delta_{m}_mean"].notna().any()},
-        "pairs": others["delta_test_acc_n"],
+        **{f"Δ {label}": [f"{v} ({w})" if v != "–" else "–" for v, w in
+                          zip(_ci(others, f"delta_{m}", _digits(m), signed=True), others[f"delta_{m}_verdict"])]
+           for m, label in DELTA_METRICS.items() if others[f"delta_{m}_mean"].notna().any()},
+        "pairs": _count(others["delta_test_acc_n"]),
     })
     reference_line = (f"Reference (data manifest): E[max p*] on train = {emax:.2f} %, Bayes accuracy on test = "
                       f"{bayes:.2f} %." if not math.isnan(emax) else
@@ -250,13 +257,13 @@ def students_paired_markdown(table: pd.DataFrame, title: str) -> str:
         "student": table["student"], "recipe": table["recipe"],
         "student acc, last epoch (%)": table["student_last_mean"].map(lambda v: f"{v:.2f}"), "runs": table["n"],
         "Δ vs standard (pp)": _ci(table, "delta_standard", signed=True),
-        "n": table.get("delta_standard_n", pd.Series(math.nan, index=table.index)).map(
-            lambda v: "–" if pd.isna(v) else str(int(v))),
-        "verdict": _verdicts(table, "delta_standard"),
+        "n vs standard": _count(table.get("delta_standard_n", pd.Series(math.nan, index=table.index))),
+        "verdict vs standard": _verdicts(table, "delta_standard"),
+        "vanilla acc (%)": table.get("vanilla_last_mean", pd.Series(math.nan, index=table.index)).map(
+            lambda v: "–" if pd.isna(v) else f"{v:.2f}"),
         "Δ vs vanilla (pp)": _ci(table, "delta_vanilla", signed=True),
-        "n ": table.get("delta_vanilla_n", pd.Series(math.nan, index=table.index)).map(
-            lambda v: "–" if pd.isna(v) else str(int(v))),
-        "verdict ": _verdicts(table, "delta_vanilla"),
+        "n vs vanilla": _count(table.get("delta_vanilla_n", pd.Series(math.nan, index=table.index))),
+        "verdict vs vanilla": _verdicts(table, "delta_vanilla"),
         **{label: table[c].map(lambda v, d=d: "–" if pd.isna(v) else f"{v:.{d}f}")
            for c, label, d in (("student_tv_pstar_test_mean", "student TV to p* (test)", 4),
                                ("agreement_mean", "agreement with teacher (%)", 2),
