@@ -237,3 +237,9 @@ def test_without_standard_recipe(tmp_path, monkeypatch):
     bars = pd.read_csv(outputs["delta_by_method"])
     assert set(bars["versus"]) == {"vanilla"}  # the vanilla comparison needs no standard teacher
     assert outputs["delta_figure"].stat().st_size > 20_000
+
+
+def test_best_epoch_column_names_the_split_that_chose_it(study):
+    md = study["markdown"].read_text()
+    assert "student acc, best epoch, chosen on val (%)" in md
+    assert (pd.read_csv(study["csv"])["best_chosen_on"] == "val").all()

@@ -83,6 +83,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
         student_best_mean=("student_best_acc", "mean"),
         student_best_std=("student_best_acc", "std"),
         n=("student_last_acc", "size"),
+        best_chosen_on=("best_chosen_on", lambda v: "/".join(sorted(set(v)))),
     ).reset_index()
     # teacher figures over teacher seeds, each teacher counted once (not once per student run: with runs
     # missing, a per-run mean would weight teachers unequally)
@@ -91,7 +92,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
         teacher_acc_std=("teacher_acc", "std"), n_teachers=("teacher_acc", "size")).reset_index()
     agg = students.merge(teachers, on=GROUP, how="left")
     columns = [*GROUP, "teacher_acc", "teacher_tv_pstar", "student_last_mean", "student_last_std",
-               "student_best_mean", "student_best_std", "n", "teacher_acc_std", "n_teachers"]
+               "student_best_mean", "student_best_std", "best_chosen_on", "n", "teacher_acc_std", "n_teachers"]
     deltas = paired_deltas(df)[GROUP + SUMMARY_DELTAS]  # the full intervals are in delta.csv
     return agg[columns].merge(deltas, on=GROUP, how="left")
 
@@ -155,6 +156,13 @@ def _pm(mean: float, std: float) -> str:
     return f"{mean:.2f}" if pd.isna(std) else f"{mean:.2f} ± {std:.2f}"
 
 
+def best_label(table: pd.DataFrame) -> str:
+    """The best-epoch column's name, saying which split chose the epoch where it was not the test split."""
+    chosen = sorted(set("/".join(table["best_chosen_on"]).split("/")))
+    return "student acc, best epoch (%)" if chosen == ["test"] else \
+        f"student acc, best epoch, chosen on {' or '.join(chosen)} (%)"
+
+
 def shown_table(table: pd.DataFrame) -> pd.DataFrame:
     """The human-readable summary (Markdown and LaTeX): formatted strings, labelled columns."""
     has_pstar = table["teacher_tv_pstar"].notna().any()
@@ -165,7 +173,7 @@ def shown_table(table: pd.DataFrame) -> pd.DataFrame:
         "teacher acc (%)": list(map(_pm, table["teacher_acc"], table["teacher_acc_std"])),
         **({"teacher TV to p*": table["teacher_tv_pstar"].map(lambda v: f"{v:.4f}")} if has_pstar else {}),
         "student acc, last epoch (%)": list(map(_pm, table["student_last_mean"], table["student_last_std"])),
-        "student acc, best epoch (%)": list(map(_pm, table["student_best_mean"], table["student_best_std"])),
+        best_label(table): list(map(_pm, table["student_best_mean"], table["student_best_std"])),
         **({"Δ vs standard, last epoch (pp)": list(map(signed_interval, table["delta_last_mean"],
                                                         table["delta_last_low"], table["delta_last_high"])),
             "Δ vs standard, best epoch (pp)": table["delta_best_mean"].map(_signed)} if has_delta else {}),

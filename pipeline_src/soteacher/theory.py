@@ -88,11 +88,11 @@ def val_best(checkpoints: pd.DataFrame) -> pd.DataFrame:
     return known.loc[known.groupby([*TEACHER, "teacher_seed"], sort=False)["val_acc"].idxmax()]
 
 
-def _epochs_by_seed(frame: pd.DataFrame, epoch: str) -> pd.Series:
+def _epochs_by_seed(frame: pd.DataFrame, epoch: str) -> pd.DataFrame:
     """Per teacher (arch, recipe): 'seed 0: 12; seed 1: 14', which epoch each teacher seed chose."""
-    return frame.sort_values("teacher_seed").groupby(TEACHER, sort=False).apply(
-        lambda g: "; ".join(f"seed {s}: {int(e)}" for s, e in zip(g["teacher_seed"], g[epoch])),
-        include_groups=False).rename(f"{epoch}_by_seed")
+    rows = [(*key, "; ".join(f"seed {s}: {int(e)}" for s, e in zip(g["teacher_seed"], g[epoch])))
+            for key, g in frame.sort_values("teacher_seed").groupby(TEACHER, sort=False)]
+    return pd.DataFrame(rows, columns=[*TEACHER, f"{epoch}_by_seed"])
 
 
 def _mean_ci(frame: pd.DataFrame, by: list[str], value: str, prefix: str) -> pd.DataFrame:
@@ -128,19 +128,20 @@ def teachers_table(checkpoints: pd.DataFrame, history: pd.DataFrame, ref: dict) 
         out[f"fit_gap_{c}"] = out[f"train_eval_acc_{c}"] - emax
     trace = history[history["tv_pstar_train"].notna()]
     if not trace.empty:
-        per_seed = trace.sort_values("epoch").groupby([*TEACHER, "teacher_seed"], sort=False).apply(
-            lambda g: pd.Series({"tv_train_min": g["tv_pstar_train"].min(),
-                                 "tv_train_min_epoch": g.loc[g["tv_pstar_train"].idxmin(), "epoch"],
-                                 "tv_train_turn_up": g["tv_pstar_train"].iloc[-1] - g["tv_pstar_train"].min()}),
-            include_groups=False).reset_index()
+        rows = []
+        for key, g in trace.sort_values("epoch").groupby([*TEACHER, "teacher_seed"], sort=False):
+            tv = g["tv_pstar_train"]
+            rows.append((*key, tv.min(), g.loc[tv.idxmin(), "epoch"], tv.iloc[-1] - tv.min()))
+        per_seed = pd.DataFrame(rows, columns=[*TEACHER, "teacher_seed", "tv_train_min", "tv_train_min_epoch",
+                                               "tv_train_turn_up"])
         out = _merge_all([out, _mean_ci(per_seed, TEACHER, "tv_train_min", "tv_train_min"),
-                          _epochs_by_seed(per_seed, "tv_train_min_epoch").reset_index(),
+                          _epochs_by_seed(per_seed, "tv_train_min_epoch"),
                           _mean_ci(per_seed, TEACHER, "tv_train_turn_up", "tv_train_turn_up")], TEACHER)
     chosen = val_best(checkpoints)
     if not chosen.empty:
         chosen = chosen.rename(columns={"teacher_epoch": "val_best_epoch", "test_acc": "val_best_test_acc"})
         out = _merge_all([out, _mean_ci(chosen, TEACHER, "val_best_test_acc", "val_best_test_acc"),
-                          _epochs_by_seed(chosen, "val_best_epoch").reset_index()], TEACHER)
+                          _epochs_by_seed(chosen, "val_best_epoch")], TEACHER)
     out["bayes_test_acc"] = bayes
     if "val_best_test_acc_mean" in out:
         out["val_best_gap_to_bayes"] = out["val_best_test_acc_mean"] - bayes
@@ -306,8 +307,9 @@ def early_stopping_table(df: pd.DataFrame, checkpoints: pd.DataFrame) -> tuple[p
     out = pairs.groupby(EARLY_CELL, sort=False).agg(
         recipe_epoch=("teacher_epoch", "first"), recipe_last_mean=("student_last_acc", "mean"),
         early_stopped_last_mean=("student_last_acc_ref", "mean")).reset_index()
-    epochs = _epochs_by_seed(chosen.assign(recipe=STANDARD), "teacher_epoch").rename("standard_epoch_by_seed")
-    out = out.merge(epochs.reset_index().drop(columns="recipe"), on="teacher", how="left")
+    epochs = _epochs_by_seed(chosen, "teacher_epoch").rename(
+        columns={"teacher_epoch_by_seed": "standard_epoch_by_seed"})
+    out = out.merge(epochs.drop(columns="recipe"), on="teacher", how="left")
     return out.merge(stats.intervals(pairs, EARLY_CELL, "d_student_last_acc", "delta"), on=EARLY_CELL), ""
 
 
