@@ -191,16 +191,20 @@ def test_tables_deltas_and_ablation_from_known_numbers(tmp_path, monkeypatch):
     table = pd.read_csv(outputs["csv"])
     row = table[(table["recipe"] == "soteacher") & (table["method"] == "kd") & (table["teacher_epoch"] == 2)].iloc[0]
     assert row["student_last_mean"] == pytest.approx(52.5) and row["n"] == 4
-    assert row["delta_last"] == pytest.approx(1.0) and row["delta_best"] == pytest.approx(1.0)
+    # every (teacher seed, student seed) pair differs by the recipe's gain: a zero-width interval above 0
+    assert row["delta_last_mean"] == pytest.approx(1.0) and row["delta_best_mean"] == pytest.approx(1.0)
+    assert row["delta_last_n"] == 4 and row["delta_last_low"] == pytest.approx(1.0)
+    assert row["delta_last_verdict"] == "better"
     assert row["teacher_acc"] == pytest.approx(82.5) and row["teacher_acc_std"] == pytest.approx(0.7071, abs=1e-3)
     assert row["n_teachers"] == 2
-    assert table[table["recipe"] == "standard"]["delta_last"].isna().all()
+    assert table[table["recipe"] == "standard"]["delta_last_mean"].isna().all()
 
     delta = pd.read_csv(outputs["delta_csv"])
     assert set(delta["recipe"]) == set(recipes) - {"standard"}
     assert (delta[delta["recipe"] == "lr_big"]["sign_last"] == "-").all()
     assert (delta[delta["recipe"] == "soteacher"]["sign_last"] == "+").all()
     bars = pd.read_csv(outputs["delta_by_method"])
+    assert set(bars["versus"]) == {"standard"}  # no vanilla student in this study
     assert bars.set_index(["recipe", "method"]).loc[("cr_half", "fitnet"), "delta_last_mean"] == pytest.approx(0.5)
 
     ablation = pd.read_csv(outputs["ablation_csv"])
@@ -251,7 +255,10 @@ def test_teachers_count_once_with_runs_missing_and_single_runs_show_no_spread(tm
     assert four_runs["teacher_acc"] == pytest.approx((72.0 + 83.0) / 2)  # not (3 × 72 + 83) / 4
     single = table.loc[("soteacher", "kd", 2)]
     assert single["n"] == 1 and pd.isna(single["student_last_std"]) and pd.isna(single["teacher_acc_std"])
-    assert pd.isna(single["delta_last_se"]) and single["delta_last"] == pytest.approx(50.0 - 50.75)
+    # paired by seed: the one soteacher run (teacher seed 0, seed 0) against the standard run with the same seeds
+    # (50.0), not against the mean of all four standard runs (50.75)
+    assert single["delta_last_mean"] == pytest.approx(0.0) and single["delta_last_n"] == 1
+    assert pd.isna(single["delta_last_low"]) and single["delta_last_verdict"] == "n = 1, no interval"
     md = outputs["markdown"].read_text()
     single_line = next(line for line in md.splitlines() if "| soteacher | 2 " in line and "| kd " in line)
     assert "±" not in single_line and re.search(r"\|\s*50\.00\s*\|", single_line)

@@ -19,6 +19,15 @@ rule aggregate:
                             category="Figures"),
         ablation_figure=report(f"{jobs.FIGURES_DIR}/ablation.png", caption="../report/fig2.rst",
                                category="Figures"),
+        teachers_csv=f"{jobs.TABLES_DIR}/teachers.csv",
+        teachers_markdown=f"{jobs.TABLES_DIR}/teachers.md",
+        students_paired_csv=f"{jobs.TABLES_DIR}/students_paired.csv",
+        students_paired_markdown=f"{jobs.TABLES_DIR}/students_paired.md",
+        early_stopping_csv=f"{jobs.TABLES_DIR}/early_stopping.csv",
+        early_stopping_markdown=f"{jobs.TABLES_DIR}/early_stopping.md",
+        tv_figure=report(f"{jobs.FIGURES_DIR}/tv_curves.png", caption="../report/tv_curves.rst", category="Figures"),
+        teacher_curves_figure=report(f"{jobs.FIGURES_DIR}/teacher_curves.png", caption="../report/teacher_curves.rst",
+                                     category="Figures"),
     params:
         spec=lambda w: json.dumps({k: v for k, v in config.items() if k != "tracking"}, sort_keys=True),
     log:

@@ -1,0 +1,245 @@
+"""The theory-study tables and figures (``theory``) and the seed-paired Δs, from hand-written metrics files whose
+numbers are chosen so that every expected value below is computed by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from soteacher import aggregate, jobs
+from soteacher import config as config_mod
+from tests.conftest import TINY_CONFIG
+
+T975 = {1: 12.706205, 3: 3.182446}  # t_{0.975, df}, from a t table
+REFERENCE = {"bayes_acc": {"train": 88.0, "val": 87.0, "test": 86.0},
+             "expected_max_pstar": {"train": 85.0, "val": 84.5, "test": 84.0}}
+# per (recipe, teacher seed): epoch -> value, for the three saved checkpoints (epochs 1, 2, 3)
+VAL_ACC = {("standard", 0): [70.0, 65.0, 60.0], ("standard", 1): [60.0, 72.0, 71.0]}  # val-best: ep 1 / ep 2
+TEST_ACC = {("standard", 0): [60.0, 62.0, 64.0], ("standard", 1): [61.0, 63.0, 66.0]}  # test-best: ep 3 for both
+TV_TRAIN = {("standard", 0): [0.30, 0.20, 0.25], ("standard", 1): [0.28, 0.22, 0.30],
+            ("soteacher", 0): [0.30, 0.18, 0.15], ("soteacher", 1): [0.29, 0.17, 0.16]}
+TRAIN_EVAL = {("standard", 0): 95.0, ("standard", 1): 97.0, ("soteacher", 0): 90.0, ("soteacher", 1): 91.0}
+# soteacher − standard for one student, per (teacher seed, student seed): the [1, 2, 3, 6] of tests/test_stats.py
+GAIN = {(0, 0): 1.0, (0, 1): 2.0, (1, 0): 3.0, (1, 1): 6.0}
+
+
+def _config(teacher_seeds: list[int], student_seeds: list[int], val: bool = True) -> dict:
+    raw = config_mod.read_yaml(TINY_CONFIG)
+    raw["teacher"].update(seeds=teacher_seeds, epochs=3, checkpoint_every=1)
+    raw["distill"].update(seeds=student_seeds, teacher_epochs=[2, 3])  # epoch 1 is saved but not distilled
+    cfg = config_mod.validate(raw, deep=False)
+    # the student trained alone, one more method of every distill job (added after validation: this test does
+    # not depend on the schema knowing it)
+    cfg["distill"]["methods"]["vanilla"] = {}
+    return cfg
+
+
+def _teacher_entry(recipe: str, tseed: int, epoch: int, val: bool) -> dict:
+    i = epoch - 1
+    entry = {"epoch": epoch, "lr": 0.05, "train_loss": 2.0 - 0.5 * i, "train_ce": 1.5 - 0.4 * i - 0.1 * tseed,
+             "train_acc": 50.0 + 10 * i, "test_acc": TEST_ACC.get((recipe, tseed), [70.0, 71.0, 72.0])[i],
+             "test_loss": 1.0, "train_eval_acc": TRAIN_EVAL[(recipe, tseed)] - 10 * (2 - i),
+             "tv_pstar_train": TV_TRAIN[(recipe, tseed)][i], "tv_pstar_test": 0.3 + 0.01 * tseed,
+             "kl_pstar_train": 2 * TV_TRAIN[(recipe, tseed)][i], "kl_pstar_test": 0.6}
+    if val:
+        entry["val_acc"] = VAL_ACC.get((recipe, tseed), [50.0, 51.0, 52.0])[i]
+    return entry
+
+
+def _student_acc(job: dict) -> float:
+    if job["method"] == "vanilla":
+        return 45.0 + job["seed"]
+    gain = GAIN.get((job["tseed"], job["seed"]), 0.0) if job["recipe"] == "soteacher" else 0.0
+    return 50.0 + job["seed"] + 2 * job["tseed"] + job["epoch"] + 0.5 * (job["method"] == "fitnet") + gain
+
+
+def _write(root: Path, cfg: dict, val: bool = True, reference: bool = True) -> None:
+    manifest = root / jobs.DATA_DIR.format(dataset=cfg["data"]["dataset"]) / "manifest.json"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps({"reference": REFERENCE} if reference else {}))
+    for job in jobs.teacher_jobs(cfg):
+        history = [_teacher_entry(job["recipe"], job["tseed"], e, val) for e in (1, 2, 3)]
+        path = root / jobs.TEACHER_METRICS.format(**job)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"checkpoints": {str(h["epoch"]): h for h in history}, "history": history}))
+    for job in jobs.student_jobs(cfg):
+        acc = _student_acc(job)
+        path = root / jobs.STUDENT_METRICS.format(**job)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({
+            "last_acc": acc, "best_acc": acc + 1.0, "best_epoch": 1, "best_chosen_on": "val" if val else "test",
+            "last_tv_pstar_test": 0.2 + 0.01 * job["seed"], "agreement": 90.0 + job["seed"],
+            "kl_teacher_student": 0.1 * (1 + job["tseed"]), "history": []}))
+
+
+@pytest.fixture
+def study(tmp_path, monkeypatch) -> dict[str, Path]:
+    cfg = _config([0, 1], [0, 1])
+    _write(tmp_path, cfg)
+    monkeypatch.chdir(tmp_path)
+    return aggregate.run(cfg)
+
+
+def _half(values: list[float]) -> float:
+    """Hand t-interval half-width: t · s / √n."""
+    n, mean = len(values), sum(values) / len(values)
+    s = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return T975[n - 1] * s / math.sqrt(n)
+
+
+def test_student_deltas_paired_by_seed_with_hand_intervals(study):
+    table = pd.read_csv(study["students_paired_csv"]).set_index(["recipe", "method", "teacher_epoch"])
+    assert "vanilla" not in set(table.index.get_level_values("method"))
+    row = table.loc[("soteacher", "kd", 3)]
+    # soteacher − standard per (teacher seed, student seed) = 1, 2, 3, 6: mean 3, t_{.975,3} · √(14/3) / 2
+    assert row["delta_standard_mean"] == pytest.approx(3.0) and row["delta_standard_n"] == 4
+    assert row["delta_standard_low"] == pytest.approx(3.0 - 3.182446 * math.sqrt(14 / 3) / 2, abs=1e-5)
+    assert row["delta_standard_high"] == pytest.approx(6.437434, abs=1e-5)
+    assert row["delta_standard_verdict"] == "inconclusive"  # the interval [-0.44, 6.44] contains 0
+    # standard kd at ep 3 = 53 + seed + 2 · tseed, vanilla = 45 + seed: KD − vanilla = 8, 8, 10, 10
+    std = table.loc[("standard", "kd", 3)]
+    assert pd.isna(std["delta_standard_mean"])
+    assert std["delta_vanilla_mean"] == pytest.approx(9.0) and std["delta_vanilla_n"] == 4
+    assert std["delta_vanilla_high"] - 9.0 == pytest.approx(_half([8, 8, 10, 10]), abs=1e-6)
+    assert std["delta_vanilla_high"] - 9.0 == pytest.approx(3.182446 * math.sqrt(4 / 3) / 2, abs=1e-5)
+    assert std["delta_vanilla_verdict"] == "better" and std["vanilla_last_mean"] == pytest.approx(45.5)
+    assert std["agreement_mean"] == pytest.approx(90.5) and std["kl_teacher_student_mean"] == pytest.approx(0.15)
+    assert std["student_tv_pstar_test_mean"] == pytest.approx(0.205)
+    md = study["students_paired_markdown"].read_text()
+    assert "+3.00 ± 3.44" in md and "95 % t-interval" in md and "nan" not in md.lower()
+
+    # the same pairs in delta.csv (recipe − standard) and delta_by_method.csv (one cell: the same interval)
+    delta = pd.read_csv(study["delta_csv"]).set_index(["recipe", "method", "teacher_epoch"])
+    assert "vanilla" not in set(delta.index.get_level_values("method"))
+    assert delta.loc[("soteacher", "kd", 3), "delta_last_low"] == pytest.approx(row["delta_standard_low"])
+    assert delta.loc[("soteacher", "kd", 3), "delta_last_n"] == 4
+    bars = pd.read_csv(study["delta_by_method"]).set_index(["versus", "recipe", "method"])
+    assert bars.loc[("standard", "soteacher", "kd"), "delta_last_high"] == pytest.approx(6.437434, abs=1e-5)
+    # KD − vanilla for soteacher kd at ep 3: 8 + 2 · tseed + gain = 9, 10, 13, 16
+    assert bars.loc[("vanilla", "soteacher", "kd"), "delta_last_mean"] == pytest.approx(12.0)
+    assert bars.loc[("vanilla", "soteacher", "kd"), "delta_last_low"] == pytest.approx(
+        12.0 - _half([9, 10, 13, 16]), abs=1e-6)
+
+    summary = json.loads(study["json"].read_text())["recipes"]
+    # fitnet adds 0.5 on both sides: each seed pair's Δ averaged over kd and fitnet is still 1, 2, 3, 6
+    assert summary["soteacher"]["student_delta_vs_standard"]["mean"] == pytest.approx(3.0)
+    assert summary["soteacher"]["student_delta_vs_standard"]["low"] == pytest.approx(-0.4374, abs=1e-4)
+    assert summary["soteacher"]["student_delta_vs_standard"]["n"] == 4
+    assert summary["standard"]["teacher_tv_pstar_train"] == pytest.approx(0.275)
+    assert summary["soteacher"]["teacher_tv_pstar_train"] == pytest.approx(0.155)
+
+
+def test_teachers_table_regime_and_paired_teacher_deltas(study):
+    teachers = pd.read_csv(study["teachers_csv"]).set_index("recipe")
+    std = teachers.loc["standard"]
+    assert std["teacher_epoch"] == 3 and std["n_teachers"] == 2
+    assert std["train_eval_acc_mean"] == pytest.approx(96.0)
+    assert std["train_eval_acc_low"] == pytest.approx(96.0 - 12.706205, abs=1e-5)  # s = √2, n = 2
+    assert std["expected_max_pstar_train"] == 85.0 and std["fit_gap_mean"] == pytest.approx(11.0)
+    # TV on train: seed 0 0.30, 0.20, 0.25 (min 0.20 at ep 2, +0.05); seed 1 0.28, 0.22, 0.30 (min 0.22, +0.08)
+    assert std["tv_train_min_mean"] == pytest.approx(0.21)
+    assert std["tv_train_min_epoch_by_seed"] == "seed 0: 2; seed 1: 2"
+    assert std["tv_train_turn_up_mean"] == pytest.approx(0.065)
+    # val-chosen among all saved checkpoints: seed 0 ep 1 (test 60), seed 1 ep 2 (test 63); test-best is ep 3
+    assert std["val_best_epoch_by_seed"] == "seed 0: 1; seed 1: 2"
+    assert std["val_best_test_acc_mean"] == pytest.approx(61.5)
+    assert std["bayes_test_acc"] == 86.0 and std["val_best_gap_to_bayes"] == pytest.approx(-24.5)
+    # soteacher − standard TV on train at ep 3, by teacher seed: 0.15 − 0.25, 0.16 − 0.30 = -0.10, -0.14
+    sot = teachers.loc["soteacher"]
+    assert sot["delta_tv_pstar_train_mean"] == pytest.approx(-0.12) and sot["delta_tv_pstar_train_n"] == 2
+    assert sot["delta_tv_pstar_train_high"] == pytest.approx(-0.12 + 12.706205 * 0.02, abs=1e-6)
+    assert sot["delta_tv_pstar_train_verdict"] == "inconclusive"
+    assert pd.isna(std["delta_tv_pstar_train_mean"])
+    md = study["teachers_markdown"].read_text()
+    assert "E[max p*] on train = 85.00 %" in md and "Bayes accuracy on test = 86.00 %" in md
+    assert "seed 0: 1; seed 1: 2" in md and "-0.1200 ± 0.2541 (inconclusive)" in md and "nan" not in md.lower()
+
+
+def test_early_stopping_uses_the_val_best_distilled_checkpoint(study):
+    early = pd.read_csv(study["early_stopping_csv"]).set_index(["recipe", "method"])
+    row = early.loc[("soteacher", "kd")]
+    # val-best distilled checkpoint (ep 1 is saved but not distilled): seed 0 ep 2 (65 > 60), seed 1 ep 2 (72 > 71);
+    # test-best would be ep 3 for both (Δ = 1, 2, 3, 6, mean 3). Δ = 3 − 2 + gain = 2, 3, 4, 7
+    assert row["standard_epoch_by_seed"] == "seed 0: 2; seed 1: 2" and row["recipe_epoch"] == 3
+    assert row["delta_mean"] == pytest.approx(4.0) and row["delta_n"] == 4
+    assert row["delta_low"] == pytest.approx(4.0 - _half([2, 3, 4, 7]), abs=1e-6)
+    assert row["delta_low"] == pytest.approx(0.562566, abs=1e-5) and row["delta_verdict"] == "better"
+    assert row["recipe_last_mean"] == pytest.approx(57.5)  # 50 + mean seed 0.5 + mean 2 · tseed 1 + ep 3 + gain 3
+    assert row["early_stopped_last_mean"] == pytest.approx(53.5)  # 50 + 0.5 + 1 + ep 2
+    assert ("standard", "kd") not in early.index and "vanilla" not in set(early.index.get_level_values("method"))
+    assert "+4.00 ± 3.44" in study["early_stopping_markdown"].read_text()
+
+
+def test_every_output_exists_and_figures_are_real_pngs(study):
+    for key, path in study.items():
+        assert path.is_file(), key
+    for key in aggregate.FIGURES:
+        png = study[key].read_bytes()
+        assert png.startswith(b"\x89PNG"), key
+        # real plots, not placeholders (this study has no ablation recipes: that one is the placeholder)
+        assert (len(png) > 20_000) == (key != "ablation_figure"), key
+
+
+def test_single_seed_rows_say_no_interval(tmp_path, monkeypatch):
+    cfg = _config([0], [0])
+    _write(tmp_path, cfg)
+    monkeypatch.chdir(tmp_path)
+    outputs = aggregate.run(cfg)
+    table = pd.read_csv(outputs["students_paired_csv"])
+    assert (table["delta_vanilla_verdict"] == "n = 1, no interval").all()
+    md = outputs["students_paired_markdown"].read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| resnet8")]
+    assert rows and all("n = 1, no interval" in line and "±" not in line for line in rows)
+    sot = next(line for line in rows if "| soteacher |" in line and "| kd " in line and "| 3 " in line)
+    assert re.search(r"\|\s*\+1\.00\s*\|", sot)  # the one pair: gain 1 at (teacher seed 0, seed 0)
+    early = outputs["early_stopping_markdown"].read_text()
+    assert "n = 1, no interval" in early and "±" not in early.split("\n\n")[1]
+    summary = json.loads(outputs["json"].read_text())["recipes"]["soteacher"]["student_delta_vs_standard"]
+    assert summary == {"mean": 1.0, "low": None, "high": None, "n": 1}
+
+
+def test_no_val_no_pstar_no_history_still_writes_everything(tmp_path, monkeypatch):
+    """Files from before the validation split and the histories: notes instead of numbers, placeholders."""
+    cfg = _config([0, 1], [0])
+    cfg["distill"]["methods"].pop("vanilla")
+    _write(tmp_path, cfg, val=False, reference=False)
+    for job in jobs.teacher_jobs(cfg):  # old teacher files: checkpoints with test accuracy only
+        path = tmp_path / jobs.TEACHER_METRICS.format(**job)
+        path.write_text(json.dumps({"checkpoints": {str(e): {"test_acc": 70.0 + e} for e in (1, 2, 3)}}))
+    monkeypatch.chdir(tmp_path)
+    outputs = aggregate.run(cfg)
+    assert all(p.is_file() for p in outputs.values())
+    assert pd.read_csv(outputs["early_stopping_csv"]).empty
+    assert "needs a validation split" in outputs["early_stopping_markdown"].read_text()
+    assert "No p* reference" in outputs["teachers_markdown"].read_text()
+    for key in ("tv_figure", "teacher_curves_figure"):
+        png = outputs[key].read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) < 20_000  # placeholder
+    bars = pd.read_csv(outputs["delta_by_method"])
+    assert set(bars["versus"]) == {"standard"}
+    students = pd.read_csv(outputs["students_paired_csv"])
+    assert students["delta_vanilla_mean"].isna().all() and students["agreement_mean"].notna().all()
+
+
+def test_without_standard_recipe(tmp_path, monkeypatch):
+    cfg = _config([0], [0, 1])
+    cfg["teacher"]["recipes"] = {"soteacher": cfg["teacher"]["recipes"]["soteacher"]}
+    _write(tmp_path, cfg)
+    monkeypatch.chdir(tmp_path)
+    outputs = aggregate.run(cfg)
+    assert "No `standard` recipe" in outputs["early_stopping_markdown"].read_text()
+    assert pd.read_csv(outputs["delta_csv"]).empty
+    bars = pd.read_csv(outputs["delta_by_method"])
+    assert set(bars["versus"]) == {"vanilla"}  # the vanilla comparison needs no standard teacher
+    assert outputs["delta_figure"].stat().st_size > 20_000
+
+
+def test_best_epoch_column_names_the_split_that_chose_it(study):
+    md = study["markdown"].read_text()
+    assert "student acc, best epoch, chosen on val (%)" in md
+    assert (pd.read_csv(study["csv"])["best_chosen_on"] == "val").all()
