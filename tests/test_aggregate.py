@@ -69,7 +69,7 @@ def _write(root: Path, cfg: dict, val: bool = True, reference: bool = True) -> N
         path.write_text(json.dumps({"checkpoints": {str(h["epoch"]): h for h in history}, "history": history}))
     for job in jobs.student_jobs(cfg):
         acc = _student_acc(job)
-        path = root / jobs.STUDENT_METRICS.format(**job)
+        path = root / jobs.student_metrics(job)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({
             "last_acc": acc, "best_acc": acc + 1.0, "best_epoch": 1, "best_chosen_on": "val" if val else "test",

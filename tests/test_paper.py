@@ -169,7 +169,7 @@ def _write_results(root: Path, cfg: dict, student_acc, teacher_acc=lambda job: 8
         path.write_text(json.dumps({"checkpoints": {str(e): {"test_acc": teacher_acc(job) + e + job["tseed"],
                                                              "tv_pstar_train": 0.3} for e in epochs}}))
     for job in jobs.student_jobs(cfg):
-        path = root / jobs.STUDENT_METRICS.format(**job)
+        path = root / jobs.student_metrics(job)
         path.parent.mkdir(parents=True, exist_ok=True)
         acc = student_acc(job)
         path.write_text(json.dumps({"last_acc": acc, "best_acc": acc + 1.0}))

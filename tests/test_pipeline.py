@@ -13,21 +13,33 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import REPO, copy_workflow, dry_run_jobs, run, subprocess_env
+from tests.conftest import REPO, TINY_CONFIG, copy_workflow, dry_run_jobs, run, subprocess_env
 
 pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
-    work = copy_workflow(tmp_path_factory.mktemp("study"))
+    """The tiny study with the vanilla student (trained alone, once per seed) next to its KD and FitNet students."""
+    root = tmp_path_factory.mktemp("study")
+    cfg = yaml.safe_load(TINY_CONFIG.read_text())
+    cfg["distill"]["methods"]["vanilla"] = {}
+    (root / "tiny_vanilla.yaml").write_text(yaml.safe_dump(cfg))
+    work = copy_workflow(root / "work", root / "tiny_vanilla.yaml")
     run(["snakemake", "--cores", "2"], work)
     return work
 
 
 def test_outputs_tables_and_figure(study):
     table = pd.read_csv(study / "results/tables/summary.csv")
-    assert len(table) == 2 * 2 * 2  # recipes x checkpoints x methods
+    assert len(table) == 2 * 2 * 3  # recipes x checkpoints x methods
     assert set(table["recipe"]) == {"standard", "soteacher"}
-    assert set(table["method"]) == {"kd", "fitnet"}
+    assert set(table["method"]) == {"kd", "fitnet", "vanilla"}
+    # one vanilla run serves every teacher checkpoint's rows: it never saw a teacher
+    vanilla = table[table["method"] == "vanilla"]
+    assert vanilla["student_last_mean"].nunique() == 1
+    assert (study / "results/students/synthetic/alone/resnet8/seed0/metrics.json").is_file()
+    assert not list(study.glob("results/students/synthetic/*/ep*/vanilla"))
+    paired = pd.read_csv(study / "results/tables/students_paired.csv")
+    assert set(paired["method"]) == {"kd", "fitnet"} and paired["delta_vanilla_n"].eq(1).all()
     assert table["teacher_tv_pstar"].between(0, 1).all()
     assert (table["n"] == 1).all()
     md = (study / "results/tables/summary.md").read_text()
@@ -49,12 +61,16 @@ def test_every_run_is_in_mlflow_with_parent_links(study):
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     teachers = {r.info.run_id: r for r in runs if r.data.tags.get("role") == "teacher"}
     students = [r for r in runs if r.data.tags.get("role") == "student"]
-    assert len(teachers) == 2 and len(students) == 8
+    assert len(teachers) == 2 and len(students) == 8 + 1  # distilled students + the one vanilla student
     for r in runs:
         assert r.info.status == "FINISHED"
         for tag in ("dataset", "seed", "git_commit", "git_dirty", "config_hash", "host"):
             assert tag in r.data.tags, tag
+    alone = [r for r in students if r.data.tags["method"] == "vanilla"]
+    assert len(alone) == 1 and "mlflow.parentRunId" not in alone[0].data.tags and "recipe" not in alone[0].data.tags
     for r in students:
+        if r is alone[0]:
+            continue
         parent = teachers[r.data.tags["mlflow.parentRunId"]]
         assert parent.data.tags["recipe"] == r.data.tags["recipe"]
         for tag in ("method", "student", "epoch"):

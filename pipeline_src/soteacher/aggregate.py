@@ -22,9 +22,9 @@ log = logging.getLogger(__name__)
 
 GROUP = ["teacher", "recipe", "teacher_epoch", "method", "student"]
 STANDARD = "standard"  # the reference recipe every other recipe is compared with
-VANILLA = "vanilla"  # the student trained alone (CE only): the baseline every KD student is compared with
+VANILLA = jobs.ALONE  # the student trained alone (CE only): the baseline every KD student is compared with
 # recipe − standard pairs runs that differ only in the teacher recipe; student − vanilla pairs a KD run with the
-# vanilla run of its own distill job (same teacher checkpoint, student and student seed)
+# vanilla run of its student and seed (one run, listed under every teacher checkpoint: the same batches)
 STANDARD_PAIR = ["teacher", "teacher_epoch", "method", "student", "teacher_seed", "seed"]
 VANILLA_PAIR = ["teacher", "recipe", "teacher_seed", "teacher_epoch", "student", "seed"]
 SEED_PAIR = ["teacher_seed", "seed"]
@@ -40,7 +40,7 @@ def collect(config: dict, allow_partial: bool = False) -> tuple[pd.DataFrame, li
     rows, missing = [], []
     teacher_cache: dict[str, dict] = {}
     for job in jobs.student_jobs(config):
-        path = Path(jobs.STUDENT_METRICS.format(**job))
+        path = Path(jobs.student_metrics(job))
         tpath = jobs.TEACHER_METRICS.format(**job)
         if not path.is_file():
             missing.append(str(path))
@@ -61,10 +61,11 @@ def collect(config: dict, allow_partial: bool = False) -> tuple[pd.DataFrame, li
             "agreement": number(student, "agreement"),
             "kl_teacher_student": number(student, "kl_teacher_student"),
         })
+    missing = list(dict.fromkeys(missing))  # the vanilla run is listed under every teacher checkpoint
     if missing and not allow_partial:
         shown = "\n  ".join(missing[:20]) + (f"\n  … and {len(missing) - 20} more" if len(missing) > 20 else "")
         raise IncompleteResultsError(
-            f"{len(missing)} of {len(rows) + len(missing)} student results are missing "
+            f"{len(missing)} student result files are missing "
             f"(run the pipeline first, or pass --allow-partial):\n  {shown}")
     return pd.DataFrame(rows), missing
 

@@ -18,6 +18,12 @@ TEACHER_METRICS = TEACHER_DIR + "/metrics.json"
 STUDENT_DIR = "results/students/{dataset}/{tarch}-{recipe}-s{tseed}/ep{epoch}/{method}/{student}/seed{seed}"
 STUDENT_METRICS = STUDENT_DIR + "/metrics.json"
 STUDENT_MODEL = STUDENT_DIR + "/model.pt"
+# the student trained alone (CE only) depends on no teacher: one run per student × seed, whose batches are those
+# of every distilled student with the same seed (the data order and augmentation follow the seed alone)
+ALONE = "vanilla"
+ALONE_DIR = "results/students/{dataset}/alone/{student}/seed{seed}"
+ALONE_METRICS = ALONE_DIR + "/metrics.json"
+ALONE_MODEL = ALONE_DIR + "/model.pt"
 TABLES_DIR = "results/tables"
 FIGURES_DIR = "results/figures"
 
@@ -77,17 +83,47 @@ def student_groups(config: dict) -> list[dict]:
 
 
 def student_jobs(config: dict) -> list[dict]:
-    """Every student run: (teacher checkpoint, student, seed, method)."""
+    """Every student result a table has a row for: (teacher checkpoint, student, seed, method). The ``ALONE``
+    method appears under every teacher checkpoint too (its baseline row), but is one run: ``student_metrics``."""
     return [{**g, "method": m} for g, m in product(student_groups(config), config["distill"]["methods"])]
+
+
+def distilled_methods(config: dict) -> list[str]:
+    """The methods a distill job trains: all but the student trained alone."""
+    return [m for m in config["distill"]["methods"] if m != ALONE]
+
+
+def alone_jobs(config: dict) -> list[dict]:
+    """One run of the student trained alone per student architecture × seed, when the study has it."""
+    if ALONE not in config["distill"]["methods"]:
+        return []
+    students = dict.fromkeys(g["student"] for g in student_groups(config))
+    return [{"dataset": config["data"]["dataset"], "student": student, "seed": seed}
+            for student, seed in product(students, config["distill"]["seeds"])]
+
+
+def student_metrics(job: dict) -> str:
+    """Where a student job's metrics file is: the teacher checkpoint's folder, or the student-alone folder."""
+    return (ALONE_METRICS if job.get("method") == ALONE else STUDENT_METRICS).format(**job)
 
 
 def distill_job_count(config: dict) -> int:
     """Distill jobs Snakemake runs: one per student group, with ``distill.group_methods`` /
-    ``group_seeds`` turned off multiplying / dividing that by the number of methods / seeds."""
+    ``group_seeds`` turned off multiplying / dividing that by the number of methods / seeds; none when the
+    only method is the student trained alone."""
     d = config["distill"]
+    methods = distilled_methods(config)
+    if not methods:
+        return 0
     n = len(student_groups(config))
-    n = n if d["group_methods"] else n * len(d["methods"])
+    n = n if d["group_methods"] else n * len(methods)
     return n // len(d["seeds"]) if d["group_seeds"] else n
+
+
+def alone_job_count(config: dict) -> int:
+    """Jobs of the student trained alone: one per student × seed, or per student with ``distill.group_seeds``."""
+    n = len(alone_jobs(config))
+    return n // len(config["distill"]["seeds"]) if config["distill"]["group_seeds"] else n
 
 
 def _common(config: dict) -> dict:
@@ -129,14 +165,16 @@ def import_spec(config: dict, name: str) -> dict:
     return spec
 
 
-def distill_spec(config: dict, tarch: str, recipe: str, tseed: int, epoch: int, student: str, seeds: list[int],
-                 methods: list[str]) -> dict:
-    """One distill job: every (seed, method) student of one teacher checkpoint, trained in one loop."""
+def distill_spec(config: dict, tarch: str | None, recipe: str | None, tseed: int | None, epoch: int | None,
+                 student: str, seeds: list[int], methods: list[str]) -> dict:
+    """One distill job: every (seed, method) student of one teacher checkpoint, trained in one loop; with no
+    teacher (``tarch`` None), the student trained alone."""
     d = config["distill"]
     spec = {
         **_common(config),
         "role": "student",
-        "teacher": {"arch": tarch, "recipe": recipe, "seed": int(tseed), "epoch": int(epoch)},
+        "teacher": None if tarch is None else {"arch": tarch, "recipe": recipe, "seed": int(tseed),
+                                               "epoch": int(epoch)},
         "student": student,
         "seeds": [int(s) for s in seeds],
         "epochs": d["epochs"],

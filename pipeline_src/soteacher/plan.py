@@ -195,11 +195,11 @@ def make_plan(config: dict, costs: dict[str, tuple[float, float, int]] | None = 
         return max(train_s_img * n_images / GPU_FACTOR, steps * GPU_STEP_FLOOR_S)
 
     # training epochs per method, its init stage included (AB/FT/FSP)
-    epochs = {m: d["epochs"] + _method_init_epochs(cfg) for m, cfg in d["methods"].items()}
-    groups = jobs.student_groups(config)
-    n_distill = jobs.distill_job_count(config)
+    epochs = {m: d["epochs"] + _method_init_epochs(d["methods"][m]) for m in jobs.distilled_methods(config)}
+    groups = jobs.student_groups(config) if epochs else []
+    n_distill, n_alone = jobs.distill_job_count(config), jobs.alone_job_count(config)
     job_counts = {"prepare_data": 1, "train_teacher": len(jobs.teacher_jobs(config)), "distill": n_distill,
-                  "aggregate": 1}
+                  **({"train_alone": n_alone} if n_alone else {}), "aggregate": 1}
 
     results = {}
     for gpu in (False, True):
@@ -222,7 +222,10 @@ def make_plan(config: dict, costs: dict[str, tuple[float, float, int]] | None = 
             else:
                 teacher_part = sum(epochs.values()) * hours(t_fwd, n_train, batch_s, gpu)
             student_s += student_part + teacher_part
-        student_s += n_distill * JOB_OVERHEAD_S
+        for job in jobs.alone_jobs(config):  # the student trained alone: no teacher forward
+            s_train, s_fwd = arch_costs[job["student"]]
+            student_s += (hours(s_train, n_train, batch_s, gpu) + hours(s_fwd, n_test, batch_s, gpu)) * d["epochs"]
+        student_s += (n_distill + n_alone) * JOB_OVERHEAD_S
         results[gpu] = {"train_teacher": teacher_s / 3600, "distill": student_s / 3600,
                         "total": (teacher_s + student_s) / 3600}
 

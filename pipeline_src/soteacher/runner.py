@@ -161,15 +161,19 @@ def _init_stage(learners: list[Learner], seeds: list[int], spec: dict, data: Dat
     return histories
 
 
-def student_summary(history: list[dict], teacher_test_logits: torch.Tensor, student_test_logits: torch.Tensor) -> dict:
+def student_summary(history: list[dict], teacher_test_logits: torch.Tensor | None,
+                    student_test_logits: torch.Tensor) -> dict:
     """A student's headline numbers: test accuracy after the last epoch and at the best epoch, that epoch chosen
     on the validation split when there is one (else on test, the optimistic choice; ``best_chosen_on`` says
-    which), its TV to p* on test, and its fidelity to the teacher on test (top-1 agreement, KL(teacher ‖ student))."""
+    which), its TV to p* on test, and its fidelity to the teacher on test (top-1 agreement, KL(teacher ‖ student);
+    not for a student trained without one)."""
     chosen_on = "val" if "val_acc" in history[-1] else "test"
     best = max(history, key=lambda m: m[f"{chosen_on}_acc"])  # the first of equal epochs
     summary = {"last_acc": history[-1]["test_acc"], "best_acc": best["test_acc"], "best_epoch": best["epoch"],
-               "best_chosen_on": chosen_on, "agreement": agreement(teacher_test_logits, student_test_logits),
-               "kl_teacher_student": kl_between(teacher_test_logits, student_test_logits)}
+               "best_chosen_on": chosen_on}
+    if teacher_test_logits is not None:
+        summary["agreement"] = agreement(teacher_test_logits, student_test_logits)
+        summary["kl_teacher_student"] = kl_between(teacher_test_logits, student_test_logits)
     if "tv_pstar_test" in history[-1]:
         summary["last_tv_pstar_test"] = history[-1]["tv_pstar_test"]
     return summary
@@ -177,16 +181,19 @@ def student_summary(history: list[dict], teacher_test_logits: torch.Tensor, stud
 
 def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
     dataset = spec["data"]["dataset"]
-    t = spec["teacher"]
-    teacher_dir = Path(jobs.TEACHER_DIR.format(dataset=dataset, tarch=t["arch"], recipe=t["recipe"], tseed=t["seed"]))
+    t = spec["teacher"]  # None: the student trained alone
     device = devices.setup(spec["compute"])
     data = load_data(spec["data"], Path(jobs.DATA_DIR.format(dataset=dataset)), device)
-    ckpt = load_checkpoint(teacher_dir / f"ep{t['epoch']}.pt")
-    teacher = build_model(t["arch"], data.num_classes)
-    teacher.load_state_dict(ckpt["model"])
-    prepare_model(teacher.to(device).eval(), spec["compute"])
-    teacher_info = read_json(teacher_dir / "metrics.json")
-    teacher_sample = feature_shapes(teacher, data.image_shape)
+    teacher, teacher_info, teacher_sample = None, {}, None
+    if t is not None:
+        teacher_dir = Path(jobs.TEACHER_DIR.format(dataset=dataset, tarch=t["arch"], recipe=t["recipe"],
+                                                   tseed=t["seed"]))
+        ckpt = load_checkpoint(teacher_dir / f"ep{t['epoch']}.pt")
+        teacher = build_model(t["arch"], data.num_classes)
+        teacher.load_state_dict(ckpt["model"])
+        prepare_model(teacher.to(device).eval(), spec["compute"])
+        teacher_info = read_json(teacher_dir / "metrics.json")
+        teacher_sample = feature_shapes(teacher, data.image_shape)
     from soteacher.distill import METHODS
 
     # one student per seed x method; a seed gives every method the same student initialisation and batch order
@@ -200,21 +207,26 @@ def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
         params = list(student.parameters()) + list(method.parameters())
         optimizer, scheduler = make_optimizer(params, spec["optim"], _lr(spec["optim"], spec["student"]))
         learners.append(Learner(f"{method_name} {spec['student']}-s{seed}", student, method, optimizer, scheduler))
-        out_dirs.append(Path(jobs.STUDENT_DIR.format(dataset=dataset, tarch=t["arch"], recipe=t["recipe"],
-                                                     tseed=t["seed"], epoch=t["epoch"], method=method_name,
-                                                     student=spec["student"], seed=seed)))
+        where = {"dataset": dataset, "method": method_name, "student": spec["student"], "seed": seed}
+        if t is not None:
+            where |= {"tarch": t["arch"], "recipe": t["recipe"], "tseed": t["seed"], "epoch": t["epoch"]}
+        out_dirs.append(Path(jobs.student_metrics(where)).parent)
     seeds = [seed for seed, _ in members]
-    resume_dir = out_dirs[0].parents[2] / ".resume" / f"{spec['student']}-{spec['config_hash']}"
+    # beside the students: the teacher checkpoint's folder, or the student-alone folder
+    job_root = out_dirs[0].parents[2] if t is not None else out_dirs[0].parents[1]
+    resume_dir = job_root / ".resume" / f"{spec['student']}-{spec['config_hash']}"
 
     def member_spec(seed: int, method_name: str) -> dict:
         """The job spec as one student of it sees it: its own seed and method (MLflow params, spec.json)."""
         return {k: v for k, v in spec.items() if k not in ("methods", "seeds")} | {
             "seed": seed, "method": method_name, "method_cfg": spec["methods"][method_name]}
 
+    teacher_tags = {} if t is None else {"teacher_arch": t["arch"], "recipe": t["recipe"], "teacher_seed": t["seed"],
+                                         "epoch": t["epoch"]}
+
     def make_run(seed: int, method_name: str) -> Run:
         return Run(tracking_uri, spec["name"], f"{method_name}-{spec['student']}-s{seed}",
-                   tags={"role": "student", "dataset": dataset, "teacher_arch": t["arch"],
-                         "recipe": t["recipe"], "teacher_seed": t["seed"], "epoch": t["epoch"],
+                   tags={"role": "student", "dataset": dataset, **teacher_tags,
                          "method": method_name, "student": spec["student"], "seed": seed,
                          "config_hash": spec["config_hash"], **runtime_tags(device)},
                    params=member_spec(seed, method_name), parent_run_id=teacher_info.get("mlflow_run_id"))
@@ -239,8 +251,7 @@ def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
         train(learners, data, epochs=spec["epochs"], batch_size=spec["optim"]["batch_size"], seed=seeds,
               teacher=teacher, augment=spec["data"]["augment"], on_epoch_end=on_epoch_end, resume=main_state,
               speed=Speed.from_compute(spec["compute"]), eval_train_split=False)
-        teacher_metrics = teacher_info["checkpoints"][str(t["epoch"])]
-        teacher_test_logits = predict(teacher, data, "test")
+        teacher_test_logits = None if teacher is None else predict(teacher, data, "test")
         for learner, run, out_dir, (seed, method_name) in zip(learners, runs, out_dirs, members):
             summary = student_summary(learner.history, teacher_test_logits, predict(learner.model, data, "test"))
             # best_chosen_on (a split name) is in metrics.json; MLflow metrics are numbers
@@ -250,14 +261,16 @@ def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
                                               "arch": spec["student"], "num_classes": data.num_classes})
             write_json(out_dir / "metrics.json", {
                 **summary, "method": method_name, "student": spec["student"], "seed": seed,
-                "teacher": {**t, "test_acc": teacher_metrics["test_acc"],
-                            "mlflow_run_id": teacher_info.get("mlflow_run_id")},
+                "teacher": None if t is None else {
+                    **t, "test_acc": teacher_info["checkpoints"][str(t["epoch"])]["test_acc"],
+                    "mlflow_run_id": teacher_info.get("mlflow_run_id")},
                 "config_hash": spec["config_hash"], "mlflow_run_id": run.run_id, "history": learner.history,
                 **({"init_history": init_histories[learner.name]} if learner.name in init_histories else {}),
             })
-            log_links(run, member_spec(seed, method_name),
-                      {"teacher_checkpoint": teacher_dir / f"ep{t['epoch']}.pt", "model": out_dir / "model.pt"},
-                      out_dir / "metrics.json")
+            links = {"model": out_dir / "model.pt"}
+            if t is not None:
+                links["teacher_checkpoint"] = teacher_dir / f"ep{t['epoch']}.pt"
+            log_links(run, member_spec(seed, method_name), links, out_dir / "metrics.json")
     except BaseException as err:
         _end_runs(runs, err)
         raise

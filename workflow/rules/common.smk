@@ -38,4 +38,4 @@ def _with_wildcards(pattern, **fixed):
 
 
 TEACHER_OUTPUTS = _expand(jobs.TEACHER_METRICS, jobs.teacher_jobs(config))
-STUDENT_OUTPUTS = _expand(jobs.STUDENT_METRICS, jobs.student_jobs(config))
+STUDENT_OUTPUTS = sorted({jobs.student_metrics(job) for job in jobs.student_jobs(config)})

@@ -1,8 +1,12 @@
+import re
+
 # Distillation of every teacher checkpoint. A job trains, in one loop, the students of one teacher checkpoint ×
 # student that it groups: all methods (distill.group_methods, sharing the teacher forward) and all seeds
-# (distill.group_seeds); the dimensions it does not group are wildcards, one job per value.
+# (distill.group_seeds); the dimensions it does not group are wildcards, one job per value. The student trained
+# alone (the vanilla method) needs no teacher: rule train_alone trains it once per student × seed.
 _DISTILL = config["distill"]
-_GROUPED = {dim: values for dim, values, grouped in (("method", list(_DISTILL["methods"]), _DISTILL["group_methods"]),
+_METHODS = jobs.distilled_methods(config)
+_GROUPED = {dim: values for dim, values, grouped in (("method", _METHODS, _DISTILL["group_methods"]),
                                                      ("seed", _DISTILL["seeds"], _DISTILL["group_seeds"])) if grouped}
 _JOB_NAME = ("" if _DISTILL["group_methods"] else "{method}/") + "{student}" + ("" if _DISTILL["group_seeds"] else "-s{seed}")
 
@@ -28,6 +32,8 @@ def _distill_spec(w):
 
 
 rule distill:
+    wildcard_constraints:
+        method="|".join(re.escape(m) for m in _METHODS) or "(?!)",
     input:
         unpack(_teacher_inputs),
     output:
@@ -42,5 +48,31 @@ rule distill:
         "logs/students/{dataset}/{tarch}-{recipe}-s{tseed}/ep{epoch}/" + _JOB_NAME + ".log",
     benchmark:
         "logs/benchmarks/students/{dataset}/{tarch}-{recipe}-s{tseed}/ep{epoch}/" + _JOB_NAME + ".tsv"
+    shell:
+        "python -m soteacher distill --spec {params.spec:q} --tracking-uri {TRACKING_URI:q} > {log:q} 2>&1"
+
+
+def _alone_outputs(pattern):
+    seeds = _DISTILL["seeds"] if _DISTILL["group_seeds"] else ["{seed}"]
+    return [_with_wildcards(pattern, method=jobs.ALONE, seed=seed) for seed in seeds]
+
+
+rule train_alone:
+    input:
+        data=_with_wildcards(jobs.DATA_DIR),
+    output:
+        _alone_outputs(jobs.ALONE_METRICS),
+        _alone_outputs(jobs.ALONE_MODEL),
+    params:
+        spec=lambda w: json.dumps(jobs.distill_spec(config, None, None, None, None, w.student,
+                                                    _DISTILL["seeds"] if _DISTILL["group_seeds"] else [int(w.seed)],
+                                                    [jobs.ALONE]), sort_keys=True),
+    threads: JOB_THREADS
+    resources:
+        gpu=1,
+    log:
+        "logs/students/{dataset}/alone/{student}" + ("" if _DISTILL["group_seeds"] else "-s{seed}") + ".log",
+    benchmark:
+        "logs/benchmarks/students/{dataset}/alone/{student}" + ("" if _DISTILL["group_seeds"] else "-s{seed}") + ".tsv"
     shell:
         "python -m soteacher distill --spec {params.spec:q} --tracking-uri {TRACKING_URI:q} > {log:q} 2>&1"

@@ -1,0 +1,35 @@
+"""The study grid: which jobs a config implies and where their results go."""
+
+from __future__ import annotations
+
+from soteacher import config as config_mod
+from soteacher import jobs
+
+
+def _with_vanilla(tiny_config: dict, **distill) -> dict:
+    raw = {**tiny_config, "distill": {**tiny_config["distill"], **distill}}
+    raw["distill"]["methods"] = {**tiny_config["distill"]["methods"], "vanilla": {}}
+    return config_mod.validate(raw, deep=False)
+
+
+def test_the_student_trained_alone_is_one_run_per_student_and_seed_listed_under_every_checkpoint(tiny_config):
+    cfg = _with_vanilla(tiny_config, seeds=[0, 1])
+    rows = [j for j in jobs.student_jobs(cfg) if j["method"] == "vanilla"]
+    assert len(rows) == 2 * 2 * 2  # recipes x checkpoints x seeds: a baseline row beside each KD row
+    paths = {jobs.student_metrics(j) for j in rows}
+    assert paths == {f"results/students/synthetic/alone/resnet8/seed{s}/metrics.json" for s in (0, 1)}
+    assert jobs.alone_jobs(cfg) == [{"dataset": "synthetic", "student": "resnet8", "seed": s} for s in (0, 1)]
+    kd = next(j for j in jobs.student_jobs(cfg) if j["method"] == "kd")
+    assert jobs.student_metrics(kd) == jobs.STUDENT_METRICS.format(**kd)
+    # distill jobs train the other methods only; the alone jobs group seeds like distill jobs do
+    assert jobs.distilled_methods(cfg) == ["kd", "fitnet"]
+    assert jobs.distill_job_count(cfg) == 2 * 2 * 2 and jobs.alone_job_count(cfg) == 2
+    grouped = _with_vanilla(tiny_config, seeds=[0, 1], group_seeds=True)
+    assert jobs.distill_job_count(grouped) == 2 * 2 and jobs.alone_job_count(grouped) == 1
+
+
+def test_a_study_of_the_vanilla_student_alone_has_no_distill_job(tiny_config):
+    raw = {**tiny_config, "distill": {**tiny_config["distill"], "methods": {"vanilla": {}}}}
+    cfg = config_mod.validate(raw, deep=False)
+    assert jobs.distill_job_count(cfg) == 0 and jobs.alone_job_count(cfg) == 1
+    assert jobs.alone_job_count(tiny_config) == 0 and jobs.alone_jobs(tiny_config) == []
