@@ -23,6 +23,7 @@ def study(tmp_path_factory) -> Path:
     cfg = yaml.safe_load(TINY_CONFIG.read_text())
     cfg["distill"]["methods"]["vanilla"] = {}
     (root / "tiny_vanilla.yaml").write_text(yaml.safe_dump(cfg))
+    (root / "work").mkdir()
     work = copy_workflow(root / "work", root / "tiny_vanilla.yaml")
     run(["snakemake", "--cores", "2"], work)
     return work
