@@ -274,7 +274,8 @@ def students_paired_markdown(table: pd.DataFrame, title: str) -> str:
             "Student test accuracy after its last epoch, mean over the runs (teacher seeds × student seeds). "
             "Δ vs standard: this recipe's student minus the standard teacher's student, paired by (teacher seed, "
             "student seed) at the same teacher arch, checkpoint, method and student. Δ vs vanilla: the KD student "
-            "minus the vanilla student (CE only, no teacher) trained in the same job with the same seed. n: pairs; "
+            "minus the vanilla student (CE only, no teacher) trained alone with the same seed, so on the same "
+            "batches. n: pairs; "
             f"{CI_NOTE.replace('over seeds', 'over the n pairs')}. {VERDICT_NOTE} Agreement (top-1, %) and "
             "KL(teacher‖student) (T = 1) are on the test split.\n")
 
