@@ -11,6 +11,15 @@ from typing import Any
 from soteacher.errors import CheckpointError
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it: set and straight back, once, at import (before any thread writes)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def atomic_write(path: Path, write) -> None:
     """Call ``write(binary file)`` on a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
@@ -20,6 +29,8 @@ def atomic_write(path: Path, write) -> None:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
+            # mkstemp creates the file 0600; results are shared (a cluster group, a DVC remote): the umask decides
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
