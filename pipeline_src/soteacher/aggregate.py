@@ -107,7 +107,7 @@ def standard_pairs(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def vanilla_pairs(df: pd.DataFrame) -> pd.DataFrame:
-    """Each KD run next to the vanilla run of the same distill job and student seed; ``d_<value>`` = KD − vanilla."""
+    """Each KD run next to the vanilla run of its student and seed (the same batches); ``d_<value>`` = KD − vanilla."""
     return stats.pair(df[df["method"] != VANILLA], df[df["method"] == VANILLA], VANILLA_PAIR,
                       ["student_last_acc", "student_best_acc"])
 
