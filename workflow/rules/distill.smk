@@ -54,7 +54,7 @@ rule distill:
 
 def _alone_outputs(pattern):
     seeds = _DISTILL["seeds"] if _DISTILL["group_seeds"] else ["{seed}"]
-    return [_with_wildcards(pattern, method=jobs.ALONE, seed=seed) for seed in seeds]
+    return [_with_wildcards(pattern, seed=seed) for seed in seeds]
 
 
 rule train_alone:

@@ -1,8 +1,10 @@
 """Vanilla student (the "student trained alone" baseline): cross-entropy on the true labels, no teacher term.
 
-Registered as a method so that the baseline row trains in the same jobs, on the same batches and from the same
-initialisation as the distilled students. Its loss is ``γ·CE(student, y)``; it never reads the teacher's output
-(``teacher`` may be None), and its schema has no KD or method weight to switch a teacher term on by mistake.
+Registered as a method so that every table has its baseline row, trained on the same batches and from the same
+initialisation as the distilled students of its seed. It needs no teacher, so it runs once per student × seed
+(rule train_alone, ``jobs.ALONE``), not in each distill job. Its loss is ``γ·CE(student, y)``; it never reads the
+teacher's output (``teacher`` may be None), and its schema has no KD or method weight to switch a teacher term on
+by mistake.
 """
 
 from __future__ import annotations
