@@ -125,6 +125,9 @@ def test_student_deltas_paired_by_seed_with_hand_intervals(study):
     assert bars.loc[("vanilla", "soteacher", "kd"), "delta_last_low"] == pytest.approx(
         12.0 - _half([9, 10, 13, 16]), abs=1e-6)
 
+    # runs trained: 2 recipes x 2 teacher seeds x 2 checkpoints x 2 student seeds x (kd, fitnet), and one vanilla
+    # run per student seed (48 table rows: the vanilla run stands under every checkpoint)
+    assert json.loads(study["json"].read_text())["runs"] == 32 + 2
     summary = json.loads(study["json"].read_text())["recipes"]
     # fitnet adds 0.5 on both sides: each seed pair's Δ averaged over kd and fitnet is still 1, 2, 3, 6
     assert summary["soteacher"]["student_delta_vs_standard"]["mean"] == pytest.approx(3.0)

@@ -52,7 +52,7 @@ def collect(config: dict, allow_partial: bool = False) -> tuple[pd.DataFrame, li
         rows.append({
             "teacher": job["tarch"], "recipe": job["recipe"], "teacher_seed": job["tseed"],
             "teacher_epoch": job["epoch"], "method": job["method"], "student": job["student"],
-            "seed": job["seed"], "teacher_acc": tmetrics["test_acc"],
+            "seed": job["seed"], "run": str(path), "teacher_acc": tmetrics["test_acc"],
             "teacher_tv_pstar": number(tmetrics, "tv_pstar_train"),
             "student_last_acc": student["last_acc"], "student_best_acc": student["best_acc"],
             # keys newer runs write; older files give NaN / "test" (they chose the best epoch on test)
@@ -580,7 +580,8 @@ def run(config: dict, allow_partial: bool = False) -> dict[str, Path]:
     theory.tv_curves_figure(history, checkpoints, ref, outputs["tv_figure"])
     theory.teacher_curves_figure(history, outputs["teacher_curves_figure"])
 
-    summary = {"study": config["name"], "partial": bool(missing), "runs": len(df),
+    # distinct runs: the vanilla run stands under every teacher checkpoint but was trained once
+    summary = {"study": config["name"], "partial": bool(missing), "runs": int(df["run"].nunique()),
                "recipes": headline(table, std_pairs)}
     for recipe, tv in theory.teacher_headline(teachers).items():
         summary["recipes"].setdefault(recipe, {})["teacher_tv_pstar_train"] = tv
