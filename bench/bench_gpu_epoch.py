@@ -12,10 +12,10 @@ import argparse
 import torch
 
 from bench.common import kd_defaults, random_data, timed
-from soteacher.distill import METHODS
-from soteacher.models import build_model, feature_shapes
-from soteacher.teacher.objective import TeacherObjective
-from soteacher.train import Learner, Speed, make_optimizer, prepare_model, train
+from soteacher.student_side.methods import METHODS
+from soteacher.teacher_side.loop import Learner, Speed, make_optimizer, prepare_model, train
+from soteacher.teacher_side.models import build_model, feature_shapes
+from soteacher.teacher_side.objective import TeacherObjective
 
 OPTIM = {"momentum": 0.9, "weight_decay": 5e-4, "lr_milestones": [], "lr_gamma": 0.1}
 SOTEACHER = {"lambda_lr": 1e-5, "lipschitz_bound": "l1", "lambda_cr": 1.0, "cr_schedule": "linear",
@@ -50,7 +50,7 @@ def main() -> None:
     # the evaluation pass is excluded: time the training steps only
     run = lambda d: train([learner], d, epochs=1, batch_size=args.batch_size, seed=0, speed=speed,  # noqa: E731
                           on_epoch_end=None)
-    import soteacher.train as train_mod
+    import soteacher.teacher_side.loop as train_mod
 
     evaluate, train_mod.evaluate = train_mod.evaluate, lambda model, data: {}
     try:

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from soteacher.data import Data, Split
+from soteacher.teacher_side.data import Data, Split
 
 
 def random_data(n: int, num_classes: int, size: int, device: torch.device, seed: int = 0) -> Data:
@@ -35,7 +35,7 @@ def timed(fn, repeats: int = 1) -> float:
 
 def kd_defaults() -> dict:
     """KD's hyper-parameters as the schema fills them in (γ = α = 0.5, T = 4: the paper's recipe)."""
-    from soteacher.config import validate
+    from soteacher.common.config import validate
 
     return validate({"distill": {"methods": {"kd": {}}}}, deep=False)["distill"]["methods"]["kd"]
 

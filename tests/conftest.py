@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from soteacher import config as config_mod
+from soteacher.common import config as config_mod
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "tests" / "configs" / "tiny.yaml"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from soteacher.data import Data, Split
-from soteacher.data.synthetic import generate
-from soteacher.distill import METHODS
-from soteacher.models import build_model, feature_shapes
-from soteacher.teacher.objective import TeacherObjective
-from soteacher.train import Learner, make_optimizer, seed_everything
+from soteacher.student_side.methods import METHODS
+from soteacher.teacher_side.data import Data, Split
+from soteacher.teacher_side.data.synthetic import generate
+from soteacher.teacher_side.loop import Learner, make_optimizer, seed_everything
+from soteacher.teacher_side.models import build_model, feature_shapes
+from soteacher.teacher_side.objective import TeacherObjective
 
 OPTIM = {"lr": 0.05, "lr_by_arch": {}, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 16,
          "lr_milestones": [2], "lr_gamma": 0.1}

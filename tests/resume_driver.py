@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from soteacher import config
-from soteacher.train import Resume, train
+from soteacher.common import config
+from soteacher.teacher_side.loop import Resume, train
 from tests.conftest import TINY_CONFIG
 from tests.helpers import teacher_learner, tiny_data
 
@@ -41,7 +41,7 @@ def main() -> int:
         return forward(*args, **kwargs)
 
     learner.objective.forward = counting_forward
-    from soteacher.train import TrainingInterrupted
+    from soteacher.teacher_side.loop import TrainingInterrupted
 
     try:
         train([learner], data, epochs=EPOCHS, batch_size=16, seed=0, resume=Resume(out / "state.pt", every=1))

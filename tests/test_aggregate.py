@@ -11,8 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from soteacher import aggregate, jobs
-from soteacher import config as config_mod
+from soteacher.common import config as config_mod
+from soteacher.common import jobs
+from soteacher.student_side import aggregate
 from tests.conftest import TINY_CONFIG
 
 T975 = {1: 12.706205, 3: 3.182446}  # t_{0.975, df}, from a t table

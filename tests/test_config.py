@@ -8,8 +8,8 @@ import sys
 import pytest
 import yaml
 
-from soteacher import config as config_mod
-from soteacher import jobs
+from soteacher.common import config as config_mod
+from soteacher.common import jobs
 from tests.conftest import REPO, TINY_CONFIG
 
 BAD_CONFIGS = [

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from soteacher.teacher.consistency import TemporalEnsemble, consistency_loss, consistency_weight
-from soteacher.teacher.objective import TeacherObjective
+from soteacher.teacher_side.consistency import TemporalEnsemble, consistency_loss, consistency_weight
+from soteacher.teacher_side.objective import TeacherObjective
 
 
 def softmax_row(row: list[float]) -> list[float]:
@@ -75,7 +75,7 @@ def test_teacher_objective_combines_terms_with_schedule():
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
     recipe = {"lambda_lr": 0.1, "lipschitz_bound": "l1", "lambda_cr": 2.0, "cr_schedule": "linear", "cr_start_epoch": 1}
     obj = TeacherObjective(net, recipe, num_samples=5, num_classes=3, total_epochs=4)
-    from soteacher.models.base import ModelOutput
+    from soteacher.teacher_side.models.base import ModelOutput
 
     logits = net(torch.randn(2, 1, 2, 2))
     labels, idx = torch.tensor([0, 2]), torch.tensor([1, 3])
@@ -95,7 +95,7 @@ def test_standard_recipe_is_plain_cross_entropy():
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
     recipe = {"lambda_lr": 0.0, "lipschitz_bound": "l1", "lambda_cr": 0.0, "cr_schedule": "linear", "cr_start_epoch": 1}
     obj = TeacherObjective(net, recipe, 5, 3, 4)
-    from soteacher.models.base import ModelOutput
+    from soteacher.teacher_side.models.base import ModelOutput
 
     logits = net(torch.randn(2, 1, 2, 2))
     losses = obj(ModelOutput(logits, [], []), None, torch.tensor([0, 1]), torch.tensor([0, 1]))

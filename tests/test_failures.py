@@ -13,7 +13,7 @@ from tests.conftest import TINY_CONFIG, copy_workflow, run
 
 WRITER = """
 import sys
-from soteacher.tracking import Run
+from soteacher.common.tracking import Run
 run = Run(sys.argv[1], "concurrent", f"writer{sys.argv[2]}", tags={"writer": sys.argv[2]}, params={"i": sys.argv[2]})
 for step in range(20):
     run.log_metrics({"a": step * 1.0, "b": -step * 1.0}, step=step)

@@ -1,4 +1,4 @@
-"""Workstation GPU assignment, for real: concurrent processes lock cards through soteacher.devices.
+"""Workstation GPU assignment, for real: concurrent processes lock cards through soteacher.common.devices.
 
 The GPU count is simulated with SOTEACHER_NUM_GPUS (no GPU needed); the locks, processes, kills and the
 Snakemake run that reads the default profile are real.
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from soteacher import devices
+from soteacher.common import devices
 from tests.conftest import REPO
 
 BIN = Path(sys.executable).parent
@@ -27,7 +27,7 @@ BIN = Path(sys.executable).parent
 HOLDER = """
 import sys, time
 from pathlib import Path
-from soteacher import devices
+from soteacher.common import devices
 release = Path(sys.argv[1])
 print("waiting", flush=True)
 index = devices.acquire_gpu(devices.gpu_count(), poll_seconds=0.1)
@@ -172,7 +172,7 @@ def test_locks_are_named_by_the_physical_card_so_studies_on_other_visible_sets_a
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_without_gpus_auto_runs_on_cpu_and_says_so(caplog, monkeypatch):
     monkeypatch.setenv("SOTEACHER_NUM_GPUS", "3")  # the override simulates cards for locking, not for CUDA
-    with caplog.at_level(logging.INFO, logger="soteacher.devices"):
+    with caplog.at_level(logging.INFO, logger="soteacher.common.devices"):
         assert devices.select_device("auto") == torch.device("cpu")
     assert "device: CPU (no GPU found)" in caplog.text
     with pytest.raises(RuntimeError, match="no CUDA GPU is visible"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
-from soteacher import io
+from soteacher.common import io
 
 
 def test_written_files_get_the_permissions_the_umask_gives(tmp_path):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from soteacher import config as config_mod
-from soteacher import jobs
+from soteacher.common import config as config_mod
+from soteacher.common import jobs
 
 
 def _with_vanilla(tiny_config: dict, **distill) -> dict:

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from soteacher.teacher.lipschitz import LipschitzPenalty
+from soteacher.teacher_side.lipschitz import LipschitzPenalty
 
 
 def tiny_net() -> nn.Sequential:

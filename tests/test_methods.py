@@ -11,26 +11,26 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from soteacher.config import ConfigError, load_schema, validate
-from soteacher.distill import METHODS, InitStage, StagedMethod
-from soteacher.distill.ab import ab_loss
-from soteacher.distill.at import at_loss
-from soteacher.distill.base import kd_loss
-from soteacher.distill.cc import cc_loss
-from soteacher.distill.crd import CRD, nce_loss
-from soteacher.distill.dist import dist_loss
-from soteacher.distill.dkd import DKD, dkd_loss
-from soteacher.distill.features import HintRegressor
-from soteacher.distill.fitnet import fitnet_loss
-from soteacher.distill.fsp import fsp_loss
-from soteacher.distill.ft import factor_loss
-from soteacher.distill.logit_std import standardize
-from soteacher.distill.nst import nst_loss
-from soteacher.distill.pkt import pkt_loss
-from soteacher.distill.rkd import rkd_loss
-from soteacher.distill.sp import sp_loss
-from soteacher.distill.vid import VIDRegressor, vid_loss
-from soteacher.models import MODELS, ModelOutput, build_model
+from soteacher.common.config import ConfigError, load_schema, validate
+from soteacher.student_side.methods import METHODS, InitStage, StagedMethod
+from soteacher.student_side.methods.ab import ab_loss
+from soteacher.student_side.methods.at import at_loss
+from soteacher.student_side.methods.base import kd_loss
+from soteacher.student_side.methods.cc import cc_loss
+from soteacher.student_side.methods.crd import CRD, nce_loss
+from soteacher.student_side.methods.dist import dist_loss
+from soteacher.student_side.methods.dkd import DKD, dkd_loss
+from soteacher.student_side.methods.features import HintRegressor
+from soteacher.student_side.methods.fitnet import fitnet_loss
+from soteacher.student_side.methods.fsp import fsp_loss
+from soteacher.student_side.methods.ft import factor_loss
+from soteacher.student_side.methods.logit_std import standardize
+from soteacher.student_side.methods.nst import nst_loss
+from soteacher.student_side.methods.pkt import pkt_loss
+from soteacher.student_side.methods.rkd import rkd_loss
+from soteacher.student_side.methods.sp import sp_loss
+from soteacher.student_side.methods.vid import VIDRegressor, vid_loss
+from soteacher.teacher_side.models import MODELS, ModelOutput, build_model
 
 torch.set_num_threads(1)
 

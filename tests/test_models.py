@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from soteacher.models import MODELS, ModelOutput, build_model
+from soteacher.teacher_side.models import MODELS, ModelOutput, build_model
 
 torch.set_num_threads(1)
 

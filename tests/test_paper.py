@@ -17,8 +17,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from soteacher import aggregate, jobs, plan
-from soteacher import config as config_mod
+from soteacher.common import config as config_mod
+from soteacher.common import jobs
+from soteacher.student_side import aggregate, plan
 from tests.conftest import REPO, TINY_CONFIG, copy_workflow
 
 PRESETS = sorted((REPO / "config" / "paper").glob("*.yaml"))
@@ -103,7 +104,7 @@ def test_preset_passes_check_config_and_states_its_plan(path):
 
 
 def test_cifar100_table_preset_has_the_papers_pairs_and_every_method():
-    from soteacher.distill import METHODS
+    from soteacher.student_side.methods import METHODS
 
     table = config_mod.load(REPO / "config/paper/cifar100_table.yaml", deep=False)
     fsp = config_mod.load(REPO / "config/paper/cifar100_table_fsp.yaml", deep=False)
@@ -154,7 +155,7 @@ def test_plan_cli_and_measure(tmp_path):
 
 
 def test_every_zoo_architecture_has_a_cost():
-    from soteacher.models import MODELS
+    from soteacher.teacher_side.models import MODELS
 
     assert set(plan.CPU_COSTS) == set(MODELS)
 

@@ -137,8 +137,8 @@ def test_missing_data_says_where_it_looked(tmp_path):
                                                           (True, True)])
 def test_planned_distill_jobs_are_the_jobs_snakemake_schedules(tmp_path, group_methods, group_seeds):
     """distill.smk groups jobs itself; `plan` counts them with jobs.distill_job_count: the two must agree."""
-    from soteacher import config as config_mod
-    from soteacher import jobs
+    from soteacher.common import config as config_mod
+    from soteacher.common import jobs
 
     cfg = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
     cfg["distill"].update(seeds=[0, 1], group_methods=group_methods, group_seeds=group_seeds)
@@ -177,24 +177,26 @@ def test_dvc_repro_runs_then_is_a_noop_then_reruns_only_students(tmp_path):
     cfg["distill"]["methods"]["kd"]["kd_temperature"] = 2.0
     cfg_path.write_text(yaml.safe_dump(cfg))
     package = work / "pipeline_src/soteacher"
-    for distill_side in ("distill/kd.py", "aggregate.py", "plan.py"):  # code the teachers do not run
+    # code the teachers do not run
+    for distill_side in ("student_side/methods/kd.py", "student_side/aggregate.py", "student_side/plan.py"):
         with open(package / distill_side, "a") as f:
             f.write("# edited\n")
     third = run(["dvc", "repro"], work)
     assert "Running stage 'students'" in third.stdout
     assert "Running stage 'teachers'" not in third.stdout
-    with open(package / "train.py", "a") as f:  # the loop every teacher runs
+    with open(package / "teacher_side/loop.py", "a") as f:  # the loop every teacher runs
         f.write("# edited\n")
     assert "teachers" in json.loads(run(["dvc", "status", "--json"], work).stdout)
     # every module a teacher job loads is a dependency of the teachers stage
-    loaded = run([sys.executable, "-c", "import sys, soteacher.cli, soteacher.runner, soteacher.importer; "
+    loaded = run([sys.executable, "-c", "import sys, soteacher.cli, soteacher.teacher_side.runner, "
+                  "soteacher.teacher_side.importer; "
                   "print(' '.join(m.__file__ for n, m in sys.modules.items() if n.startswith('soteacher')))"],
                  work).stdout.split()
     root = Path(loaded[0]).parent.parent  # pipeline_src, wherever soteacher was imported from
     loaded = ["pipeline_src/" + Path(f).relative_to(root).as_posix() for f in loaded]
     deps = yaml.safe_load((work / "dvc.yaml").read_text())["stages"]["teachers"]["deps"]
     uncovered = [f for f in loaded if not any(f == d or f.startswith(d + "/") for d in deps)]
-    assert len(loaded) > 10 and all("/distill/" in f for f in uncovered), uncovered
+    assert len(loaded) > 10 and all("/student_side/" in f for f in uncovered), uncovered
     metrics = run(["dvc", "metrics", "show", "--json"], work)
     assert "student_last_acc" in metrics.stdout
     plots = run(["dvc", "plots", "show", "--json"], work).stdout

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from soteacher import config, jobs
-from soteacher.io import CheckpointError, load_checkpoint
+from soteacher.common import config, jobs
+from soteacher.common.io import CheckpointError, load_checkpoint
 from tests.conftest import REPO, TINY_CONFIG
 from tests.resume_driver import identical
 

@@ -17,12 +17,12 @@ import pytest
 import torch
 import yaml
 
-from soteacher import config as config_mod
-from soteacher import jobs
-from soteacher.importer import convert, load_strict, read_reference, state_dict_of
-from soteacher.io import CheckpointError
-from soteacher.models import build_model
-from soteacher.tracking import file_md5
+from soteacher.common import config as config_mod
+from soteacher.common import jobs
+from soteacher.common.io import CheckpointError
+from soteacher.common.tracking import file_md5
+from soteacher.teacher_side.importer import convert, load_strict, read_reference, state_dict_of
+from soteacher.teacher_side.models import build_model
 from tests.conftest import BIN, REPO, TINY_CONFIG, copy_workflow, dry_run_jobs, run, subprocess_env
 
 REF_PATH = "refs/resnet8_vanilla/ckpt_epoch_240.pth"
@@ -81,7 +81,7 @@ def test_strict_loading_names_missing_unexpected_and_misshaped_keys(tmp_path):
 
 
 def test_git_tags_say_which_commit_ran_and_whether_the_tree_was_dirty(tmp_path, monkeypatch):
-    from soteacher import tracking
+    from soteacher.common import tracking
 
     monkeypatch.setattr(tracking, "REPO_ROOT", tmp_path)
     assert (tracking.git_commit(), tracking.git_dirty()) == ("unknown", "unknown")  # not a repository

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from soteacher.train import Speed, prepare_model, train
+from soteacher.teacher_side.loop import Speed, prepare_model, train
 from tests.conftest import REPO
 from tests.helpers import teacher_learner, tiny_data
 from tests.test_training import SOTEACHER
@@ -83,7 +83,7 @@ def test_compiling_a_model_carries_determinism_over_to_inductor():
     flags = _python(
         "import torch\n"
         "from soteacher import devices\n"
-        "from soteacher.train import prepare_model\n"
+        "from soteacher.teacher_side.loop import prepare_model\n"
         "devices.setup({'threads': 1, 'deterministic': True, 'device': 'cpu'})\n"
         "prepare_model(torch.nn.Linear(2, 2), {'compile': True})\n"
         "import torch._inductor.config as c\n"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from soteacher.metrics import accuracy, kl_from, tv_to
-from soteacher.train import NonFiniteLossError, predict, train
+from soteacher.teacher_side.loop import NonFiniteLossError, predict, train
+from soteacher.teacher_side.metrics import accuracy, kl_from, tv_to
 from tests.helpers import student_learner, teacher_learner, tiny_data
 
 SOTEACHER = {"lambda_lr": 1e-5, "lipschitz_bound": "l1", "lambda_cr": 1.0, "cr_schedule": "linear",
@@ -100,7 +100,7 @@ def test_students_of_several_seeds_in_one_loop_match_each_seed_trained_alone(tin
 
 
 def test_vanilla_student_trains_the_same_with_any_teacher_or_none(tiny_config):
-    from soteacher.models import build_model
+    from soteacher.teacher_side.models import build_model
 
     data = tiny_data(tiny_config)
     runs = []
@@ -138,7 +138,7 @@ def test_non_finite_loss_stops_with_epoch_and_terms(tiny_config):
 
 
 def test_synthetic_data_depend_on_the_seed_only(tiny_config):
-    from soteacher.data.synthetic import generate
+    from soteacher.teacher_side.data.synthetic import generate
 
     cfg = tiny_config["data"]["synthetic"]
     torch.manual_seed(123)
@@ -155,7 +155,7 @@ def _rows(images: torch.Tensor) -> set[bytes]:
 
 
 def test_synthetic_val_split_is_a_third_draw_that_leaves_train_and_test_unchanged(tiny_config):
-    from soteacher.data.synthetic import generate
+    from soteacher.teacher_side.data.synthetic import generate
 
     cfg = tiny_config["data"]["synthetic"]
     plain, with_val = generate(cfg), generate(cfg, val_size=12)
@@ -168,8 +168,8 @@ def test_synthetic_val_split_is_a_third_draw_that_leaves_train_and_test_unchange
 
 
 def test_synthetic_prepare_and_load_the_val_split(tiny_config, tmp_path):
-    from soteacher import data as data_mod
-    from soteacher.data import DataError
+    from soteacher.teacher_side import data as data_mod
+    from soteacher.teacher_side.data import DataError
 
     data_cfg = {**tiny_config["data"], "val_size": 10}
     manifest = data_mod.prepare(data_cfg, tmp_path)
@@ -180,7 +180,7 @@ def test_synthetic_prepare_and_load_the_val_split(tiny_config, tmp_path):
         assert all(0 < v <= 100 for v in manifest["reference"][key].values())
     data = data_mod.load(data_cfg, tmp_path, torch.device("cpu"))
     assert len(data.val) == 10 and data.val.pstar.shape == (10, 4)
-    from soteacher.data.synthetic import bayes_reference
+    from soteacher.teacher_side.data.synthetic import bayes_reference
 
     ref = bayes_reference(data.val.pstar, data.val.labels)
     assert {k: manifest["reference"][k]["val"] for k in ref} == ref
@@ -196,7 +196,7 @@ def test_synthetic_prepare_and_load_the_val_split(tiny_config, tmp_path):
 
 
 def test_bayes_reference_by_hand():
-    from soteacher.data.synthetic import bayes_reference
+    from soteacher.teacher_side.data.synthetic import bayes_reference
 
     pstar = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.25, 0.5, 0.25]])
     labels = torch.tensor([0, 1, 1])  # argmax p* = 0, 2, 1: right, wrong, right
@@ -236,7 +236,7 @@ def _optimise(make, steps: int, model: torch.nn.Module, state: dict | None = Non
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no CUDA device"))])
 def test_sgd_and_multistep_schedule_match_torch_optim_bit_for_bit(device):
-    from soteacher.optim import SGD, MultiStepLR
+    from soteacher.teacher_side.optim import SGD, MultiStepLR
 
     def ours(model):
         opt = SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
@@ -267,8 +267,8 @@ def test_sgd_and_multistep_schedule_match_torch_optim_bit_for_bit(device):
 def test_init_stage_runs_at_the_methods_init_lr_or_the_students(tiny_config, tmp_path):
     """FT's paraphraser trains at ft.init_lr (RepDistiller: 0.01 for CIFAR ResNet/WRN students); FSP has no
     init_lr and uses the student's lr."""
-    from soteacher import runner
-    from soteacher.config import validate
+    from soteacher.common.config import validate
+    from soteacher.teacher_side import runner
     from tests.helpers import OPTIM
 
     data = tiny_data(tiny_config)

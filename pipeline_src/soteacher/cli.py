@@ -30,7 +30,7 @@ def _tracking_uri(args, spec_or_config: dict) -> str:
 
 
 def cmd_check_config(args) -> int:
-    from soteacher import config, jobs
+    from soteacher.common import config, jobs
 
     cfg = config.load(args.config)
     n_teachers, n_students = len(jobs.teacher_jobs(cfg)), len(jobs.student_jobs(cfg))
@@ -39,7 +39,8 @@ def cmd_check_config(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from soteacher import config, plan
+    from soteacher.common import config
+    from soteacher.student_side import plan
 
     cfg = config.load(args.config, deep=False)
     costs, label = None, None
@@ -63,8 +64,8 @@ def cmd_plan(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from soteacher.distill import METHODS
-    from soteacher.models import MODELS, build_model
+    from soteacher.student_side.methods import METHODS
+    from soteacher.teacher_side.models import MODELS, build_model
 
     print("KD methods:")
     for name, cls in sorted(METHODS.items()):
@@ -78,7 +79,8 @@ def cmd_list(args) -> int:
 
 
 def cmd_prepare_data(args) -> int:
-    from soteacher import config, data, jobs
+    from soteacher.common import config, jobs
+    from soteacher.teacher_side import data
 
     cfg = config.load(args.config, deep=False) if args.config else {"data": args.spec["data"]}
     out = Path(jobs.DATA_DIR.format(dataset=cfg["data"]["dataset"]))
@@ -90,7 +92,7 @@ def cmd_prepare_data(args) -> int:
 
 
 def cmd_train_teacher(args) -> int:
-    from soteacher.runner import run_teacher
+    from soteacher.teacher_side.runner import run_teacher
 
     out = run_teacher(args.spec, _tracking_uri(args, args.spec))
     logging.info("teacher done: %s", out)
@@ -98,7 +100,7 @@ def cmd_train_teacher(args) -> int:
 
 
 def cmd_distill(args) -> int:
-    from soteacher.runner import run_distill
+    from soteacher.teacher_side.runner import run_distill
 
     outs = run_distill(args.spec, _tracking_uri(args, args.spec))
     logging.info("students done: %s", ", ".join(map(str, outs)))
@@ -106,7 +108,7 @@ def cmd_distill(args) -> int:
 
 
 def cmd_import_teacher(args) -> int:
-    from soteacher.importer import run_import
+    from soteacher.teacher_side.importer import run_import
 
     out = run_import(args.spec, _tracking_uri(args, args.spec))
     logging.info("teacher imported: %s", out)
@@ -114,7 +116,7 @@ def cmd_import_teacher(args) -> int:
 
 
 def cmd_convert_checkpoint(args) -> int:
-    from soteacher.importer import convert
+    from soteacher.teacher_side.importer import convert
 
     if not args.trust_source:
         print("error: converting unpickles the file with weights_only=False, which can run code from it; "
@@ -126,7 +128,8 @@ def cmd_convert_checkpoint(args) -> int:
 
 
 def cmd_aggregate(args) -> int:
-    from soteacher import aggregate, config
+    from soteacher.common import config
+    from soteacher.student_side import aggregate
 
     cfg = config.load(args.config, deep=False) if args.config else config.validate(args.spec, deep=False)
     aggregate.run(cfg, allow_partial=args.allow_partial)
@@ -134,7 +137,7 @@ def cmd_aggregate(args) -> int:
 
 
 def cmd_init_tracking(args) -> int:
-    from soteacher import tracking
+    from soteacher.common import tracking
 
     exp = tracking.init_store(args.tracking_uri, args.experiment)
     print(f"MLflow store ready at {tracking.resolve_uri(args.tracking_uri)} (experiment {args.experiment!r}, id {exp})")
@@ -204,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("alembic", "mlflow", "urllib3", "matplotlib", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from soteacher.errors import (
+    from soteacher.common.errors import (
         CheckpointError,
         ConfigError,
         DataError,

@@ -1,10 +1,10 @@
-# Config validation, the job grid and input functions. Everything else is in soteacher.jobs.
+# Config validation, the job grid and input functions. Everything else is in soteacher.common.jobs.
 import itertools
 import json
 import sys
 
-from soteacher import config as soteacher_config
-from soteacher import jobs
+from soteacher.common import config as soteacher_config
+from soteacher.common import jobs
 
 # `--configfile STUDY` (make run CONFIG=...) is the whole study: without this Snakemake would merge it key by key
 # into config/config.yaml, adding e.g. the default's fitnet to a study that lists only kd

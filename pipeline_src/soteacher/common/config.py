@@ -1,0 +1,251 @@
+"""Load and validate study configs against ``workflow/schemas/config.schema.yaml``.
+
+Validation fills the schema's defaults, then checks what a schema cannot: architecture names,
+checkpoint epochs, method/architecture compatibility. Every problem is reported as one line naming
+the config key and what is allowed, before any job starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from soteacher.common.archs import ARCHITECTURES
+from soteacher.common.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+SCHEMA_PATH = Path(os.environ.get("SOTEACHER_SCHEMA", REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+
+
+def load_schema() -> dict:
+    with open(SCHEMA_PATH) as f:
+        return yaml.safe_load(f)
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: YAML syntax error: {getattr(err, 'problem', err)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of keys to values, got {type(data).__name__}")
+    return data
+
+
+def _key(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _describe(error) -> str:
+    key = _key(error.absolute_path)
+    schema, instance = error.schema, error.instance
+    if error.validator == "additionalProperties" and isinstance(instance, dict):
+        allowed = sorted(schema.get("properties", {}))
+        extra = sorted(set(instance) - set(allowed))
+        where = f"{key}." if error.absolute_path else ""
+        return f"unknown key {', '.join(repr(where + e) for e in extra)}; allowed under {key}: {', '.join(allowed)}"
+    if error.validator == "propertyNames":
+        return f"config key {key}: name {instance!r} does not match {schema['propertyNames']['pattern']}"
+    if error.validator == "type":
+        return (f"config key {key}: expected {error.validator_value}, got {type(instance).__name__} "
+                f"{instance!r}")
+    if error.validator == "enum":
+        return f"config key {key}: {instance!r} is not allowed; allowed: {', '.join(map(str, error.validator_value))}"
+    if error.validator == "pattern":
+        return f"config key {key}: {instance!r} must match {error.validator_value} (letters, digits, _)"
+    if error.validator == "oneOf" and "teacher_epochs" in key:
+        return f"config key {key}: {instance!r} must be 'all', 'last' or a list of epochs"
+    return f"config key {key}: {error.message}"
+
+
+def _validator():
+    from jsonschema import Draft7Validator, validators
+
+    base_properties = Draft7Validator.VALIDATORS["properties"]
+
+    def fill_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if isinstance(sub, dict) and "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from base_properties(validator, properties, instance, schema)
+
+    return validators.extend(Draft7Validator, {"properties": fill_defaults})
+
+
+def checkpoint_epochs(teacher: dict) -> list[int]:
+    every, epochs = teacher["checkpoint_every"], teacher["epochs"]
+    return sorted(set(range(every, epochs + 1, every)) | {epochs})
+
+
+def distill_epochs(config: dict) -> list[int]:
+    choice = config["distill"]["teacher_epochs"]
+    if choice == "all":
+        return checkpoint_epochs(config["teacher"])
+    if choice == "last":
+        return [config["teacher"]["epochs"]]
+    return sorted(choice)
+
+
+def distill_pairs(config: dict) -> list[tuple[str, str]]:
+    """The (teacher arch, student arch) pairs to distil: ``distill.pairs`` when given, else the product
+    ``teacher.archs × distill.students``."""
+    pairs = config["distill"].get("pairs")
+    if pairs is not None:
+        return [(str(t), str(s)) for t, s in pairs]
+    return [(t, s) for t in config["teacher"]["archs"] for s in config["distill"]["students"]]
+
+
+def _unknown_arch(key: str, arch: str) -> str:
+    return f"config key {key}: unknown architecture {arch!r}; allowed: {', '.join(sorted(ARCHITECTURES))}"
+
+
+def _pairs_errors(config: dict) -> list[str]:
+    pairs = config["distill"].get("pairs")
+    if pairs is None:
+        return []
+    errors, archs = [], config["teacher"]["archs"]
+    for i, (teacher, student) in enumerate(pairs):
+        if teacher not in archs:
+            errors.append(f"config key distill.pairs[{i}][0]: teacher {teacher!r} is not in teacher.archs "
+                          f"({', '.join(archs)})")
+        if student not in ARCHITECTURES:
+            errors.append(_unknown_arch(f"distill.pairs[{i}][1]", student))
+    if len({tuple(p) for p in pairs}) != len(pairs):
+        errors.append("config key distill.pairs: a teacher -> student pair is listed twice")
+    unused = [a for a in archs if a not in {t for t, _ in pairs}]
+    if unused:
+        errors.append(f"config key teacher.archs: {', '.join(unused)} appear in no distill.pairs entry "
+                      "(their teachers would be trained for nothing)")
+    return errors
+
+
+def _semantic_errors(config: dict, deep: bool) -> list[str]:
+    errors = []
+    # with distill.pairs, distill.students is not used: the pairs name the students
+    keys = (("teacher", "archs"),) if config["distill"].get("pairs") is not None else \
+        (("teacher", "archs"), ("distill", "students"))
+    for section, key in keys:
+        for i, arch in enumerate(config[section][key]):
+            if arch not in ARCHITECTURES:
+                errors.append(_unknown_arch(f"{section}.{key}[{i}]", arch))
+    errors += _pairs_errors(config)
+    teacher, distill = config["teacher"], config["distill"]
+    if teacher["checkpoint_every"] > teacher["epochs"]:
+        errors.append(f"config key teacher.checkpoint_every: {teacher['checkpoint_every']} exceeds "
+                      f"teacher.epochs={teacher['epochs']}")
+    if isinstance(distill["teacher_epochs"], list):
+        saved = checkpoint_epochs(teacher)
+        missing = [e for e in distill["teacher_epochs"] if e not in saved]
+        if missing:
+            errors.append(f"config key distill.teacher_epochs: epochs {missing} are not saved; "
+                          f"saved checkpoints: {saved}")
+    for section in ("teacher", "distill"):
+        milestones = config[section]["optim"]["lr_milestones"]
+        if milestones != sorted(set(milestones)):
+            errors.append(f"config key {section}.optim.lr_milestones: must be strictly increasing, got {milestones}")
+    syn = config["data"]["synthetic"]
+    grid = syn["image_size"] // syn["patch_size"]
+    if config["data"]["dataset"] == "synthetic" and syn["features_per_image"] > min(grid * grid, syn["num_features"]):
+        errors.append(f"config key data.synthetic.features_per_image: {syn['features_per_image']} exceeds the "
+                      f"{grid}x{grid} patch grid or num_features={syn['num_features']}")
+    errors += _import_errors(config, deep)
+    if deep and not errors:
+        errors += _pair_errors(config)
+    return errors
+
+
+def _import_errors(config: dict, deep: bool) -> list[str]:
+    """``teacher.imports``: known architectures, names distinct from the trained recipes, some teacher at all;
+    ``deep``: the checkpoint files exist (Snakemake would otherwise skip a missing one without a word when
+    the import's outputs are already there)."""
+    teacher = config["teacher"]
+    imports = teacher.get("imports", {})
+    errors = []
+    for name, imp in imports.items():
+        if imp["arch"] not in ARCHITECTURES:
+            errors.append(_unknown_arch(f"teacher.imports.{name}.arch", imp["arch"]))
+        if "{" in imp["path"] or "}" in imp["path"]:
+            errors.append(f"config key teacher.imports.{name}.path: {imp['path']!r} contains a brace, which "
+                          "Snakemake would read as a wildcard; rename the file")
+        elif deep and not Path(imp["path"]).is_file():
+            errors.append(f"config key teacher.imports.{name}.path: no file {imp['path']!r} "
+                          f"(relative paths start at {Path.cwd()})")
+        if name in teacher["recipes"]:
+            errors.append(f"config key teacher.imports.{name}: the name is also a teacher.recipes entry "
+                          "(both would write the same results folder); rename one")
+    if not teacher["recipes"] and not imports:
+        errors.append("config key teacher.recipes: empty, and there are no teacher.imports: no teacher at all")
+    return errors
+
+
+def _pair_errors(config: dict) -> list[str]:
+    """Instantiate every method on every teacher/student pair with tiny inputs; report what fails."""
+    import torch
+
+    from soteacher.student_side.methods import METHODS
+    from soteacher.teacher_side.models import build_model, feature_shapes
+
+    image_shape = input_shape(config)
+    num_classes = 10
+    outputs = {}
+    pairs = distill_pairs(config)
+    for arch in sorted({a for pair in pairs for a in pair}):
+        torch.manual_seed(0)
+        outputs[arch] = feature_shapes(build_model(arch, num_classes), image_shape)
+    errors = []
+    for name, cfg in config["distill"]["methods"].items():
+        for t, s in pairs:
+            try:
+                METHODS[name](cfg, outputs[s], outputs[t], num_samples=16)
+            except (ValueError, IndexError, RuntimeError) as err:
+                errors.append(f"config key distill.methods.{name}: cannot distil {t} -> {s}: {err}")
+    return errors
+
+
+def input_shape(config: dict) -> tuple[int, int, int]:
+    data = config["data"]
+    if data["dataset"] == "synthetic":
+        size = data["synthetic"]["image_size"]
+        return (3, size, size)
+    from soteacher.teacher_side.data import DATASETS
+
+    return DATASETS[data["dataset"]].image_shape  # type: ignore[attr-defined]
+
+
+def validate(config: dict, deep: bool = True) -> dict:
+    """Return a validated copy of ``config`` with defaults filled; raise ConfigError listing every problem."""
+    config = copy.deepcopy(config)
+    validator = _validator()(load_schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    messages = [_describe(e) for e in errors]
+    if not messages:
+        messages = _semantic_errors(config, deep)
+    if messages:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(messages))
+    return config
+
+
+def load(path: str | Path, deep: bool = True) -> dict:
+    return validate(read_yaml(path), deep=deep)
+
+
+def stable_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]

@@ -1,0 +1,58 @@
+"""What a KD method is: a small module that turns student and teacher outputs into named losses.
+
+Every method shares the logit terms of the student loss,
+``γ·CE(student, y) + α·KL(softmax(t/T) ‖ softmax(s/T))·T²``, and adds its own term weighted by β. The
+weights come from the method's config (``ce_weight`` = γ, ``kd_weight`` = α, ``kd_temperature`` = T,
+``weight`` = β). Learnable parts (connectors, projection heads) are the method's own parameters: they
+are optimised with the student and saved with it. The teacher is never touched here: the training loop
+runs it once per batch, in eval mode and without gradients, and hands its outputs to every student.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from soteacher.teacher_side.models.base import ModelOutput
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton et al.'s KD term: KL(softmax(t/T) ‖ softmax(s/T)) averaged over the batch, times T²."""
+    log_p_student = F.log_softmax(student_logits / temperature, dim=1)
+    p_teacher = F.softmax(teacher_logits / temperature, dim=1)
+    return F.kl_div(log_p_student, p_teacher, reduction="batchmean") * temperature**2
+
+
+class DistillMethod(nn.Module):
+    """Base class. Subclasses set ``name``, ``needs_features`` and implement ``method_loss``."""
+
+    name: ClassVar[str]
+    needs_features: ClassVar[bool] = False
+
+    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int):
+        """``student``/``teacher`` are sample outputs (batch of 2) used to size connectors."""
+        super().__init__()
+        self.cfg = cfg
+
+    def method_loss(self, student: ModelOutput, teacher: ModelOutput, labels: torch.Tensor,
+                    indices: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+    def forward(self, student: ModelOutput, teacher: ModelOutput, labels: torch.Tensor,
+                indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        losses: dict[str, torch.Tensor] = {}
+        if cfg["ce_weight"]:
+            losses["ce"] = cfg["ce_weight"] * F.cross_entropy(student.logits, labels)
+        if cfg["kd_weight"]:
+            losses["kd"] = cfg["kd_weight"] * kd_loss(student.logits, teacher.logits, cfg["kd_temperature"])
+        extra = self.method_loss(student, teacher, labels, indices)
+        if extra is not None and cfg["weight"]:
+            losses[self.name] = cfg["weight"] * extra
+        return losses
+
+    def end_epoch(self, finished_epoch: int) -> None:
+        """Hook for methods with per-epoch state (warm-up schedules, memory banks)."""

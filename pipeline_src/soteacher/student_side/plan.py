@@ -1,0 +1,277 @@
+"""``python -m soteacher plan CONFIG``: how many jobs a study has, per rule, and roughly how long it takes.
+
+Compute is estimated from per-architecture training cost (seconds per image for one SGD step, and for one
+inference forward) at a reference input size, scaled by the number of pixels of the study's input:
+
+* ``CPU_COSTS`` below was measured on this project's development machine (one CPU thread, batch 64,
+  32×32 inputs for the CIFAR zoo, 64×64 for ResNet18 and 112×112 for the ImageNet-stem ResNets) with
+  ``measure()``, counting CPU time of the process (the machine was shared with other work, so wall time
+  would have been inflated; even CPU time was: resnet8x4 measured 19 ms per image here, about twice what
+  DESIGN.md's probe on an idle machine implies).
+* GPU hours are derived from it with an ASSUMED factor (no GPU was available to calibrate): a step on one
+  modern GPU is ``GPU_FACTOR`` times faster than on one CPU thread, but never under ``GPU_STEP_FLOOR_S``
+  per batch (small CIFAR nets are kernel-launch bound). The factor is calibrated so that a CIFAR-100
+  resnet32x4 epoch (0.1 s per image in the table) lands at ~25 s, the order people report for the reference
+  code on one V100/A100-class GPU. Treat GPU-hours as ±2×; ``--measure`` on the GPU itself replaces the assumption.
+
+Costs not modelled: data loading (matters for streamed ImageNet), MLflow logging, checkpoint writes; each
+job is charged ``JOB_OVERHEAD_S`` for starting Python and importing torch/MLflow.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from soteacher.common import jobs
+from soteacher.common.config import checkpoint_epochs, distill_pairs, input_shape
+
+# arch: (train-step seconds per image, forward seconds per image, side of the square input measured at).
+# Measured with `plan --measure --device cpu` (1 thread, batch 64; see the module docstring).
+CPU_COSTS: dict[str, tuple[float, float, int]] = {
+    "resnet8": (0.002, 0.00052, 32),
+    "resnet14": (0.0042, 0.0012, 32),
+    "resnet20": (0.0058, 0.0016, 32),
+    "resnet32": (0.0092, 0.0032, 32),
+    "resnet44": (0.012, 0.0037, 32),
+    "resnet56": (0.016, 0.0049, 32),
+    "resnet110": (0.035, 0.01, 32),
+    "resnet8x4": (0.019, 0.006, 32),
+    "resnet32x4": (0.1, 0.03, 32),
+    "wrn_16_1": (0.0035, 0.0011, 32),
+    "wrn_16_2": (0.011, 0.003, 32),
+    "wrn_40_1": (0.012, 0.0035, 32),
+    "wrn_40_2": (0.041, 0.011, 32),
+    "vgg8": (0.011, 0.0035, 32),
+    "vgg11": (0.028, 0.0076, 32),
+    "vgg13": (0.033, 0.0093, 32),
+    "vgg16": (0.052, 0.013, 32),
+    "vgg19": (0.051, 0.015, 32),
+    "MobileNetV2": (0.0051, 0.001, 32),
+    "ShuffleNetV1": (0.019, 0.007, 32),
+    "ShuffleNetV2": (0.012, 0.0035, 32),
+    "ResNet18": (0.26, 0.07, 64),
+    "ResNet34": (0.11, 0.03, 32),
+    "ResNet50": (0.21, 0.057, 32),
+    # the ImageNet-stem nets at 112 px, batch 16 (`measure(..., (3, 112, 112), batch=16)`, machine shared)
+    "ResNet18_imagenet": (0.067, 0.022, 112),
+    "ResNet34_imagenet": (0.13, 0.036, 112),
+    "ResNet50_imagenet": (0.15, 0.048, 112),
+}
+GPU_FACTOR = 200.0  # assumed: one GPU step vs one (contended) CPU thread of CPU_COSTS (see docstring)
+GPU_STEP_FLOOR_S = 0.005  # assumed: fastest training step of a small net at batch 64 on a GPU
+JOB_OVERHEAD_S = 6.0  # measured on the default study: start-up, torch + MLflow imports, set-up and exit per job
+HUGE_JOBS = 1000
+HUGE_GPU_HOURS = 100.0
+
+# (train images, test images) of the full real data sets
+DATASET_SIZES = {
+    "cifar100": (50_000, 10_000),
+    "tiny_imagenet": (100_000, 10_000),
+    "fashion_mnist": (60_000, 10_000),
+    "imagenet": (1_281_167, 50_000),
+}
+
+
+@dataclass
+class Plan:
+    study: str
+    dataset: str
+    train_images: int
+    test_images: int
+    image_shape: tuple[int, int, int]
+    jobs: dict[str, int]
+    cpu_hours: dict[str, float]
+    device_hours: dict[str, float]
+    device_label: str
+    arch_costs: dict[str, tuple[float, float]]  # train, forward seconds per image at the study's input size
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def total_jobs(self) -> int:
+        return sum(self.jobs.values())
+
+
+def data_sizes(config: dict) -> tuple[int, int]:
+    data = config["data"]
+    if data["dataset"] == "synthetic":
+        return data["synthetic"]["train_size"], data["synthetic"]["test_size"]
+    train, test = DATASET_SIZES[data["dataset"]]
+    if data["train_limit"]:
+        train = min(train, data["train_limit"])
+    train -= data.get("val_size", 0)  # held out of the training split, never trained on
+    if data["test_limit"]:
+        test = min(test, data["test_limit"])
+    return train, test
+
+
+def measure(archs, image_shape: tuple[int, int, int], device: str = "cpu", threads: int = 1, batch: int = 64,
+            steps: int = 3, num_classes: int = 100) -> dict[str, tuple[float, float, int]]:
+    """Time ``steps`` SGD steps and forwards of each architecture on random inputs (after one warm-up step).
+
+    Returns arch -> (train seconds per image, forward seconds per image, input side) like ``CPU_COSTS``.
+    """
+    import torch
+
+    torch.set_num_threads(threads)
+    dev = torch.device(device)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    # on a CPU count the process's CPU time, not wall time: robust when the machine is shared (with one
+    # intra-op thread the two agree on an idle machine); on a GPU wall time is what counts
+    clock = time.process_time if dev.type == "cpu" else time.perf_counter
+
+    return {arch: _time_arch(arch, image_shape, dev, batch, steps, num_classes, clock, sync) for arch in archs}
+
+
+def _time_arch(arch, image_shape, dev, batch, steps, num_classes, clock, sync) -> tuple[float, float, int]:
+    import torch
+    import torch.nn.functional as F
+
+    from soteacher.teacher_side.models import build_model
+    from soteacher.teacher_side.optim import SGD
+
+    torch.manual_seed(0)
+    model = build_model(arch, num_classes).to(dev)
+    opt = SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(batch, *image_shape, device=dev)
+    y = torch.randint(0, num_classes, (batch,), device=dev)
+
+    def train_step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    def forward():
+        with torch.no_grad():
+            model(x)
+
+    timings = []
+    for fn, mode in ((train_step, True), (forward, False)):
+        model.train(mode)
+        fn()  # warm-up
+        sync()
+        start = clock()
+        for _ in range(steps):
+            fn()
+        sync()
+        timings.append((clock() - start) / (steps * batch))
+    return timings[0], timings[1], image_shape[-1]
+
+
+def _scaled(costs: dict[str, tuple[float, float, int]], arch: str, side: int) -> tuple[float, float]:
+    if arch not in costs:
+        raise KeyError(f"no measured cost for {arch!r}; run `plan --measure`")
+    train, fwd, ref = costs[arch]
+    scale = (side * side) / (ref * ref)
+    return train * scale, fwd * scale
+
+
+def _method_init_epochs(method_cfg: dict) -> int:
+    return int(method_cfg.get("init_epochs", 0))
+
+
+def make_plan(config: dict, costs: dict[str, tuple[float, float, int]] | None = None,
+              device_label: str | None = None) -> Plan:
+    """Count jobs per rule and estimate compute. ``costs`` (from ``measure``) replaces the CPU table and the
+    GPU assumption: the estimate is then in hours of the measured device."""
+    measured = costs is not None
+    costs = costs if measured else CPU_COSTS
+    shape = input_shape(config)
+    side = shape[-1]
+    n_train, n_test = data_sizes(config)
+    t, d = config["teacher"], config["distill"]
+    batch_t, batch_s = t["optim"]["batch_size"], d["optim"]["batch_size"]
+    archs = sorted({a for pair in distill_pairs(config) for a in pair} | set(t["archs"]))
+    arch_costs = {a: _scaled(costs, a, side) for a in archs}
+
+    def hours(train_s_img: float, n_images: int, batch: int, gpu: bool) -> float:
+        if not gpu or measured:
+            return train_s_img * n_images
+        steps = -(-n_images // batch)
+        return max(train_s_img * n_images / GPU_FACTOR, steps * GPU_STEP_FLOOR_S)
+
+    # training epochs per method, its init stage included (AB/FT/FSP)
+    epochs = {m: d["epochs"] + _method_init_epochs(d["methods"][m]) for m in jobs.distilled_methods(config)}
+    groups = jobs.student_groups(config) if epochs else []
+    n_distill, n_alone = jobs.distill_job_count(config), jobs.alone_job_count(config)
+    job_counts = {"prepare_data": 1, "train_teacher": len(jobs.teacher_jobs(config)), "distill": n_distill,
+                  **({"train_alone": n_alone} if n_alone else {}), "aggregate": 1}
+
+    results = {}
+    for gpu in (False, True):
+        teacher_s = 0.0
+        for job in jobs.teacher_jobs(config):
+            train, fwd = arch_costs[job["tarch"]]
+            per_epoch = hours(train, n_train, batch_t, gpu) + hours(fwd, n_test, batch_t, gpu)
+            # synthetic data: each checkpoint also scores the training set against p*(x)
+            extra = len(checkpoint_epochs(t)) * hours(fwd, n_train, batch_t, gpu) \
+                if config["data"]["dataset"] == "synthetic" else 0.0
+            teacher_s += t["epochs"] * per_epoch + extra + JOB_OVERHEAD_S
+        student_s = 0.0
+        for g in groups:
+            s_train, s_fwd = arch_costs[g["student"]]
+            _, t_fwd = arch_costs[g["tarch"]]
+            student_part = sum(hours(s_train, n_train, batch_s, gpu) * e + hours(s_fwd, n_test, batch_s, gpu)
+                               * d["epochs"] for e in epochs.values())
+            if d["group_methods"]:  # one teacher forward shared by all methods
+                teacher_part = max(epochs.values()) * hours(t_fwd, n_train, batch_s, gpu)
+            else:
+                teacher_part = sum(epochs.values()) * hours(t_fwd, n_train, batch_s, gpu)
+            student_s += student_part + teacher_part
+        for job in jobs.alone_jobs(config):  # the student trained alone: no teacher forward
+            s_train, s_fwd = arch_costs[job["student"]]
+            student_s += (hours(s_train, n_train, batch_s, gpu) + hours(s_fwd, n_test, batch_s, gpu)) * d["epochs"]
+        student_s += (n_distill + n_alone) * JOB_OVERHEAD_S
+        results[gpu] = {"train_teacher": teacher_s / 3600, "distill": student_s / 3600,
+                        "total": (teacher_s + student_s) / 3600}
+
+    label = device_label or ("measured device" if measured else "GPU (assumed factor)")
+    plan = Plan(study=config["name"], dataset=config["data"]["dataset"], train_images=n_train, test_images=n_test,
+                image_shape=tuple(shape), jobs=job_counts, cpu_hours=results[False], device_hours=results[True]
+                if not measured else results[False], device_label=label, arch_costs=arch_costs)
+    if plan.total_jobs > HUGE_JOBS:
+        plan.warnings.append(f"huge study: {plan.total_jobs} jobs (> {HUGE_JOBS}); consider distill.pairs, "
+                             "fewer teacher_epochs or seeds, or a cluster profile")
+    if plan.device_hours["total"] > HUGE_GPU_HOURS:
+        unit = f"hours on {label}" if measured else "GPU-hours (estimated)"
+        plan.warnings.append(f"huge study: ~{plan.device_hours['total']:.0f} {unit} "
+                             f"(> {HUGE_GPU_HOURS:.0f}); run it on a cluster (workflow/profiles/slurm)")
+    return plan
+
+
+def _fmt_hours(h: float) -> str:
+    return f"{h * 60:.1f} min" if h < 1 else f"{h:.1f} h"
+
+
+def render(plan: Plan, path: str = "") -> str:
+    c, h, w = plan.image_shape
+    lines = [f"{path or plan.study}: study {plan.study!r} on {plan.dataset} "
+             f"({plan.train_images} train / {plan.test_images} test images, {c}x{h}x{w})",
+             "jobs per rule:"]
+    for rule, n in plan.jobs.items():
+        lines.append(f"  {rule:<14} {n:>7}")
+    lines.append(f"  {'total':<14} {plan.total_jobs:>7}")
+    lines.append(f"estimated compute, {plan.device_label}:")
+    for part in ("train_teacher", "distill", "total"):
+        lines.append(f"  {part:<14} {_fmt_hours(plan.device_hours[part]):>12}")
+    if plan.device_label.startswith("GPU"):
+        lines.append(f"  (one CPU thread: {plan.cpu_hours['total']:.1f} h; GPU = CPU / {GPU_FACTOR:g}, "
+                     f"at least {GPU_STEP_FLOOR_S * 1000:g} ms per step - an assumption, "
+                     "see soteacher/student_side/plan.py)")
+    lines.append("per-image cost at this input size (train step / forward, ms):")
+    for arch, (train, fwd) in plan.arch_costs.items():
+        lines.append(f"  {arch:<14} {train * 1000:8.3f} / {fwd * 1000:7.3f}")
+    for warning in plan.warnings:
+        lines.append(f"WARNING: {warning}")
+    return "\n".join(lines)
+
+
+def header_comment(plan: Plan) -> str:
+    """The one-line summary each preset states at its top."""
+    jobs_text = ", ".join(f"{n} {rule}" for rule, n in plan.jobs.items())
+    return (f"# Plan (python -m soteacher plan): {plan.total_jobs} jobs ({jobs_text}); "
+            f"~{plan.device_hours['total']:.1f} GPU-hours estimated")
