@@ -19,4 +19,4 @@ rule all:
 
 rule teachers:
     input:
-        TEACHER_OUTPUTS,
+        teacher_jobs.teacher_outputs(config),

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from soteacher.common import config as config_mod
-from soteacher.common import jobs
-from soteacher.student_side import aggregate
+from soteacher.common import layout
+from soteacher.student_side import aggregate, jobs
+from soteacher.teacher_side import jobs as teacher_jobs
 from tests.conftest import TINY_CONFIG
 
 T975 = {1: 12.706205, 3: 3.182446}  # t_{0.975, df}, from a t table
@@ -40,32 +41,32 @@ def _config(teacher_seeds: list[int], student_seeds: list[int], val: bool = True
     return cfg
 
 
-def _teacher_entry(recipe: str, tseed: int, epoch: int, val: bool) -> dict:
+def _teacher_entry(recipe: str, teacher_seed: int, epoch: int, val: bool) -> dict:
     i = epoch - 1
-    entry = {"epoch": epoch, "lr": 0.05, "train_loss": 2.0 - 0.5 * i, "train_ce": 1.5 - 0.4 * i - 0.1 * tseed,
-             "train_acc": 50.0 + 10 * i, "test_acc": TEST_ACC.get((recipe, tseed), [70.0, 71.0, 72.0])[i],
-             "test_loss": 1.0, "train_eval_acc": TRAIN_EVAL[(recipe, tseed)] - 10 * (2 - i),
-             "tv_pstar_train": TV_TRAIN[(recipe, tseed)][i], "tv_pstar_test": 0.3 + 0.01 * tseed,
-             "kl_pstar_train": 2 * TV_TRAIN[(recipe, tseed)][i], "kl_pstar_test": 0.6}
+    entry = {"epoch": epoch, "lr": 0.05, "train_loss": 2.0 - 0.5 * i, "train_ce": 1.5 - 0.4 * i - 0.1 * teacher_seed,
+             "train_acc": 50.0 + 10 * i, "test_acc": TEST_ACC.get((recipe, teacher_seed), [70.0, 71.0, 72.0])[i],
+             "test_loss": 1.0, "train_eval_acc": TRAIN_EVAL[(recipe, teacher_seed)] - 10 * (2 - i),
+             "tv_pstar_train": TV_TRAIN[(recipe, teacher_seed)][i], "tv_pstar_test": 0.3 + 0.01 * teacher_seed,
+             "kl_pstar_train": 2 * TV_TRAIN[(recipe, teacher_seed)][i], "kl_pstar_test": 0.6}
     if val:
-        entry["val_acc"] = VAL_ACC.get((recipe, tseed), [50.0, 51.0, 52.0])[i]
+        entry["val_acc"] = VAL_ACC.get((recipe, teacher_seed), [50.0, 51.0, 52.0])[i]
     return entry
 
 
 def _student_acc(job: dict) -> float:
     if job["method"] == "vanilla":
         return 45.0 + job["seed"]
-    gain = GAIN.get((job["tseed"], job["seed"]), 0.0) if job["recipe"] == "soteacher" else 0.0
-    return 50.0 + job["seed"] + 2 * job["tseed"] + job["epoch"] + 0.5 * (job["method"] == "fitnet") + gain
+    gain = GAIN.get((job["teacher_seed"], job["seed"]), 0.0) if job["recipe"] == "soteacher" else 0.0
+    return 50.0 + job["seed"] + 2 * job["teacher_seed"] + job["epoch"] + 0.5 * (job["method"] == "fitnet") + gain
 
 
 def _write(root: Path, cfg: dict, val: bool = True, reference: bool = True) -> None:
-    manifest = root / jobs.DATA_DIR.format(dataset=cfg["data"]["dataset"]) / "manifest.json"
+    manifest = root / layout.data_dir(cfg["data"]["dataset"]) / "manifest.json"
     manifest.parent.mkdir(parents=True, exist_ok=True)
     manifest.write_text(json.dumps({"reference": REFERENCE} if reference else {}))
-    for job in jobs.teacher_jobs(cfg):
-        history = [_teacher_entry(job["recipe"], job["tseed"], e, val) for e in (1, 2, 3)]
-        path = root / jobs.TEACHER_METRICS.format(**job)
+    for job in teacher_jobs.teacher_jobs(cfg):
+        history = [_teacher_entry(job["recipe"], job["teacher_seed"], e, val) for e in (1, 2, 3)]
+        path = root / layout.teacher_metrics(job)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"checkpoints": {str(h["epoch"]): h for h in history}, "history": history}))
     for job in jobs.student_jobs(cfg):
@@ -75,7 +76,7 @@ def _write(root: Path, cfg: dict, val: bool = True, reference: bool = True) -> N
         path.write_text(json.dumps({
             "last_acc": acc, "best_acc": acc + 1.0, "best_epoch": 1, "best_chosen_on": "val" if val else "test",
             "last_tv_pstar_test": 0.2 + 0.01 * job["seed"], "agreement": 90.0 + job["seed"],
-            "kl_teacher_student": 0.1 * (1 + job["tseed"]), "history": []}))
+            "kl_teacher_student": 0.1 * (1 + job["teacher_seed"]), "history": []}))
 
 
 @pytest.fixture
@@ -102,7 +103,7 @@ def test_student_deltas_paired_by_seed_with_hand_intervals(study):
     assert row["delta_standard_low"] == pytest.approx(3.0 - 3.182446 * math.sqrt(14 / 3) / 2, abs=1e-5)
     assert row["delta_standard_high"] == pytest.approx(6.437434, abs=1e-5)
     assert row["delta_standard_verdict"] == "inconclusive"  # the interval [-0.44, 6.44] contains 0
-    # standard kd at ep 3 = 53 + seed + 2 · tseed, vanilla = 45 + seed: KD − vanilla = 8, 8, 10, 10
+    # standard kd at ep 3 = 53 + seed + 2 · teacher_seed, vanilla = 45 + seed: KD − vanilla = 8, 8, 10, 10
     std = table.loc[("standard", "kd", 3)]
     assert pd.isna(std["delta_standard_mean"])
     assert std["delta_vanilla_mean"] == pytest.approx(9.0) and std["delta_vanilla_n"] == 4
@@ -121,7 +122,7 @@ def test_student_deltas_paired_by_seed_with_hand_intervals(study):
     assert delta.loc[("soteacher", "kd", 3), "delta_last_n"] == 4
     bars = pd.read_csv(study["delta_by_method"]).set_index(["versus", "recipe", "method"])
     assert bars.loc[("standard", "soteacher", "kd"), "delta_last_high"] == pytest.approx(6.437434, abs=1e-5)
-    # KD − vanilla for soteacher kd at ep 3: 8 + 2 · tseed + gain = 9, 10, 13, 16
+    # KD − vanilla for soteacher kd at ep 3: 8 + 2 · teacher_seed + gain = 9, 10, 13, 16
     assert bars.loc[("vanilla", "soteacher", "kd"), "delta_last_mean"] == pytest.approx(12.0)
     assert bars.loc[("vanilla", "soteacher", "kd"), "delta_last_low"] == pytest.approx(
         12.0 - _half([9, 10, 13, 16]), abs=1e-6)
@@ -173,7 +174,7 @@ def test_early_stopping_uses_the_val_best_distilled_checkpoint(study):
     assert row["delta_mean"] == pytest.approx(4.0) and row["delta_n"] == 4
     assert row["delta_low"] == pytest.approx(4.0 - _half([2, 3, 4, 7]), abs=1e-6)
     assert row["delta_low"] == pytest.approx(0.562566, abs=1e-5) and row["delta_verdict"] == "better"
-    assert row["recipe_last_mean"] == pytest.approx(57.5)  # 50 + mean seed 0.5 + mean 2 · tseed 1 + ep 3 + gain 3
+    assert row["recipe_last_mean"] == pytest.approx(57.5)  # 50 + seed 0.5 + 2 · teacher_seed 1 + ep 3 + gain 3
     assert row["early_stopped_last_mean"] == pytest.approx(53.5)  # 50 + 0.5 + 1 + ep 2
     assert ("standard", "kd") not in early.index and "vanilla" not in set(early.index.get_level_values("method"))
     assert "+4.00 ± 3.44" in study["early_stopping_markdown"].read_text()
@@ -212,8 +213,8 @@ def test_no_val_no_pstar_no_history_still_writes_everything(tmp_path, monkeypatc
     cfg = _config([0, 1], [0])
     cfg["distill"]["methods"].pop("vanilla")
     _write(tmp_path, cfg, val=False, reference=False)
-    for job in jobs.teacher_jobs(cfg):  # old teacher files: checkpoints with test accuracy only
-        path = tmp_path / jobs.TEACHER_METRICS.format(**job)
+    for job in teacher_jobs.teacher_jobs(cfg):  # old teacher files: checkpoints with test accuracy only
+        path = tmp_path / layout.teacher_metrics(job)
         path.write_text(json.dumps({"checkpoints": {str(e): {"test_acc": 70.0 + e} for e in (1, 2, 3)}}))
     monkeypatch.chdir(tmp_path)
     outputs = aggregate.run(cfg)

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from soteacher.common import config as config_mod
-from soteacher.common import jobs
+from soteacher.student_side import jobs
+from soteacher.teacher_side import jobs as teacher_jobs
 from tests.conftest import REPO, TINY_CONFIG
 
 BAD_CONFIGS = [
@@ -68,7 +69,7 @@ def test_yaml_syntax_error_reports_file_and_line(tmp_path):
 
 
 def test_grid_counts(tiny_config):
-    assert len(jobs.teacher_jobs(tiny_config)) == 2
+    assert len(teacher_jobs.teacher_jobs(tiny_config)) == 2
     # 2 recipes x 2 checkpoints x 1 student x 1 seed groups, 2 methods each
     assert len(jobs.student_groups(tiny_config)) == 4
     assert len(jobs.student_jobs(tiny_config)) == 8

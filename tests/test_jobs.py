@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from soteacher.common import config as config_mod
-from soteacher.common import jobs
+from soteacher.student_side import jobs
 
 
 def _with_vanilla(tiny_config: dict, **distill) -> dict:
@@ -18,9 +18,11 @@ def test_the_student_trained_alone_is_one_run_per_student_and_seed_listed_under_
     assert len(rows) == 2 * 2 * 2  # recipes x checkpoints x seeds: a baseline row beside each KD row
     paths = {jobs.student_metrics(j) for j in rows}
     assert paths == {f"results/students/synthetic/alone/resnet8/seed{s}/metrics.json" for s in (0, 1)}
-    assert jobs.alone_jobs(cfg) == [{"dataset": "synthetic", "student": "resnet8", "seed": s} for s in (0, 1)]
+    assert jobs.alone_jobs(cfg) == [{"dataset": "synthetic", "student": "resnet8", "seed": s, "method": "vanilla"}
+                                   for s in (0, 1)]
     kd = next(j for j in jobs.student_jobs(cfg) if j["method"] == "kd")
-    assert jobs.student_metrics(kd) == jobs.STUDENT_METRICS.format(**kd)
+    assert jobs.student_metrics(kd) == "results/students/synthetic/resnet8-standard-s0/ep1/kd/resnet8/seed0/" \
+                                       "metrics.json"
     # distill jobs train the other methods only; the alone jobs group seeds like distill jobs do
     assert jobs.distilled_methods(cfg) == ["kd", "fitnet"]
     assert jobs.distill_job_count(cfg) == 2 * 2 * 2 and jobs.alone_job_count(cfg) == 2

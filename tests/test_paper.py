@@ -18,8 +18,9 @@ import pytest
 import yaml
 
 from soteacher.common import config as config_mod
-from soteacher.common import jobs
-from soteacher.student_side import aggregate, plan
+from soteacher.common import layout
+from soteacher.student_side import aggregate, jobs, plan
+from soteacher.teacher_side import jobs as teacher_jobs
 from tests.conftest import REPO, TINY_CONFIG, copy_workflow
 
 PRESETS = sorted((REPO / "config" / "paper").glob("*.yaml"))
@@ -41,15 +42,15 @@ def _tiny(**changes) -> dict:
 def test_pairs_replace_the_product():
     raw = _tiny(**{"teacher.archs": ["resnet8", "resnet14"], "distill.students": ["resnet8", "wrn_16_1"]})
     product = config_mod.validate(raw)
-    assert {(g["tarch"], g["student"]) for g in jobs.student_groups(product)} == {
+    assert {(g["teacher_arch"], g["student"]) for g in jobs.student_groups(product)} == {
         ("resnet8", "resnet8"), ("resnet8", "wrn_16_1"), ("resnet14", "resnet8"), ("resnet14", "wrn_16_1")}
     raw["distill"]["pairs"] = [["resnet8", "wrn_16_1"], ["resnet14", "resnet8"]]
     paired = config_mod.validate(raw)
     groups = jobs.student_groups(paired)
-    assert {(g["tarch"], g["student"]) for g in groups} == {("resnet8", "wrn_16_1"), ("resnet14", "resnet8")}
+    assert {(g["teacher_arch"], g["student"]) for g in groups} == {("resnet8", "wrn_16_1"), ("resnet14", "resnet8")}
     # 2 pairs x 2 recipes x 2 checkpoints x 1 seed, each with both methods
     assert len(groups) == 8 and len(jobs.student_jobs(paired)) == 16
-    assert len(jobs.teacher_jobs(paired)) == 4
+    assert len(teacher_jobs.teacher_jobs(paired)) == 4
 
 
 def test_pairs_students_need_not_be_in_students_list():
@@ -96,7 +97,7 @@ def test_presets_exist():
 def test_preset_passes_check_config_and_states_its_plan(path):
     cfg = config_mod.load(path)  # deep: every method on every pair
     result = plan.make_plan(cfg)
-    assert result.jobs["train_teacher"] == len(jobs.teacher_jobs(cfg))
+    assert result.jobs["train_teacher"] == len(teacher_jobs.teacher_jobs(cfg))
     assert result.jobs["distill"] == len(jobs.student_groups(cfg))  # group_methods
     assert result.device_hours["total"] > 0
     header = path.read_text().splitlines()[0]
@@ -163,11 +164,11 @@ def test_every_zoo_architecture_has_a_cost():
 # ---- tables and figures from hand-written metrics -------------------------------------------------------------
 
 def _write_results(root: Path, cfg: dict, student_acc, teacher_acc=lambda job: 80.0) -> None:
-    for job in jobs.teacher_jobs(cfg):
+    for job in teacher_jobs.teacher_jobs(cfg):
         epochs = config_mod.checkpoint_epochs(cfg["teacher"])
-        path = root / jobs.TEACHER_METRICS.format(**job)
+        path = root / layout.teacher_metrics(job)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"checkpoints": {str(e): {"test_acc": teacher_acc(job) + e + job["tseed"],
+        path.write_text(json.dumps({"checkpoints": {str(e): {"test_acc": teacher_acc(job) + e + job["teacher_seed"],
                                                              "tv_pstar_train": 0.3} for e in epochs}}))
     for job in jobs.student_jobs(cfg):
         path = root / jobs.student_metrics(job)
@@ -242,11 +243,12 @@ def test_no_ablation_and_no_standard_give_placeholders(tmp_path, monkeypatch):
 def test_teachers_count_once_with_runs_missing_and_single_runs_show_no_spread(tmp_path, monkeypatch):
     cfg = config_mod.validate(_tiny(**{"teacher.seeds": [0, 1], "distill.seeds": [0, 1, 2]}), deep=False)
     # teacher seed 0 scores 70 + epoch, seed 1 scores 80 + epoch + 1 (see _write_results)
-    _write_results(tmp_path, cfg, lambda job: 50.0 + job["seed"], teacher_acc=lambda job: 70.0 + 10 * job["tseed"])
+    _write_results(tmp_path, cfg, lambda job: 50.0 + job["seed"],
+                   teacher_acc=lambda job: 70.0 + 10 * job["teacher_seed"])
     for job in jobs.student_jobs(cfg):
         single = job["recipe"] == "soteacher" and job["method"] == "kd"
-        if (job["tseed"] == 1 and job["seed"] > 0) or (single and (job["tseed"], job["seed"]) != (0, 0)):
-            (tmp_path / jobs.STUDENT_METRICS.format(**job)).unlink()
+        if (job["teacher_seed"] == 1 and job["seed"] > 0) or (single and (job["teacher_seed"], job["seed"]) != (0, 0)):
+            (tmp_path / jobs.student_metrics(job)).unlink()
     monkeypatch.chdir(tmp_path)
     outputs = aggregate.run(cfg, allow_partial=True)
 
@@ -271,7 +273,7 @@ def _aggregate_rule_outputs() -> list[str]:
     text = (REPO / "workflow/rules/report.smk").read_text()
     rule = text.index("rule aggregate:")
     block = text[text.index("output:", rule):text.index("params:", rule)]
-    return [m.replace("{jobs.TABLES_DIR}", jobs.TABLES_DIR).replace("{jobs.FIGURES_DIR}", jobs.FIGURES_DIR)
+    return [m.replace("{layout.TABLES_DIR}", layout.TABLES_DIR).replace("{layout.FIGURES_DIR}", layout.FIGURES_DIR)
             for m in re.findall(r'f"([^"]+)"', block)]
 
 

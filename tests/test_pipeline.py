@@ -81,7 +81,7 @@ def test_every_run_is_in_mlflow_with_parent_links(study):
         assert len(history) == 1  # one student epoch
     teacher = next(iter(teachers.values()))
     assert len(client.get_metric_history(teacher.info.run_id, "train_ce")) == 2
-    assert teacher.data.params["recipe_name"] in ("standard", "soteacher")
+    assert teacher.data.params["recipe"] in ("standard", "soteacher")
 
 
 def test_rerun_is_a_noop_and_kd_change_reruns_only_students(study):
@@ -116,7 +116,7 @@ def test_cuda_device_without_a_gpu_is_a_plain_error(tmp_path):
         [sys.executable, "-m", "soteacher", "train-teacher", "--spec",
          json.dumps({"data": {"dataset": "synthetic"},
                      "compute": {"threads": 1, "deterministic": True, "device": "cuda"},
-                     "arch": "resnet8", "recipe_name": "standard", "seed": 0})],
+                     "arch": "resnet8", "recipe": "standard", "seed": 0})],
         cwd=tmp_path, capture_output=True, text=True, env=subprocess_env(CUDA_VISIBLE_DEVICES=""))
     assert out.returncode == 2, out.stderr[-2000:]
     assert "error: compute.device is 'cuda' but no CUDA GPU is visible" in out.stderr
@@ -127,7 +127,7 @@ def test_missing_data_says_where_it_looked(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "soteacher", "train-teacher", "--spec",
          json.dumps({"data": {"dataset": "synthetic"}, "compute": {"threads": 1, "deterministic": True,
-                     "device": "cpu"}, "arch": "resnet8", "recipe_name": "standard", "seed": 0})],
+                     "device": "cpu"}, "arch": "resnet8", "recipe": "standard", "seed": 0})],
         cwd=tmp_path, capture_output=True, text=True, env=subprocess_env())
     assert out.returncode == 2
     assert "prepared synthetic data not found at results/data/synthetic/tensors.pt" in out.stderr
@@ -138,7 +138,7 @@ def test_missing_data_says_where_it_looked(tmp_path):
 def test_planned_distill_jobs_are_the_jobs_snakemake_schedules(tmp_path, group_methods, group_seeds):
     """distill.smk groups jobs itself; `plan` counts them with jobs.distill_job_count: the two must agree."""
     from soteacher.common import config as config_mod
-    from soteacher.common import jobs
+    from soteacher.student_side import jobs
 
     cfg = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
     cfg["distill"].update(seeds=[0, 1], group_methods=group_methods, group_seeds=group_seeds)
@@ -177,9 +177,11 @@ def test_dvc_repro_runs_then_is_a_noop_then_reruns_only_students(tmp_path):
     cfg["distill"]["methods"]["kd"]["kd_temperature"] = 2.0
     cfg_path.write_text(yaml.safe_dump(cfg))
     package = work / "pipeline_src/soteacher"
-    # code the teachers do not run
-    for distill_side in ("student_side/methods/kd.py", "student_side/aggregate.py", "student_side/plan.py"):
-        with open(package / distill_side, "a") as f:
+    # every student-side file: code the teachers do not run
+    student_side = [*sorted((package / "student_side").rglob("*.py")), work / "workflow/rules/distill.smk",
+                    work / "workflow/rules/report.smk"]
+    for path in student_side:
+        with open(path, "a") as f:
             f.write("# edited\n")
     third = run(["dvc", "repro"], work)
     assert "Running stage 'students'" in third.stdout
@@ -187,8 +189,8 @@ def test_dvc_repro_runs_then_is_a_noop_then_reruns_only_students(tmp_path):
     with open(package / "teacher_side/loop.py", "a") as f:  # the loop every teacher runs
         f.write("# edited\n")
     assert "teachers" in json.loads(run(["dvc", "status", "--json"], work).stdout)
-    # every module a teacher job loads is a dependency of the teachers stage
-    loaded = run([sys.executable, "-c", "import sys, soteacher.cli, soteacher.teacher_side.runner, "
+    # every module a teacher job loads is a dependency of the teachers stage, and none is on the student side
+    loaded = run([sys.executable, "-c", "import sys, soteacher.cli, soteacher.teacher_side.teacher_job, "
                   "soteacher.teacher_side.importer; "
                   "print(' '.join(m.__file__ for n, m in sys.modules.items() if n.startswith('soteacher')))"],
                  work).stdout.split()
@@ -196,7 +198,7 @@ def test_dvc_repro_runs_then_is_a_noop_then_reruns_only_students(tmp_path):
     loaded = ["pipeline_src/" + Path(f).relative_to(root).as_posix() for f in loaded]
     deps = yaml.safe_load((work / "dvc.yaml").read_text())["stages"]["teachers"]["deps"]
     uncovered = [f for f in loaded if not any(f == d or f.startswith(d + "/") for d in deps)]
-    assert len(loaded) > 10 and all("/student_side/" in f for f in uncovered), uncovered
+    assert len(loaded) > 10 and uncovered == [], uncovered
     metrics = run(["dvc", "metrics", "show", "--json"], work)
     assert "student_last_acc" in metrics.stdout
     plots = run(["dvc", "plots", "show", "--json"], work).stdout

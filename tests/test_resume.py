@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from soteacher.common import config, jobs
+from soteacher.common import config, layout
 from soteacher.common.io import CheckpointError, load_checkpoint
+from soteacher.teacher_side import jobs as teacher_jobs
 from tests.conftest import REPO, TINY_CONFIG
 from tests.resume_driver import identical
 
@@ -59,7 +60,7 @@ def test_sigterm_mid_epoch_saves_state_and_rerun_resumes(tmp_path, reference):
 def test_teacher_job_killed_by_sigterm_resumes_into_the_same_mlflow_run(tmp_path):
     cfg = config.load(TINY_CONFIG)
     cfg["teacher"]["epochs"], cfg["teacher"]["checkpoint_every"] = 6, 3
-    spec = jobs.teacher_spec(cfg, "resnet8", "soteacher", 0)
+    spec = teacher_jobs.teacher_spec(cfg, "resnet8", "soteacher", 0)
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db"}
     cli = [sys.executable, "-m", "soteacher"]
     subprocess.run([*cli, "prepare-data", "--spec", json.dumps({"data": cfg["data"]})], cwd=tmp_path, check=True,
@@ -74,7 +75,8 @@ def test_teacher_job_killed_by_sigterm_resumes_into_the_same_mlflow_run(tmp_path
             break
     rest = job.stderr.read()
     assert job.wait(timeout=120) == 143, rest
-    out = tmp_path / jobs.TEACHER_DIR.format(dataset="synthetic", tarch="resnet8", recipe="soteacher", tseed=0)
+    out = tmp_path / layout.teacher_dir({"dataset": "synthetic", "teacher_arch": "resnet8", "recipe": "soteacher",
+                                         "teacher_seed": 0})
     assert not (out / "metrics.json").exists() and not (out / "ep3.pt").exists()  # nothing final yet
     assert (out / ".resume" / spec["config_hash"] / "state.pt").is_file()
     done = subprocess.run([*cli, "train-teacher", "--spec", json.dumps(spec)], cwd=tmp_path, env=env,

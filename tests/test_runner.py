@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from soteacher.teacher_side.runner import student_summary
+from soteacher.student_side.distill_job import student_summary
 
 
 def test_best_epoch_is_chosen_on_the_validation_split_and_only_test_is_reported():

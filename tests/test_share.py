@@ -18,9 +18,10 @@ import torch
 import yaml
 
 from soteacher.common import config as config_mod
-from soteacher.common import jobs
 from soteacher.common.io import CheckpointError
 from soteacher.common.tracking import file_md5
+from soteacher.student_side import jobs
+from soteacher.teacher_side import jobs as teacher_jobs
 from soteacher.teacher_side.importer import convert, load_strict, read_reference, state_dict_of
 from soteacher.teacher_side.models import build_model
 from tests.conftest import BIN, REPO, TINY_CONFIG, copy_workflow, dry_run_jobs, run, subprocess_env
@@ -100,11 +101,11 @@ def test_imports_join_the_grid_with_their_one_epoch():
     raw["teacher"]["imports"] = {"ref": {"arch": "resnet8", "path": REF_PATH}}
     cfg = config_mod.validate(raw, deep=False)
     assert cfg["teacher"]["imports"]["ref"] == {"arch": "resnet8", "path": REF_PATH, "epoch": 240, "seed": 0}
-    teachers = jobs.teacher_jobs(cfg)
+    teachers = teacher_jobs.teacher_jobs(cfg)
     assert {t["recipe"] for t in teachers} == {"standard", "soteacher", "ref"}
     ref_groups = [g for g in jobs.student_groups(cfg) if g["recipe"] == "ref"]
     assert [g["epoch"] for g in ref_groups] == [240]
-    assert jobs.import_spec(cfg, "ref")["source"] == REF_PATH
+    assert teacher_jobs.import_spec(cfg, "ref")["source"] == REF_PATH
 
     raw["teacher"]["imports"] = {"standard": {"arch": "resnet8", "path": "x"}, "bad": {"arch": "nope", "path": "y"}}
     with pytest.raises(config_mod.ConfigError) as err:

@@ -268,7 +268,7 @@ def test_init_stage_runs_at_the_methods_init_lr_or_the_students(tiny_config, tmp
     """FT's paraphraser trains at ft.init_lr (RepDistiller: 0.01 for CIFAR ResNet/WRN students); FSP has no
     init_lr and uses the student's lr."""
     from soteacher.common.config import validate
-    from soteacher.teacher_side import runner
+    from soteacher.student_side import distill_job
     from tests.helpers import OPTIM
 
     data = tiny_data(tiny_config)
@@ -277,6 +277,34 @@ def test_init_stage_runs_at_the_methods_init_lr_or_the_students(tiny_config, tmp
     assert filled["ft"]["init_lr"] == 0.01 and "init_lr" not in filled["fsp"]
     learners = [student_learner(data, teacher, name, {**filled[name], "init_epochs": 1}, 0) for name in ("ft", "fsp")]
     spec = {"optim": OPTIM, "student": "resnet8", "data": {"augment": True}, "compute": {"resume_every": 0}}
-    histories = runner._init_stage(learners, [0, 0], spec, data, teacher, lambda *args: None, tmp_path)
+    histories = distill_job.init_stage(learners, [lr.objective for lr in learners], [0, 0], spec, data, teacher,
+                                       lambda *args: None, tmp_path)
     assert [h["lr"] for h in histories["ft"]] == [0.01]
     assert [h["lr"] for h in histories["fsp"]] == [OPTIM["lr"]]
+
+
+@pytest.mark.parametrize("compute", [{"amp": "bf16"}, {"channels_last": True}, {}])
+def test_the_speed_switches_reach_the_init_stage(tiny_config, tmp_path, compute):
+    """compute.amp and compute.channels_last apply to a staged method's init epochs as to distillation: the
+    student sees channels-last inputs and runs under bf16 autocast in its init-stage forward passes."""
+    from soteacher.common.config import validate
+    from soteacher.student_side import distill_job
+    from tests.helpers import OPTIM
+
+    data = tiny_data(tiny_config)
+    teacher = teacher_learner(data, tiny_config["teacher"]["recipes"]["standard"], 0).model.eval()
+    cfg = {**validate({"distill": {"methods": {"ab": {}}}}, deep=False)["distill"]["methods"]["ab"], "init_epochs": 1}
+    [learner] = [student_learner(data, teacher, "ab", cfg, 0)]
+    seen = []
+
+    def record(_module, args):
+        if _module.training:  # the init stage's steps, not its evaluation
+            x = args[0]
+            seen.append((x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous(),
+                         torch.is_autocast_enabled("cpu")))
+
+    learner.model.register_forward_pre_hook(record)
+    spec = {"optim": OPTIM, "student": "resnet8", "data": {"augment": True},
+            "compute": {"resume_every": 0, "amp": None, "channels_last": False, **compute}}
+    distill_job.init_stage([learner], [learner.objective], [0], spec, data, teacher, lambda *args: None, tmp_path)
+    assert seen and set(seen) == {(compute.get("channels_last", False), compute.get("amp") == "bf16")}

@@ -30,10 +30,12 @@ def _tracking_uri(args, spec_or_config: dict) -> str:
 
 
 def cmd_check_config(args) -> int:
-    from soteacher.common import config, jobs
+    from soteacher.common import config
+    from soteacher.student_side.jobs import student_jobs
+    from soteacher.teacher_side.jobs import teacher_jobs
 
     cfg = config.load(args.config)
-    n_teachers, n_students = len(jobs.teacher_jobs(cfg)), len(jobs.student_jobs(cfg))
+    n_teachers, n_students = len(teacher_jobs(cfg)), len(student_jobs(cfg))
     print(f"{args.config}: OK ({n_teachers} teacher runs, {n_students} student runs)")
     return 0
 
@@ -79,11 +81,11 @@ def cmd_list(args) -> int:
 
 
 def cmd_prepare_data(args) -> int:
-    from soteacher.common import config, jobs
+    from soteacher.common import config, layout
     from soteacher.teacher_side import data
 
     cfg = config.load(args.config, deep=False) if args.config else {"data": args.spec["data"]}
-    out = Path(jobs.DATA_DIR.format(dataset=cfg["data"]["dataset"]))
+    out = layout.data_dir(cfg["data"]["dataset"])
     manifest = data.prepare(cfg["data"], out)
     for split, info in manifest["splits"].items():
         logging.info("%s %s: %d samples of shape %s", cfg["data"]["dataset"], split, info["samples"],
@@ -92,7 +94,7 @@ def cmd_prepare_data(args) -> int:
 
 
 def cmd_train_teacher(args) -> int:
-    from soteacher.teacher_side.runner import run_teacher
+    from soteacher.teacher_side.teacher_job import run_teacher
 
     out = run_teacher(args.spec, _tracking_uri(args, args.spec))
     logging.info("teacher done: %s", out)
@@ -100,7 +102,7 @@ def cmd_train_teacher(args) -> int:
 
 
 def cmd_distill(args) -> int:
-    from soteacher.teacher_side.runner import run_distill
+    from soteacher.student_side.distill_job import run_distill
 
     outs = run_distill(args.spec, _tracking_uri(args, args.spec))
     logging.info("students done: %s", ", ".join(map(str, outs)))

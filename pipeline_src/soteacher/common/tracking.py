@@ -7,15 +7,18 @@ processes run it at once, as parallel jobs starting on a fresh store would.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
 import socket
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from soteacher.common.config import REPO_ROOT
-from soteacher.common.io import write_json
+from soteacher.common.errors import TrainingInterrupted
+from soteacher.common.io import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +144,33 @@ class Run:
 
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
+
+
+def open_runs(state_dir: Path, make_runs: Callable[[], list[Run]], uri: str) -> list[Run]:
+    """New MLflow runs, or, when resuming a killed job, the runs it had opened (they continue). Their ids are
+    kept in ``state_dir`` (the job's resume folder)."""
+    ids_file = state_dir / "mlflow_runs.json"
+    if ids_file.is_file():
+        runs = [Run.reopen(uri, run_id) for run_id in read_json(ids_file)]
+        log.info("resuming MLflow runs %s", ", ".join(r.run_id for r in runs))
+        return runs
+    runs = make_runs()
+    write_json(ids_file, [r.run_id for r in runs])
+    return runs
+
+
+@contextlib.contextmanager
+def ending(runs: list[Run]) -> Iterator[None]:
+    """End ``runs`` with the job: FINISHED, KILLED when it was interrupted (it resumes), FAILED otherwise."""
+    try:
+        yield
+    except BaseException as err:
+        status = "KILLED" if isinstance(err, (TrainingInterrupted, KeyboardInterrupt)) else "FAILED"
+        for run in runs:
+            run.end(status)
+        raise
+    for run in runs:
+        run.end("FINISHED")
 
 
 def _flatten(obj: dict, prefix: str = "") -> dict[str, object]:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from soteacher.common import jobs
+from soteacher.common import layout
 from soteacher.common.io import atomic_write, read_json, write_json, write_text
-from soteacher.student_side import stats
+from soteacher.student_side import jobs, stats
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def collect(config: dict, allow_partial: bool = False) -> tuple[pd.DataFrame, li
     teacher_cache: dict[str, dict] = {}
     for job in jobs.student_jobs(config):
         path = Path(jobs.student_metrics(job))
-        tpath = jobs.TEACHER_METRICS.format(**job)
+        tpath = layout.teacher_metrics(job)
         if not path.is_file():
             missing.append(str(path))
             continue
@@ -51,7 +51,7 @@ def collect(config: dict, allow_partial: bool = False) -> tuple[pd.DataFrame, li
         tmetrics = teacher_cache[tpath]["checkpoints"][str(job["epoch"])]
         student = read_json(path)
         rows.append({
-            "teacher": job["tarch"], "recipe": job["recipe"], "teacher_seed": job["tseed"],
+            "teacher": job["teacher_arch"], "recipe": job["recipe"], "teacher_seed": job["teacher_seed"],
             "teacher_epoch": job["epoch"], "method": job["method"], "student": job["student"],
             "seed": job["seed"], "run": str(path), "teacher_acc": tmetrics["test_acc"],
             "teacher_tv_pstar": number(tmetrics, "tv_pstar_train"),
@@ -524,8 +524,8 @@ FIGURES = {"figure": "teacher_vs_student.png", "delta_figure": "delta_by_method.
 
 
 def output_paths() -> dict[str, Path]:
-    return {**{k: Path(jobs.TABLES_DIR) / v for k, v in OUTPUTS.items()},
-            **{k: Path(jobs.FIGURES_DIR) / v for k, v in FIGURES.items()}}
+    return {**{k: Path(layout.TABLES_DIR) / v for k, v in OUTPUTS.items()},
+            **{k: Path(layout.FIGURES_DIR) / v for k, v in FIGURES.items()}}
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:

@@ -23,8 +23,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from soteacher.common import jobs
 from soteacher.common.config import checkpoint_epochs, distill_pairs, input_shape
+from soteacher.student_side import jobs
+from soteacher.teacher_side.jobs import teacher_jobs
 
 # arch: (train-step seconds per image, forward seconds per image, side of the square input measured at).
 # Measured with `plan --measure --device cpu` (1 thread, batch 64; see the module docstring).
@@ -198,14 +199,14 @@ def make_plan(config: dict, costs: dict[str, tuple[float, float, int]] | None = 
     epochs = {m: d["epochs"] + _method_init_epochs(d["methods"][m]) for m in jobs.distilled_methods(config)}
     groups = jobs.student_groups(config) if epochs else []
     n_distill, n_alone = jobs.distill_job_count(config), jobs.alone_job_count(config)
-    job_counts = {"prepare_data": 1, "train_teacher": len(jobs.teacher_jobs(config)), "distill": n_distill,
+    job_counts = {"prepare_data": 1, "train_teacher": len(teacher_jobs(config)), "distill": n_distill,
                   **({"train_alone": n_alone} if n_alone else {}), "aggregate": 1}
 
     results = {}
     for gpu in (False, True):
         teacher_s = 0.0
-        for job in jobs.teacher_jobs(config):
-            train, fwd = arch_costs[job["tarch"]]
+        for job in teacher_jobs(config):
+            train, fwd = arch_costs[job["teacher_arch"]]
             per_epoch = hours(train, n_train, batch_t, gpu) + hours(fwd, n_test, batch_t, gpu)
             # synthetic data: each checkpoint also scores the training set against p*(x)
             extra = len(checkpoint_epochs(t)) * hours(fwd, n_train, batch_t, gpu) \
@@ -214,7 +215,7 @@ def make_plan(config: dict, costs: dict[str, tuple[float, float, int]] | None = 
         student_s = 0.0
         for g in groups:
             s_train, s_fwd = arch_costs[g["student"]]
-            _, t_fwd = arch_costs[g["tarch"]]
+            _, t_fwd = arch_costs[g["teacher_arch"]]
             student_part = sum(hours(s_train, n_train, batch_s, gpu) * e + hours(s_fwd, n_test, batch_s, gpu)
                                * d["epochs"] for e in epochs.values())
             if d["group_methods"]:  # one teacher forward shared by all methods

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from soteacher.common import jobs
+from soteacher.common import layout
 from soteacher.common.io import read_json
-from soteacher.student_side import stats
+from soteacher.student_side import jobs, stats
 from soteacher.student_side.aggregate import (
     STANDARD,
     VANILLA,
@@ -27,6 +27,7 @@ from soteacher.student_side.aggregate import (
     placeholder_figure,
     signed_interval,
 )
+from soteacher.teacher_side.jobs import teacher_jobs
 
 TEACHER_KEYS = ["lr", "train_loss", "train_ce", "train_acc", "train_eval_acc", "test_acc", "test_loss", "val_acc",
                 "val_loss", "tv_pstar_train", "tv_pstar_test", "tv_pstar_val", "kl_pstar_train", "kl_pstar_test",
@@ -49,7 +50,7 @@ VERDICT_NOTE = ("Verdict: *better* / *worse* when the 95 % paired interval exclu
 def reference(config: dict) -> dict:
     """The data manifest's Bayes reference (``bayes_acc`` and ``expected_max_pstar`` per split, %), or {} for
     real data and manifests that predate it."""
-    path = Path(jobs.DATA_DIR.format(dataset=config["data"]["dataset"])) / "manifest.json"
+    path = layout.data_dir(config["data"]["dataset"]) / "manifest.json"
     return read_json(path).get("reference", {}) if path.is_file() else {}
 
 
@@ -62,12 +63,12 @@ def teacher_frames(config: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(checkpoints, history): one row per saved checkpoint / per epoch of every teacher whose metrics exist,
     with ``distilled`` marking the checkpoints students were trained from."""
     ckpts, history = [], []
-    for job in jobs.teacher_jobs(config):
-        path = Path(jobs.TEACHER_METRICS.format(**job))
+    for job in teacher_jobs(config):
+        path = layout.teacher_metrics(job)
         if not path.is_file():
             continue
         metrics = read_json(path)
-        who = {"teacher": job["tarch"], "recipe": job["recipe"], "teacher_seed": job["tseed"]}
+        who = {"teacher": job["teacher_arch"], "recipe": job["recipe"], "teacher_seed": job["teacher_seed"]}
         distilled = set(jobs.teacher_distill_epochs(config, job["recipe"]))
         for epoch, entry in metrics.get("checkpoints", {}).items():
             ckpts.append({**who, "teacher_epoch": int(epoch), "distilled": int(epoch) in distilled,

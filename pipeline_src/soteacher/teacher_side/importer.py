@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from soteacher.common import devices, jobs
+from soteacher.common import devices, layout
 from soteacher.common.errors import CheckpointError
-from soteacher.common.io import load_error, save_torch, write_json
+from soteacher.common.io import load_error, save_torch
 
 log = logging.getLogger(__name__)
 
@@ -218,48 +218,38 @@ def convert(src: Path, dst: Path) -> dict:
 
 
 def run_import(spec: dict, tracking_uri: str) -> Path:
-    from soteacher.common.tracking import Run, file_md5, log_links, runtime_tags
+    import shutil
+
+    from soteacher.common.tracking import ending, file_md5
     from soteacher.teacher_side.data import load as load_data
+    from soteacher.teacher_side.jobs import spec_teacher
     from soteacher.teacher_side.loop import evaluate
     from soteacher.teacher_side.models import build_model
+    from soteacher.teacher_side.teacher_output import publish, save_checkpoint, teacher_run
 
-    dataset, arch, name, epoch = spec["data"]["dataset"], spec["arch"], spec["recipe_name"], spec["epoch"]
+    arch, name, epoch = spec["arch"], spec["recipe"], spec["epoch"]
+    teacher = spec_teacher(spec)
     source = Path(spec["source"])
-    out_dir = Path(jobs.TEACHER_DIR.format(dataset=dataset, tarch=arch, recipe=name, tseed=spec["seed"]))
     obj = read_reference(source)
     info = {"path": str(source), "md5": file_md5(source), **reference_info(obj)}
     if info.get("epoch") is not None and int(info["epoch"]) != epoch:
         raise CheckpointError(f"{source} says epoch {info['epoch']}, but teacher.imports.{name}.epoch is {epoch}; "
                               "set the config's epoch to the file's")
     device = devices.setup(spec["compute"])
-    data = load_data(spec["data"], Path(jobs.DATA_DIR.format(dataset=dataset)), device)
+    data = load_data(spec["data"], layout.data_dir(teacher["dataset"]), device)
     model = build_model(arch, data.num_classes)
     load_strict(model, state_dict_of(obj, source), arch, source)
     model.to(device).eval()
     metrics = {"epoch": epoch, **evaluate(model, data)}
     log.info("imported %s as %s (%s): test accuracy %.2f%%", source, name, arch, metrics["test_acc"])
 
-    run = Run(tracking_uri, spec["name"], out_dir.name,
-              tags={"role": "teacher", "imported": "true", "dataset": dataset, "arch": arch, "recipe": name,
-                    "seed": spec["seed"], "config_hash": spec["config_hash"], "source.path": str(source),
-                    "source.md5": info["md5"], **runtime_tags(device)},
-              params=spec)
-    try:
+    run = teacher_run(spec, tracking_uri, device, **{"imported": "true", "source.path": str(source),
+                                                      "source.md5": info["md5"]})
+    staged_dir = layout.teacher_dir(teacher) / layout.RESUME_DIR / spec["config_hash"]
+    with ending([run]):
         run.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
         run.log_metrics({f"final_{k}": v for k, v in metrics.items() if k != "epoch"}, step=epoch)
-        ckpt = out_dir / f"ep{epoch}.pt"
-        save_torch(ckpt, {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "arch": arch,
-                          "num_classes": data.num_classes, "epoch": epoch, "recipe": name,
-                          "config_hash": spec["config_hash"], "imported_from": info})
-        record = {
-            "arch": arch, "recipe": name, "seed": spec["seed"], "dataset": dataset, "config_hash": spec["config_hash"],
-            "mlflow_run_id": run.run_id, "imported_from": info,
-            "checkpoints": {str(epoch): metrics}, "history": [metrics],
-        }
-        write_json(out_dir / "metrics.json", record)
-        log_links(run, spec, {f"checkpoint.ep{epoch}": ckpt}, out_dir / "metrics.json")
-    except BaseException:
-        run.end("FAILED")
-        raise
-    run.end("FINISHED")
+        save_checkpoint(staged_dir / f"ep{epoch}.pt", model, spec, data.num_classes, epoch, imported_from=info)
+        out_dir = publish(spec, run, [metrics], {epoch: staged_dir / f"ep{epoch}.pt"}, imported_from=info)
+    shutil.rmtree(staged_dir.parent, ignore_errors=True)
     return out_dir

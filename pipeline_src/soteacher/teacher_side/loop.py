@@ -18,9 +18,10 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -36,11 +37,33 @@ from soteacher.teacher_side.optim import SGD, MultiStepLR
 log = logging.getLogger(__name__)
 
 
+class Objective(Protocol):
+    """What the loop asks of a learner's loss (a teacher's objective, a KD method, a staged method's init stage):
+    an ``nn.Module`` called on the learner's output, the teacher's (None without a teacher), the labels and the
+    sample indices, returning named loss terms that the loop sums."""
+
+    needs_features: bool  # the loop then runs the learner (and the teacher) with ``with_features=True``
+
+    def __call__(self, out: ModelOutput, teacher: ModelOutput | None, labels: torch.Tensor,
+                 indices: torch.Tensor) -> dict[str, torch.Tensor]: ...
+
+    def end_epoch(self, finished_epoch: int) -> None:
+        """Per-epoch state (ramped weights, temporal ensembles, memory banks) after each epoch."""
+
+    def parameters(self) -> Iterator[nn.Parameter]: ...
+
+    def train(self, mode: bool = True) -> nn.Module: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> object: ...
+
+
 @dataclass
 class Learner:
     name: str
     model: nn.Module
-    objective: nn.Module  # (student_out, teacher_out, labels, indices) -> {name: loss}
+    objective: Objective
     optimizer: SGD
     scheduler: MultiStepLR
     history: list[dict] = field(default_factory=list)
@@ -55,6 +78,11 @@ def seed_everything(seed: int) -> None:
 def make_optimizer(params, optim_cfg: dict, lr: float) -> tuple[SGD, MultiStepLR]:
     optimizer = SGD(params, lr=lr, momentum=optim_cfg["momentum"], weight_decay=optim_cfg["weight_decay"])
     return optimizer, MultiStepLR(optimizer, optim_cfg["lr_milestones"], optim_cfg["lr_gamma"])
+
+
+def arch_lr(optim_cfg: dict, arch: str) -> float:
+    """The learning rate of an architecture: ``optim.lr_by_arch`` when it lists it, else ``optim.lr``."""
+    return optim_cfg["lr_by_arch"].get(arch, optim_cfg["lr"])
 
 
 def _as_output(result: torch.Tensor | ModelOutput) -> ModelOutput:
@@ -136,6 +164,19 @@ class Resume:
     path: Path
     every: int = 1
     extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def of_job(cls, path: Path, compute: dict) -> Resume | None:
+        """Saving every ``compute.resume_every`` epochs into ``path``; None when it is 0 (no resume)."""
+        every = compute["resume_every"]
+        return cls(path, every) if every > 0 else None
+
+
+def job_options(spec: dict) -> dict:
+    """The ``train`` arguments every training of a job shares, from its spec: batch size, augmentation and the
+    speed switches (so a job's init stage and its main phase run alike)."""
+    return {"batch_size": spec["optim"]["batch_size"], "augment": spec["data"]["augment"],
+            "speed": Speed.from_compute(spec["compute"])}
 
 
 class _StopRequest:
@@ -263,7 +304,7 @@ def train(
     streams = sorted(set(learner_seeds))
     members = [[k for k, s in enumerate(learner_seeds) if s == stream] for stream in streams]
     generators = [torch.Generator(device=device).manual_seed(stream) for stream in streams]
-    teacher_features = [any(getattr(learners[k].objective, "needs_features", False) for k in ks) for ks in members]
+    teacher_features = [any(learners[k].objective.needs_features for k in ks) for ks in members]
     if teacher is not None:
         teacher.eval()
         for p in teacher.parameters():
@@ -320,9 +361,8 @@ def train(
 def _step(learner: Learner, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, teacher_out: ModelOutput | None,
           speed: Speed, device: torch.device, sums: dict[str, torch.Tensor], correct: torch.Tensor) -> None:
     """One optimisation step of one learner; its losses and correct count accumulate on the device."""
-    needs = getattr(learner.objective, "needs_features", False)
     with speed.autocast(device):
-        out = _as_output(learner.model(x, with_features=needs))
+        out = _as_output(learner.model(x, with_features=learner.objective.needs_features))
         losses = learner.objective(out, teacher_out, y, idx)
         total = torch.stack([v.float() for v in losses.values()]).sum()
     learner.optimizer.zero_grad(set_to_none=True)
@@ -337,8 +377,7 @@ def _finish_epoch(k: int, learner: Learner, epoch: int, epochs: int, sums, corre
                   on_epoch_end, eval_train_split: bool) -> None:
     lr = learner.optimizer.param_groups[0]["lr"]
     learner.scheduler.step()
-    if hasattr(learner.objective, "end_epoch"):
-        learner.objective.end_epoch(epoch)
+    learner.objective.end_epoch(epoch)
     metrics = {f"train_{name}": (value / seen).item() for name, value in sums[k].items()}
     if not all(math.isfinite(v) for v in metrics.values()):
         raise NonFiniteLossError(

@@ -27,10 +27,13 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
 
 
 class DistillMethod(nn.Module):
-    """Base class. Subclasses set ``name``, ``needs_features`` and implement ``method_loss``."""
+    """Base class. Subclasses set ``name``, ``needs_features`` and implement ``method_loss``; a method whose KD
+    term reads transformed logits overrides ``kd_logits``. Methods with an init stage are ``StagedMethod``s
+    (``init_epochs`` > 0); for all others the distill job's init stage is empty."""
 
     name: ClassVar[str]
     needs_features: ClassVar[bool] = False
+    init_epochs: int = 0
 
     def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int):
         """``student``/``teacher`` are sample outputs (batch of 2) used to size connectors."""
@@ -48,11 +51,19 @@ class DistillMethod(nn.Module):
         if cfg["ce_weight"]:
             losses["ce"] = cfg["ce_weight"] * F.cross_entropy(student.logits, labels)
         if cfg["kd_weight"]:
-            losses["kd"] = cfg["kd_weight"] * kd_loss(student.logits, teacher.logits, cfg["kd_temperature"])
+            losses["kd"] = cfg["kd_weight"] * kd_loss(*self.kd_logits(student.logits, teacher.logits),
+                                                      cfg["kd_temperature"])
         extra = self.method_loss(student, teacher, labels, indices)
         if extra is not None and cfg["weight"]:
             losses[self.name] = cfg["weight"] * extra
         return losses
 
+    def kd_logits(self, student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (student, teacher) logits the KD term compares: the networks' own."""
+        return student, teacher
+
     def end_epoch(self, finished_epoch: int) -> None:
         """Hook for methods with per-epoch state (warm-up schedules, memory banks)."""
+
+    def end_init(self) -> None:
+        """Called once between the init stage and distillation (staged methods set up what follows)."""

@@ -8,25 +8,15 @@ before the temperature softmax of the KL term (the CE term keeps the raw logits)
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from soteacher.student_side.methods.base import DistillMethod, kd_loss
+from soteacher.student_side.methods.base import DistillMethod
 from soteacher.student_side.methods.logit_std import standardize
-from soteacher.teacher_side.models.base import ModelOutput
 
 
 class KD(DistillMethod):
     name = "kd"
 
-    def forward(self, student: ModelOutput, teacher: ModelOutput, labels: torch.Tensor,
-                indices: torch.Tensor) -> dict[str, torch.Tensor]:
-        cfg = self.cfg
-        if not cfg.get("logit_standardization", False):
-            return super().forward(student, teacher, labels, indices)
-        losses: dict[str, torch.Tensor] = {}
-        if cfg["ce_weight"]:
-            losses["ce"] = cfg["ce_weight"] * F.cross_entropy(student.logits, labels)
-        if cfg["kd_weight"]:
-            losses["kd"] = cfg["kd_weight"] * kd_loss(standardize(student.logits), standardize(teacher.logits),
-                                                      cfg["kd_temperature"])
-        return losses
+    def kd_logits(self, student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.cfg.get("logit_standardization", False):
+            return standardize(student), standardize(teacher)
+        return student, teacher

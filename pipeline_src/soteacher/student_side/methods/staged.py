@@ -3,11 +3,12 @@
 RepDistiller trains such methods in two phases: ``init_epochs`` epochs (30 by default) that minimise only
 the method's init objective (AB: the activation-boundary loss through the connectors into the student's
 feature layers; FT: the paraphraser's reconstruction of the teacher map; FSP: the FSP-matrix loss into the
-student's feature layers), then the usual distillation epochs. ``runner.run_distill`` runs the first phase
+student's feature layers), then the usual distillation epochs. ``distill_job.run_distill`` runs the first phase
 with the shared training loop, wrapping the method in ``InitStage``, with its own SGD optimiser over the
 student and method parameters at a constant lr (the method's ``init_lr`` if it has one, as FT does, else the
 student's); only the parameters the init objective reaches get gradients, so only they move. Then it calls
-``end_init()`` and runs the main phase. The teacher stays in eval mode and gradient-free in both phases.
+``end_init()`` (every method has it) and runs the main phase. The teacher stays in eval mode and gradient-free
+in both phases.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class StagedMethod(DistillMethod):
     needs_features = True
 
     @property
-    def init_epochs(self) -> int:
+    def init_epochs(self) -> int:  # type: ignore[override]
         return int(self.cfg.get("init_epochs", 0))
 
     @property
@@ -37,8 +38,6 @@ class StagedMethod(DistillMethod):
                   indices: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def end_init(self) -> None:
-        """Called once between the phases (also when ``init_epochs`` is 0)."""
 
 
 class InitStage(nn.Module):
@@ -49,6 +48,9 @@ class InitStage(nn.Module):
     def __init__(self, method: StagedMethod):
         super().__init__()
         self.method = method
+
+    def end_epoch(self, finished_epoch: int) -> None:
+        """The init stage has no per-epoch state (the method's own schedule starts with distillation)."""
 
     def forward(self, student: ModelOutput, teacher: ModelOutput, labels: torch.Tensor,
                 indices: torch.Tensor) -> dict[str, torch.Tensor]:

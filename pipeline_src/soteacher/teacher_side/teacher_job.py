@@ -1,0 +1,59 @@
+"""The teacher job: load the data, train one teacher (its recipe's objective) in the shared loop, save its
+checkpoints, write its outputs and log its MLflow run."""
+
+from __future__ import annotations
+
+import shutil
+
+from soteacher.common import devices, layout
+from soteacher.common.tracking import ending, open_runs
+from soteacher.teacher_side.data import load as load_data
+from soteacher.teacher_side.jobs import spec_teacher
+from soteacher.teacher_side.loop import (
+    Learner,
+    Resume,
+    arch_lr,
+    job_options,
+    make_optimizer,
+    prepare_model,
+    seed_everything,
+    train,
+)
+from soteacher.teacher_side.models import build_model
+from soteacher.teacher_side.objective import TeacherObjective
+from soteacher.teacher_side.teacher_output import publish, save_checkpoint, teacher_run
+
+
+def run_teacher(spec: dict, tracking_uri: str):
+    teacher = spec_teacher(spec)
+    out_dir = layout.teacher_dir(teacher)
+    device = devices.setup(spec["compute"])
+    data = load_data(spec["data"], layout.data_dir(teacher["dataset"]), device)
+    seed_everything(spec["seed"])
+    model = prepare_model(build_model(spec["arch"], data.num_classes).to(device), spec["compute"])
+    objective = TeacherObjective(model, spec["recipe_values"], len(data.train), data.num_classes,
+                                 spec["epochs"]).to(device)
+    optimizer, scheduler = make_optimizer(model.parameters(), spec["optim"], arch_lr(spec["optim"], spec["arch"]))
+    learner = Learner(f"teacher {out_dir.name}", model, objective, optimizer, scheduler)
+    # keyed by the spec's hash: a state saved under another config is never resumed (and is removed)
+    resume_dir = out_dir / layout.RESUME_DIR / spec["config_hash"]
+    for stale in (out_dir / layout.RESUME_DIR).glob("*"):
+        if stale != resume_dir:
+            shutil.rmtree(stale, ignore_errors=True)
+    [run] = open_runs(resume_dir, lambda: [teacher_run(spec, tracking_uri, device)], tracking_uri)
+    # staged beside the training state, moved into place only when the whole job has succeeded
+    staged = {epoch: resume_dir / f"ep{epoch}.pt" for epoch in spec["checkpoint_epochs"]}
+
+    def on_epoch_end(epoch: int, _learner: Learner, metrics: dict) -> None:
+        run.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
+        if epoch in staged:
+            save_checkpoint(staged[epoch], model, spec, data.num_classes, epoch)
+
+    with ending([run]):
+        train([learner], data, epochs=spec["epochs"], seed=spec["seed"], on_epoch_end=on_epoch_end,
+              resume=Resume.of_job(resume_dir / "state.pt", spec["compute"]), **job_options(spec))
+        last = learner.history[-1]
+        run.log_metrics({f"final_{k}": v for k, v in last.items() if k != "epoch"}, step=spec["epochs"])
+        publish(spec, run, learner.history, staged)
+    shutil.rmtree(resume_dir.parent, ignore_errors=True)
+    return out_dir
