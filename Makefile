@@ -21,12 +21,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --workflow-profile $(PROFILE)
 
-test: $(STAMP)
-	$(BIN)/ruff check pipeline_src tests bench
+test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# ruff for the package, snakefmt for the rules; `snakemake --lint` runs in the tests (tests/test_rules.py)
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline_src tests bench
+	$(BIN)/snakefmt --check Snakefile workflow
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.bench_soteacher_overhead

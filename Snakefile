@@ -1,6 +1,7 @@
 # soteacher study: data -> teachers (standard / SoTeacher) -> distillation of every saved checkpoint -> tables.
 # Thin on purpose: the rules call `python -m soteacher ...`; paths and the job grid live in the package.
 
+
 configfile: "config/config.yaml"
 
 

@@ -1,9 +1,9 @@
 rule prepare_data:
     output:
         directory(layout.DATA_DIR),
-    params:
-        spec=lambda w: json.dumps({"data": config["data"]}, sort_keys=True),
     log:
         layout.log("prepare_data", "{dataset}"),
+    params:
+        spec=lambda w: json.dumps({"data": config["data"]}, sort_keys=True),
     shell:
         "python -m soteacher prepare-data --spec {params.spec:q} > {log:q} 2>&1"

@@ -3,21 +3,21 @@
 
 
 rule distill:
-    wildcard_constraints:
-        method=student_jobs.method_pattern(config),
     input:
         unpack(lambda w: student_jobs.teacher_inputs(dict(w))),
     output:
         student_jobs.job_outputs(config),
-    params:
-        spec=lambda w: json.dumps(student_jobs.job_spec(config, dict(w)), sort_keys=True),
-    threads: JOB_THREADS
-    resources:
-        gpu=1,
     log:
         student_jobs.job_log(config),
     benchmark:
         student_jobs.job_benchmark(config)
+    wildcard_constraints:
+        method=student_jobs.method_pattern(config),
+    threads: JOB_THREADS
+    resources:
+        gpu=1,
+    params:
+        spec=lambda w: json.dumps(student_jobs.job_spec(config, dict(w)), sort_keys=True),
     shell:
         "python -m soteacher distill --spec {params.spec:q} --tracking-uri {TRACKING_URI:q} > {log:q} 2>&1"
 
@@ -27,14 +27,14 @@ rule train_alone:
         data=layout.with_wildcards(layout.DATA_DIR),
     output:
         student_jobs.job_outputs(config, alone=True),
-    params:
-        spec=lambda w: json.dumps(student_jobs.job_spec(config, dict(w), alone=True), sort_keys=True),
-    threads: JOB_THREADS
-    resources:
-        gpu=1,
     log:
         student_jobs.job_log(config, alone=True),
     benchmark:
         student_jobs.job_benchmark(config, alone=True)
+    threads: JOB_THREADS
+    resources:
+        gpu=1,
+    params:
+        spec=lambda w: json.dumps(student_jobs.job_spec(config, dict(w), alone=True), sort_keys=True),
     shell:
         "python -m soteacher distill --spec {params.spec:q} --tracking-uri {TRACKING_URI:q} > {log:q} 2>&1"

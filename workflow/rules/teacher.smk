@@ -3,19 +3,19 @@ rule train_teacher:
         data=layout.with_wildcards(layout.DATA_DIR),
     output:
         **teacher_jobs.train_outputs(config),
-    wildcard_constraints:
-        recipe=teacher_jobs.trained_recipe_pattern(config),
-    params:
-        spec=lambda w: json.dumps(
-            teacher_jobs.teacher_spec(config, w.teacher_arch, w.recipe, w.teacher_seed), sort_keys=True
-        ),
-    threads: JOB_THREADS
-    resources:
-        gpu=1,
     log:
         layout.log("teachers", layout.TEACHER),
     benchmark:
         layout.benchmark("teachers", layout.TEACHER)
+    wildcard_constraints:
+        recipe=teacher_jobs.trained_recipe_pattern(config),
+    threads: JOB_THREADS
+    resources:
+        gpu=1,
+    params:
+        spec=lambda w: json.dumps(
+            teacher_jobs.teacher_spec(config, w.teacher_arch, w.recipe, w.teacher_seed), sort_keys=True
+        ),
     shell:
         "python -m soteacher train-teacher --spec {params.spec:q} --tracking-uri {TRACKING_URI:q} > {log:q} 2>&1"
 
@@ -33,8 +33,8 @@ for _import in teacher_jobs.import_jobs(config):
         output:
             checkpoint=_import["checkpoint"],
             metrics=_import["metrics"],
-        params:
-            spec=json.dumps(_import["spec"], sort_keys=True),
+        log:
+            _import["log"],
         threads: JOB_THREADS
         # one evaluation pass; set here because the rule's name comes from the config, so the SLURM profile's
         # set-resources cannot list it
@@ -42,7 +42,7 @@ for _import in teacher_jobs.import_jobs(config):
             gpu=1,
             runtime=60,
             mem_mb=16000,
-        log:
-            _import["log"],
+        params:
+            spec=json.dumps(_import["spec"], sort_keys=True),
         shell:
             "python -m soteacher import-teacher --spec {params.spec:q} --tracking-uri {TRACKING_URI:q} > {log:q} 2>&1"
