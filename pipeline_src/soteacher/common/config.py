@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from soteacher.common.archs import ARCHITECTURES
 from soteacher.common.errors import ConfigError
+from soteacher.teacher_side.models.zoo import ARCHITECTURES
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SCHEMA_PATH = Path(os.environ.get("SOTEACHER_SCHEMA", REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"))
