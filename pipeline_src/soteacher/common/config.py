@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from soteacher.common.errors import ConfigError
+from soteacher.teacher_side.data.registry import DATASETS
 from soteacher.teacher_side.models.zoo import ARCHITECTURES
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -225,9 +226,7 @@ def input_shape(config: dict) -> tuple[int, int, int]:
     if data["dataset"] == "synthetic":
         size = data["synthetic"]["image_size"]
         return (3, size, size)
-    from soteacher.teacher_side.data import DATASETS
-
-    return DATASETS[data["dataset"]].image_shape  # type: ignore[attr-defined]
+    return DATASETS[data["dataset"]].image_shape  # type: ignore[return-value]
 
 
 def validate(config: dict, deep: bool = True) -> dict:

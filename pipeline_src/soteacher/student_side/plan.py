@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from soteacher.common.config import checkpoint_epochs, distill_pairs, input_shape
 from soteacher.student_side import jobs
+from soteacher.teacher_side.data.registry import DATASETS
 from soteacher.teacher_side.jobs import teacher_jobs
 from soteacher.teacher_side.models.zoo import ZOO
 
@@ -36,14 +37,6 @@ GPU_STEP_FLOOR_S = 0.005  # assumed: fastest training step of a small net at bat
 JOB_OVERHEAD_S = 6.0  # measured on the default study: start-up, torch + MLflow imports, set-up and exit per job
 HUGE_JOBS = 1000
 HUGE_GPU_HOURS = 100.0
-
-# (train images, test images) of the full real data sets
-DATASET_SIZES = {
-    "cifar100": (50_000, 10_000),
-    "tiny_imagenet": (100_000, 10_000),
-    "fashion_mnist": (60_000, 10_000),
-    "imagenet": (1_281_167, 50_000),
-}
 
 
 @dataclass
@@ -69,7 +62,7 @@ def data_sizes(config: dict) -> tuple[int, int]:
     data = config["data"]
     if data["dataset"] == "synthetic":
         return data["synthetic"]["train_size"], data["synthetic"]["test_size"]
-    train, test = DATASET_SIZES[data["dataset"]]
+    train, test = DATASETS[data["dataset"]].full_size  # type: ignore[misc]
     if data["train_limit"]:
         train = min(train, data["train_limit"])
     train -= data.get("val_size", 0)  # held out of the training split, never trained on
