@@ -25,8 +25,11 @@ SCHEMA_PATH = Path(os.environ.get("SOTEACHER_SCHEMA", REPO_ROOT / "workflow" / "
 
 
 def load_schema() -> dict:
+    """The schema, with the choices that live in a registry filled in (the YAML holds no copy of them)."""
     with open(SCHEMA_PATH) as f:
-        return yaml.safe_load(f)
+        schema = yaml.safe_load(f)
+    schema["properties"]["data"]["properties"]["dataset"]["enum"] = list(DATASETS)
+    return schema
 
 
 def read_yaml(path: str | Path) -> dict:
