@@ -11,6 +11,7 @@ import yaml
 from soteacher.common import config as config_mod
 from soteacher.student_side import jobs
 from soteacher.teacher_side import jobs as teacher_jobs
+from soteacher.teacher_side.data import DATASETS
 from tests.conftest import REPO, TINY_CONFIG
 
 BAD_CONFIGS = [
@@ -86,3 +87,21 @@ def test_cli_check_config_exit_codes(tmp_path):
     assert out.returncode == 2
     assert "teacher.epochs: -3 is less than the minimum of 1" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_dataset_choices_are_the_registry():
+    with pytest.raises(config_mod.ConfigError) as err:
+        config_mod.validate({"data": {"dataset": "mnist"}})
+    assert f"data.dataset: 'mnist' is not allowed; allowed: {', '.join(DATASETS)}" in str(err.value)
+    assert list(DATASETS) == ["synthetic", "cifar100", "tiny_imagenet", "fashion_mnist", "imagenet"]
+
+
+def test_config_checks_do_not_import_torch():
+    """Snakemake's start-up and the aggregate job check configs; the registries they read need no torch."""
+    code = ("import sys; from soteacher.common import config; "
+            "cfg = config.load(sys.argv[1], deep=False); config.input_shape(cfg); "
+            "from soteacher.teacher_side.models import MODELS; "
+            "assert 'torch' not in sys.modules, 'torch imported'; print(len(MODELS))")
+    out = subprocess.run([sys.executable, "-c", code, str(REPO / "config" / "fashion_mnist.yaml")],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

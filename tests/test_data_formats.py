@@ -335,6 +335,20 @@ def test_imagenet_layout_errors(tmp_path):
 
 # ---------------------------------------------------------------- prepare / load through the registry
 
+def test_readers_check_the_published_counts_of_their_registry_entry():
+    for reader, name in ((cifar100, "cifar100"), (fashion_mnist, "fashion_mnist"), (imagenet, "imagenet")):
+        spec = DATASETS[name]
+        assert reader.PUBLISHED.num_classes == spec.num_classes, name
+        assert (reader.PUBLISHED.samples["train"], reader.PUBLISHED.samples["test"]) == spec.full_size, name
+        assert (reader.MEAN, reader.STD) == (spec.mean, spec.std), name
+    assert cifar100.PUBLISHED.samples == {"train": 50_000, "test": 10_000}
+    assert fashion_mnist.PUBLISHED.samples == {"train": 60_000, "test": 10_000}
+    assert imagenet.PUBLISHED.samples == {"train": 1_281_167, "test": 50_000}
+    tiny = tiny_imagenet.PUBLISHED
+    assert (tiny.num_classes, tiny.per_class_train, tiny.test_samples, tiny.size) == (200, 500, 10_000, 64)
+
+
+
 def _small_registry(monkeypatch):
     small = {
         "cifar100": dict(load_split=functools.partial(cifar100.load_split, expect=SMALL_CIFAR)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from functools import cache
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 from soteacher.teacher_side.models import MODELS, ModelOutput, build_model
+from soteacher.teacher_side.models.zoo import ZOO
 
 torch.set_num_threads(1)
 
@@ -134,6 +136,19 @@ def _classifier(model: nn.Module) -> nn.Linear:
 
 def test_all_new_models_registered():
     assert set(NEW_MODELS) <= set(MODELS)
+
+
+def test_zoo_rows_name_a_factory_and_a_measured_cost():
+    for name, arch in ZOO.items():
+        module = importlib.import_module(f"soteacher.teacher_side.models.{arch.module}")
+        assert callable(getattr(module, arch.factory)), name
+        train, forward, side = arch.cpu_cost  # the planner's per-image seconds and the side measured at
+        assert train > forward > 0 and side in (32, 64, 112), name
+
+
+def test_unknown_architecture_lists_the_zoo():
+    with pytest.raises(ValueError, match=r"unknown architecture 'resnet9'; allowed: MobileNetV2, .*wrn_40_2$"):
+        build_model("resnet9", 10)
 
 
 @pytest.mark.parametrize("name", sorted(PARAM_COUNTS_M))

@@ -155,10 +155,15 @@ def test_plan_cli_and_measure(tmp_path):
     assert "cpu (measured here" in out.stdout
 
 
-def test_every_zoo_architecture_has_a_cost():
-    from soteacher.teacher_side.models import MODELS
+def test_plan_counts_the_registry_sizes():
+    from soteacher.teacher_side.data import DATASETS
 
-    assert set(plan.CPU_COSTS) == set(MODELS)
+    cfg = config_mod.validate({"data": {"dataset": "tiny_imagenet"}}, deep=False)
+    assert plan.data_sizes(cfg) == DATASETS["tiny_imagenet"].full_size == (100_000, 10_000)
+    # limits cut the full sizes; val_size is held out of the (limited) training split
+    cfg = config_mod.validate({"data": {"dataset": "cifar100", "train_limit": 1000, "test_limit": 500,
+                                        "val_size": 100}}, deep=False)
+    assert plan.data_sizes(cfg) == (900, 500)
 
 
 # ---- tables and figures from hand-written metrics -------------------------------------------------------------

@@ -16,16 +16,20 @@ from typing import Any
 
 import yaml
 
-from soteacher.common.archs import ARCHITECTURES
 from soteacher.common.errors import ConfigError
+from soteacher.teacher_side.data.registry import DATASETS
+from soteacher.teacher_side.models.zoo import ARCHITECTURES
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SCHEMA_PATH = Path(os.environ.get("SOTEACHER_SCHEMA", REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"))
 
 
 def load_schema() -> dict:
+    """The schema, with the choices that live in a registry filled in (the YAML holds no copy of them)."""
     with open(SCHEMA_PATH) as f:
-        return yaml.safe_load(f)
+        schema = yaml.safe_load(f)
+    schema["properties"]["data"]["properties"]["dataset"]["enum"] = list(DATASETS)
+    return schema
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -225,9 +229,7 @@ def input_shape(config: dict) -> tuple[int, int, int]:
     if data["dataset"] == "synthetic":
         size = data["synthetic"]["image_size"]
         return (3, size, size)
-    from soteacher.teacher_side.data import DATASETS
-
-    return DATASETS[data["dataset"]].image_shape  # type: ignore[attr-defined]
+    return DATASETS[data["dataset"]].image_shape  # type: ignore[return-value]
 
 
 def validate(config: dict, deep: bool = True) -> dict:

@@ -3,11 +3,11 @@
 Compute is estimated from per-architecture training cost (seconds per image for one SGD step, and for one
 inference forward) at a reference input size, scaled by the number of pixels of the study's input:
 
-* ``CPU_COSTS`` below was measured on this project's development machine (one CPU thread, batch 64,
-  32×32 inputs for the CIFAR zoo, 64×64 for ResNet18 and 112×112 for the ImageNet-stem ResNets) with
-  ``measure()``, counting CPU time of the process (the machine was shared with other work, so wall time
-  would have been inflated; even CPU time was: resnet8x4 measured 19 ms per image here, about twice what
-  DESIGN.md's probe on an idle machine implies).
+* ``CPU_COSTS`` (each architecture's ``cpu_cost`` in ``soteacher.teacher_side.models.zoo``) was measured on
+  this project's development machine (one CPU thread, batch 64, 32×32 inputs for the CIFAR zoo, 64×64 for
+  ResNet18 and 112×112 for the ImageNet-stem ResNets) with ``measure()``, counting CPU time of the process
+  (the machine was shared with other work, so wall time would have been inflated; even CPU time was:
+  resnet8x4 measured 19 ms per image here, about twice what DESIGN.md's probe on an idle machine implies).
 * GPU hours are derived from it with an ASSUMED factor (no GPU was available to calibrate): a step on one
   modern GPU is ``GPU_FACTOR`` times faster than on one CPU thread, but never under ``GPU_STEP_FLOOR_S``
   per batch (small CIFAR nets are kernel-launch bound). The factor is calibrated so that a CIFAR-100
@@ -25,53 +25,18 @@ from dataclasses import dataclass, field
 
 from soteacher.common.config import checkpoint_epochs, distill_pairs, input_shape
 from soteacher.student_side import jobs
+from soteacher.teacher_side.data.registry import DATASETS
 from soteacher.teacher_side.jobs import teacher_jobs
+from soteacher.teacher_side.models.zoo import ZOO
 
-# arch: (train-step seconds per image, forward seconds per image, side of the square input measured at).
-# Measured with `plan --measure --device cpu` (1 thread, batch 64; see the module docstring).
-CPU_COSTS: dict[str, tuple[float, float, int]] = {
-    "resnet8": (0.002, 0.00052, 32),
-    "resnet14": (0.0042, 0.0012, 32),
-    "resnet20": (0.0058, 0.0016, 32),
-    "resnet32": (0.0092, 0.0032, 32),
-    "resnet44": (0.012, 0.0037, 32),
-    "resnet56": (0.016, 0.0049, 32),
-    "resnet110": (0.035, 0.01, 32),
-    "resnet8x4": (0.019, 0.006, 32),
-    "resnet32x4": (0.1, 0.03, 32),
-    "wrn_16_1": (0.0035, 0.0011, 32),
-    "wrn_16_2": (0.011, 0.003, 32),
-    "wrn_40_1": (0.012, 0.0035, 32),
-    "wrn_40_2": (0.041, 0.011, 32),
-    "vgg8": (0.011, 0.0035, 32),
-    "vgg11": (0.028, 0.0076, 32),
-    "vgg13": (0.033, 0.0093, 32),
-    "vgg16": (0.052, 0.013, 32),
-    "vgg19": (0.051, 0.015, 32),
-    "MobileNetV2": (0.0051, 0.001, 32),
-    "ShuffleNetV1": (0.019, 0.007, 32),
-    "ShuffleNetV2": (0.012, 0.0035, 32),
-    "ResNet18": (0.26, 0.07, 64),
-    "ResNet34": (0.11, 0.03, 32),
-    "ResNet50": (0.21, 0.057, 32),
-    # the ImageNet-stem nets at 112 px, batch 16 (`measure(..., (3, 112, 112), batch=16)`, machine shared)
-    "ResNet18_imagenet": (0.067, 0.022, 112),
-    "ResNet34_imagenet": (0.13, 0.036, 112),
-    "ResNet50_imagenet": (0.15, 0.048, 112),
-}
+# arch -> (train-step seconds per image, forward seconds per image, side of the square input measured at): the
+# zoo's measured costs (soteacher/teacher_side/models/zoo.py; see the module docstring)
+CPU_COSTS: dict[str, tuple[float, float, int]] = {name: arch.cpu_cost for name, arch in ZOO.items()}
 GPU_FACTOR = 200.0  # assumed: one GPU step vs one (contended) CPU thread of CPU_COSTS (see docstring)
 GPU_STEP_FLOOR_S = 0.005  # assumed: fastest training step of a small net at batch 64 on a GPU
 JOB_OVERHEAD_S = 6.0  # measured on the default study: start-up, torch + MLflow imports, set-up and exit per job
 HUGE_JOBS = 1000
 HUGE_GPU_HOURS = 100.0
-
-# (train images, test images) of the full real data sets
-DATASET_SIZES = {
-    "cifar100": (50_000, 10_000),
-    "tiny_imagenet": (100_000, 10_000),
-    "fashion_mnist": (60_000, 10_000),
-    "imagenet": (1_281_167, 50_000),
-}
 
 
 @dataclass
@@ -97,7 +62,7 @@ def data_sizes(config: dict) -> tuple[int, int]:
     data = config["data"]
     if data["dataset"] == "synthetic":
         return data["synthetic"]["train_size"], data["synthetic"]["test_size"]
-    train, test = DATASET_SIZES[data["dataset"]]
+    train, test = DATASETS[data["dataset"]].full_size  # type: ignore[misc]
     if data["train_limit"]:
         train = min(train, data["train_limit"])
     train -= data.get("val_size", 0)  # held out of the training split, never trained on

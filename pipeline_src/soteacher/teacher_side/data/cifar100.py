@@ -17,24 +17,24 @@ import numpy as np
 import torch
 
 from soteacher.teacher_side.data.common import DataError, check_md5, md5_bytes
+from soteacher.teacher_side.data.registry import DATASETS, published_samples
 
 FOLDER = "cifar-100-python"
 ARCHIVE = "cifar-100-python.tar.gz"
 URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
-MEAN = (0.5071, 0.4867, 0.4408)  # the CRD / SoTeacher code constants
-STD = (0.2675, 0.2565, 0.2761)
+MEAN, STD = DATASETS["cifar100"].mean, DATASETS["cifar100"].std
 
 
 @dataclass(frozen=True)
 class Expect:
-    num_classes: int | None = 100
+    num_classes: int | None = None  # None: not checked
     samples: dict | None = None  # split -> count; None: any
     md5: dict | None = None  # file name -> md5; None: not checked
 
 
 PUBLISHED = Expect(
-    num_classes=100,
-    samples={"train": 50000, "test": 10000},
+    num_classes=DATASETS["cifar100"].num_classes,
+    samples=published_samples("cifar100"),
     md5={"train": "16019d7e3df5f24257cddd939b257f8d", "test": "f0ef6b0ae62326f3e7ffdfab6717acfc",
          "meta": "7973b15100ade9c7d40fb424638fde48"},
 )

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from soteacher.teacher_side.data.common import DataError, check_md5, md5_bytes
+from soteacher.teacher_side.data.registry import DATASETS, published_samples
 
-DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
-MEAN = (0.2860, 0.2860, 0.2860)  # train-split pixel mean / std on [0, 1], replicated to 3 channels
-STD = (0.3530, 0.3530, 0.3530)
+DEFAULT_ROOT = DATASETS["fashion_mnist"].default_root
+MEAN, STD = DATASETS["fashion_mnist"].mean, DATASETS["fashion_mnist"].std
 PREFIX = {"train": "train", "test": "t10k"}
 HOW_TO_GET = ("install Debian's package (apt-get install dataset-fashion-mnist: files in "
               f"{DEFAULT_ROOT}), set data.download: true (torchvision fetches them into "
@@ -35,14 +35,14 @@ HOW_TO_GET = ("install Debian's package (apt-get install dataset-fashion-mnist: 
 
 @dataclass(frozen=True)
 class Expect:
-    num_classes: int | None = 10
+    num_classes: int | None = None  # None: not checked
     samples: dict | None = None  # split -> count
     md5: dict | None = None  # decompressed file name -> md5
 
 
 PUBLISHED = Expect(
-    num_classes=10,
-    samples={"train": 60000, "test": 10000},
+    num_classes=DATASETS["fashion_mnist"].num_classes,
+    samples=published_samples("fashion_mnist"),
     md5={"train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
          "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
          "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",

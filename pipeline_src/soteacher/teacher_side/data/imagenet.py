@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from soteacher.teacher_side.data import Data
 from soteacher.teacher_side.data.augment import random_crop_flip
 from soteacher.teacher_side.data.common import DataError, subset_indices
+from soteacher.teacher_side.data.registry import DATASETS, published_samples
+from soteacher.teacher_side.data.types import Data
 
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
+MEAN, STD = DATASETS["imagenet"].mean, DATASETS["imagenet"].std
 FOLDERS = {"train": "train", "test": "val"}
 EXTENSIONS = (".jpeg", ".jpg", ".png")
 HOW_TO_GET = ("ImageNet needs a (free, registered) download from https://image-net.org: unpack ILSVRC2012_img_train "
@@ -43,11 +43,11 @@ HOW_TO_GET = ("ImageNet needs a (free, registered) download from https://image-n
 
 @dataclass(frozen=True)
 class Expect:
-    num_classes: int | None = 1000
-    samples: dict | None = None
+    num_classes: int | None = None  # None: not checked
+    samples: dict | None = None  # split -> count; None: any
 
 
-PUBLISHED = Expect(num_classes=1000, samples={"train": 1281167, "test": 50000})
+PUBLISHED = Expect(num_classes=DATASETS["imagenet"].num_classes, samples=published_samples("imagenet"))
 
 
 def _classes(folder: Path) -> list[str]:

@@ -18,23 +18,31 @@ from pathlib import Path
 import torch
 
 from soteacher.teacher_side.data.common import DataError, decode_many
+from soteacher.teacher_side.data.registry import DATASETS
 
 FOLDER = "tiny-imagenet-200"
 URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
-MEAN = (0.4802, 0.4481, 0.3975)
-STD = (0.2302, 0.2265, 0.2262)
+MEAN, STD = DATASETS["tiny_imagenet"].mean, DATASETS["tiny_imagenet"].std
 HOW_TO_GET = f"download {URL} and unzip it so that data.root (or data.root/{FOLDER}) holds wnids.txt, train/ and val/"
 
 
 @dataclass(frozen=True)
 class Expect:
-    num_classes: int | None = 200
-    per_class_train: int | None = 500
-    test_samples: int | None = 10000
-    size: int = 64
+    num_classes: int | None = None  # None: not checked
+    per_class_train: int | None = None
+    test_samples: int | None = None
+    size: int = 64  # image side
 
 
-PUBLISHED = Expect()
+def _published() -> Expect:
+    spec = DATASETS["tiny_imagenet"]
+    train, test = spec.full_size  # type: ignore[misc]
+    # 500 training images per class
+    return Expect(num_classes=spec.num_classes, per_class_train=train // spec.num_classes, test_samples=test,
+                  size=spec.image_shape[-1])  # type: ignore[index, operator]
+
+
+PUBLISHED = _published()
 
 
 def base(root: Path) -> Path:

@@ -111,5 +111,3 @@ def mobilenetv2_half(num_classes: int) -> MobileNetV2:
     """MobileNetV2, expansion 6, width 0.5 (RepDistiller's ``mobile_half``)."""
     return MobileNetV2(num_classes, expansion=6, width_mult=0.5)
 
-
-MOBILENETS = {"MobileNetV2": mobilenetv2_half}

@@ -80,6 +80,13 @@ def _factory(depth: int, filters: list[int]):
     return build
 
 
-RESNETS = {f"resnet{d}": _factory(d, _SLIM) for d in (8, 14, 20, 32, 44, 56, 110)}
-RESNETS["resnet8x4"] = _factory(8, _WIDE)
-RESNETS["resnet32x4"] = _factory(32, _WIDE)
+# the factories named in soteacher.teacher_side.models.zoo
+resnet8 = _factory(8, _SLIM)
+resnet14 = _factory(14, _SLIM)
+resnet20 = _factory(20, _SLIM)
+resnet32 = _factory(32, _SLIM)
+resnet44 = _factory(44, _SLIM)
+resnet56 = _factory(56, _SLIM)
+resnet110 = _factory(110, _SLIM)
+resnet8x4 = _factory(8, _WIDE)
+resnet32x4 = _factory(32, _WIDE)

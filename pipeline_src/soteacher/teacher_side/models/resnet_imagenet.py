@@ -127,9 +127,10 @@ def _factory(block: type[BasicBlock | Bottleneck], num_blocks: list[int], imagen
     return build
 
 
-_DEPTHS = {"ResNet18": (BasicBlock, [2, 2, 2, 2]), "ResNet34": (BasicBlock, [3, 4, 6, 3]),
-           "ResNet50": (Bottleneck, [3, 4, 6, 3])}
-IMAGENET_RESNETS = {
-    **{name: _factory(block, blocks) for name, (block, blocks) in _DEPTHS.items()},
-    **{f"{name}_imagenet": _factory(block, blocks, imagenet_stem=True) for name, (block, blocks) in _DEPTHS.items()},
-}
+# the factories named in soteacher.teacher_side.models.zoo (ResNet18 … ResNet50_imagenet)
+resnet18 = _factory(BasicBlock, [2, 2, 2, 2])
+resnet34 = _factory(BasicBlock, [3, 4, 6, 3])
+resnet50 = _factory(Bottleneck, [3, 4, 6, 3])
+resnet18_imagenet = _factory(BasicBlock, [2, 2, 2, 2], imagenet_stem=True)
+resnet34_imagenet = _factory(BasicBlock, [3, 4, 6, 3], imagenet_stem=True)
+resnet50_imagenet = _factory(Bottleneck, [3, 4, 6, 3], imagenet_stem=True)

@@ -88,5 +88,3 @@ def shufflenetv1(num_classes: int) -> ShuffleNetV1:
     """ShuffleNetV1, g=3, widths 240/480/960, blocks 4/8/4 (RepDistiller's ``ShuffleV1``)."""
     return ShuffleNetV1(num_classes)
 
-
-SHUFFLENETV1 = {"ShuffleNetV1": shufflenetv1}

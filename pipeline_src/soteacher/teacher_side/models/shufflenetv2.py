@@ -113,5 +113,3 @@ def shufflenetv2(num_classes: int) -> ShuffleNetV2:
     """ShuffleNetV2 1× (116/232/464/1024 channels; RepDistiller's ``ShuffleV2``)."""
     return ShuffleNetV2(num_classes, net_size=1.0)
 
-
-SHUFFLENETV2 = {"ShuffleNetV2": shufflenetv2}

@@ -20,12 +20,12 @@ from torch import nn
 
 from soteacher.teacher_side.models.base import ModelOutput
 
-_CFGS: dict[str, list[list[int]]] = {
-    "vgg8": [[64], [128], [256], [512], [512]],
-    "vgg11": [[64], [128], [256, 256], [512, 512], [512, 512]],
-    "vgg13": [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]],
-    "vgg16": [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]],
-    "vgg19": [[64, 64], [128, 128], [256, 256, 256, 256], [512, 512, 512, 512], [512, 512, 512, 512]],
+_CFGS: dict[int, list[list[int]]] = {  # depth -> conv widths per block
+    8: [[64], [128], [256], [512], [512]],
+    11: [[64], [128], [256, 256], [512, 512], [512, 512]],
+    13: [[64, 64], [128, 128], [256, 256], [512, 512], [512, 512]],
+    16: [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]],
+    19: [[64, 64], [128, 128], [256, 256, 256, 256], [512, 512, 512, 512], [512, 512, 512, 512]],
 }
 
 
@@ -87,4 +87,9 @@ def _factory(cfg: list[list[int]]):
     return build
 
 
-VGGS = {name: _factory(cfg) for name, cfg in _CFGS.items()}
+# the factories named in soteacher.teacher_side.models.zoo
+vgg8 = _factory(_CFGS[8])
+vgg11 = _factory(_CFGS[11])
+vgg13 = _factory(_CFGS[13])
+vgg16 = _factory(_CFGS[16])
+vgg19 = _factory(_CFGS[19])

@@ -111,4 +111,8 @@ def _factory(depth: int, widen_factor: int):
     return build
 
 
-WRNS = {f"wrn_{d}_{k}": _factory(d, k) for d in (16, 40) for k in (1, 2)}
+# the factories named in soteacher.teacher_side.models.zoo
+wrn_16_1 = _factory(16, 1)
+wrn_16_2 = _factory(16, 2)
+wrn_40_1 = _factory(40, 1)
+wrn_40_2 = _factory(40, 2)
