@@ -1,5 +1,6 @@
-"""The theory-study tables and figures (``theory``) and the seed-paired Δs, from hand-written metrics files whose
-numbers are chosen so that every expected value below is computed by hand."""
+"""The aggregate package: the summary, delta and ablation tables, the theory-study tables (``theory``), the seed-paired
+Δs and the figures, from hand-written metrics files whose numbers are chosen so that every expected value below is
+computed by hand; and the one declaration of its outputs, which the Snakemake rule reads."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import pytest
 from soteacher.common import config as config_mod
 from soteacher.common import layout
 from soteacher.student_side import aggregate, jobs
+from soteacher.student_side.aggregate.outputs import FIGURES, OUTPUTS
 from soteacher.teacher_side import jobs as teacher_jobs
-from tests.conftest import TINY_CONFIG
+from tests.conftest import REPO, TINY_CONFIG, copy_workflow, run
 
 T975 = {1: 12.706205, 3: 3.182446}  # t_{0.975, df}, from a t table
 REFERENCE = {"bayes_acc": {"train": 88.0, "val": 87.0, "test": 86.0},
@@ -181,9 +183,13 @@ def test_early_stopping_uses_the_val_best_distilled_checkpoint(study):
 
 
 def test_every_output_exists_and_figures_are_real_pngs(study):
+    # the declared files and nothing else: dvc.yaml tracks the tables and figures folders whole
+    assert set(study) == set(OUTPUTS)
+    written = {p.as_posix() for folder in (layout.TABLES_DIR, layout.FIGURES_DIR) for p in Path(folder).iterdir()}
+    assert written == {out.path for out in OUTPUTS.values()}
     for key, path in study.items():
         assert path.is_file(), key
-    for key in aggregate.FIGURES:
+    for key in FIGURES:
         png = study[key].read_bytes()
         assert png.startswith(b"\x89PNG"), key
         # real plots, not placeholders (this study has no ablation recipes: that one is the placeholder)
@@ -248,3 +254,141 @@ def test_best_epoch_column_names_the_split_that_chose_it(study):
     md = study["markdown"].read_text()
     assert "student acc, best epoch, chosen on val (%)" in md
     assert (pd.read_csv(study["csv"])["best_chosen_on"] == "val").all()
+
+
+def _tiny_raw(**changes) -> dict:
+    """The tiny config, raw, with dotted keys replaced."""
+    raw = config_mod.read_yaml(TINY_CONFIG)
+    for dotted, value in changes.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return raw
+
+
+# ---- summary, deltas and ablation from hand-written metrics ----------------------------------------------------------
+
+def _write_results(root: Path, cfg: dict, student_acc, teacher_acc=lambda job: 80.0) -> None:
+    for job in teacher_jobs.teacher_jobs(cfg):
+        epochs = config_mod.checkpoint_epochs(cfg["teacher"])
+        path = root / layout.teacher_metrics(job)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"checkpoints": {str(e): {"test_acc": teacher_acc(job) + e + job["teacher_seed"],
+                                                             "tv_pstar_train": 0.3} for e in epochs}}))
+    for job in jobs.student_jobs(cfg):
+        path = root / jobs.student_metrics(job)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        acc = student_acc(job)
+        path.write_text(json.dumps({"last_acc": acc, "best_acc": acc + 1.0}))
+
+
+def test_tables_deltas_and_ablation_from_known_numbers(tmp_path, monkeypatch):
+    recipes = {"standard": {}, "soteacher": {"lambda_lr": 1e-5, "lambda_cr": 1.0},
+               "lr_big": {"lambda_lr": 1e-3, "lambda_cr": 1.0}, "cr_half": {"lambda_lr": 1e-5, "lambda_cr": 0.5},
+               "cosine": {"lambda_lr": 1e-5, "lambda_cr": 1.0, "cr_schedule": "cosine"},
+               "both": {"lambda_lr": 0.0, "lambda_cr": 2.0}}  # two changes: no ablation point
+    cfg = config_mod.validate(_tiny_raw(**{"teacher.recipes": recipes, "teacher.seeds": [0, 1],
+                                       "distill.seeds": [0, 1]}), deep=False)
+    gain = {"standard": 0.0, "soteacher": 1.0, "lr_big": -2.0, "cr_half": 0.5, "cosine": 0.25, "both": 0.0}
+    _write_results(tmp_path, cfg, lambda job: 50.0 + gain[job["recipe"]] + job["seed"] + (job["method"] == "kd"))
+    monkeypatch.chdir(tmp_path)
+    outputs = aggregate.run(cfg)
+
+    table = pd.read_csv(outputs["csv"])
+    row = table[(table["recipe"] == "soteacher") & (table["method"] == "kd") & (table["teacher_epoch"] == 2)].iloc[0]
+    assert row["student_last_mean"] == pytest.approx(52.5) and row["n"] == 4
+    # every (teacher seed, student seed) pair differs by the recipe's gain: a zero-width interval above 0
+    assert row["delta_last_mean"] == pytest.approx(1.0) and row["delta_best_mean"] == pytest.approx(1.0)
+    assert row["delta_last_n"] == 4 and row["delta_last_low"] == pytest.approx(1.0)
+    assert row["delta_last_verdict"] == "better"
+    assert row["teacher_acc"] == pytest.approx(82.5) and row["teacher_acc_std"] == pytest.approx(0.7071, abs=1e-3)
+    assert row["n_teachers"] == 2
+    assert table[table["recipe"] == "standard"]["delta_last_mean"].isna().all()
+
+    delta = pd.read_csv(outputs["delta_csv"])
+    assert set(delta["recipe"]) == set(recipes) - {"standard"}
+    assert (delta[delta["recipe"] == "lr_big"]["sign_last"] == "-").all()
+    assert (delta[delta["recipe"] == "soteacher"]["sign_last"] == "+").all()
+    bars = pd.read_csv(outputs["delta_by_method"])
+    assert set(bars["versus"]) == {"standard"}  # no vanilla student in this study
+    assert bars.set_index(["recipe", "method"]).loc[("cr_half", "fitnet"), "delta_last_mean"] == pytest.approx(0.5)
+
+    ablation = pd.read_csv(outputs["ablation_csv"])
+    assert set(ablation["parameter"]) == {"lambda_lr", "lambda_cr", "cr_schedule"}
+    assert "both" not in set(ablation["recipe"])
+    lr = ablation[(ablation["parameter"] == "lambda_lr") & (ablation["method"] == "kd")]
+    assert list(lr["value"].astype(float)) == [1e-5, 1e-3]  # sorted by value
+    assert list(lr["student_last_mean"]) == pytest.approx([52.5, 49.5])
+    assert lr["standard_student_last_mean"].eq(51.5).all()
+
+    md = outputs["markdown"].read_text()
+    assert "Δ vs standard, last epoch (pp)" in md and "+1.00" in md and "-2.00" in md
+    assert "teacher acc (%)" in md and "82.50 ± 0.71" in md
+    tex = outputs["latex"].read_text()
+    assert "\\begin{tabular}" in tex and "\\toprule" in tex and "resnet8" in tex and "\\%" in tex
+    assert "\\begin{tabular}" in outputs["delta_latex"].read_text()
+    for key in ("figure", "delta_figure", "ablation_figure"):
+        assert outputs[key].read_bytes().startswith(b"\x89PNG")
+    assert outputs["ablation_figure"].stat().st_size > 20_000  # a real plot, not the placeholder
+
+
+def test_no_ablation_and_no_standard_give_placeholders(tmp_path, monkeypatch):
+    cfg = config_mod.validate(_tiny_raw(**{"teacher.recipes": {"soteacher": {"lambda_lr": 1e-5}}}), deep=False)
+    _write_results(tmp_path, cfg, lambda job: 60.0)
+    monkeypatch.chdir(tmp_path)
+    outputs = aggregate.run(cfg)
+    assert pd.read_csv(outputs["delta_csv"]).empty and pd.read_csv(outputs["ablation_csv"]).empty
+    assert "No recipe to compare" in outputs["delta_markdown"].read_text()
+    for key in ("delta_figure", "ablation_figure"):
+        png = outputs[key].read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) < 20_000
+
+
+def test_teachers_count_once_with_runs_missing_and_single_runs_show_no_spread(tmp_path, monkeypatch):
+    cfg = config_mod.validate(_tiny_raw(**{"teacher.seeds": [0, 1], "distill.seeds": [0, 1, 2]}), deep=False)
+    # teacher seed 0 scores 70 + epoch, seed 1 scores 80 + epoch + 1 (see _write_results)
+    _write_results(tmp_path, cfg, lambda job: 50.0 + job["seed"],
+                   teacher_acc=lambda job: 70.0 + 10 * job["teacher_seed"])
+    for job in jobs.student_jobs(cfg):
+        single = job["recipe"] == "soteacher" and job["method"] == "kd"
+        if (job["teacher_seed"] == 1 and job["seed"] > 0) or (single and (job["teacher_seed"], job["seed"]) != (0, 0)):
+            (tmp_path / jobs.student_metrics(job)).unlink()
+    monkeypatch.chdir(tmp_path)
+    outputs = aggregate.run(cfg, allow_partial=True)
+
+    table = pd.read_csv(outputs["csv"]).set_index(["recipe", "method", "teacher_epoch"])
+    four_runs = table.loc[("standard", "kd", 2)]  # three runs under teacher seed 0, one under seed 1
+    assert four_runs["n"] == 4 and four_runs["n_teachers"] == 2
+    assert four_runs["teacher_acc"] == pytest.approx((72.0 + 83.0) / 2)  # not (3 × 72 + 83) / 4
+    single = table.loc[("soteacher", "kd", 2)]
+    assert single["n"] == 1 and pd.isna(single["student_last_std"]) and pd.isna(single["teacher_acc_std"])
+    # paired by seed: the one soteacher run (teacher seed 0, seed 0) against the standard run with the same seeds
+    # (50.0), not against the mean of all four standard runs (50.75)
+    assert single["delta_last_mean"] == pytest.approx(0.0) and single["delta_last_n"] == 1
+    assert pd.isna(single["delta_last_low"]) and single["delta_last_verdict"] == "n = 1, no interval"
+    md = outputs["markdown"].read_text()
+    single_line = next(line for line in md.splitlines() if "| soteacher | 2 " in line and "| kd " in line)
+    assert "±" not in single_line and re.search(r"\|\s*50\.00\s*\|", single_line)
+    assert "nan" not in md.lower() and "nan" not in outputs["delta_markdown"].read_text().lower()
+
+
+# ---- the one declaration of the outputs -------------------------------------------------------------------------
+
+def test_snakemake_rule_declares_exactly_the_package_outputs(tmp_path):
+    """report.smk builds rule aggregate's outputs from ``OUTPUTS``: a dry run lists every declared path, no other."""
+    work = copy_workflow(tmp_path)
+    out = run(["snakemake", "-n", "--cores", "1", "aggregate"], work)
+    job = re.search(r"^rule aggregate:$(.*?)^\s+jobid:", out.stdout + out.stderr, re.M | re.S)
+    assert job, out.stdout[-2000:]
+    listed = re.search(r"^\s+output: (.+)$", job[1], re.M)[1].split(", ")
+    assert sorted(listed) == sorted(o.path for o in OUTPUTS.values())
+
+
+def test_report_captions_exist_and_every_figure_is_in_the_report():
+    for key, out in OUTPUTS.items():
+        assert (out.caption is None) == (out.category is None), key
+        if out.caption:  # relative to the rule file's folder, as Snakemake reads it
+            assert (REPO / "workflow/rules" / out.caption).resolve().is_file(), key
+    assert FIGURES and all(OUTPUTS[key].category == "Figures" for key in FIGURES)

@@ -1,38 +1,23 @@
-"""The theory study: teachers against the true label distribution p*(x), students paired by seed, and the
-skeptic's early-stopping comparison. Tables (CSV + Markdown) and the teacher-history figures.
+"""The theory study's tables: teachers against the true label distribution p*(x) (the regime check, Δ vs standard
+paired by teacher seed), students paired by seed against the standard recipe and the vanilla student, and the
+skeptic's early-stopping comparison; as CSV frames and Markdown. Its figures are in ``figures``.
 
 Teachers come from their ``metrics.json`` (``checkpoints`` and the per-epoch ``history``), the Bayes reference
-from the data manifest (synthetic data only). Keys a file predates are NaN, and a table or figure that needs
-them says so instead of failing.
+from the data manifest (synthetic data only), both read by ``collect``. Keys a file predates are NaN, and a table
+that needs them says so instead of failing.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pandas as pd
 
-from soteacher.common import layout
-from soteacher.common.io import read_json
-from soteacher.student_side import jobs, stats
-from soteacher.student_side.aggregate import (
-    STANDARD,
-    VANILLA,
-    _plt,
-    _save,
-    _signed,
-    at_last_checkpoint,
-    number,
-    placeholder_figure,
-    signed_interval,
-)
-from soteacher.teacher_side.jobs import teacher_jobs
+from soteacher.student_side import stats
+from soteacher.student_side.aggregate import tables
+from soteacher.student_side.aggregate.collect import STANDARD, TEACHER, VANILLA, reference_value
+from soteacher.student_side.aggregate.compare import at_last_checkpoint
 
-TEACHER_KEYS = ["lr", "train_loss", "train_ce", "train_acc", "train_eval_acc", "test_acc", "test_loss", "val_acc",
-                "val_loss", "tv_pstar_train", "tv_pstar_test", "tv_pstar_val", "kl_pstar_train", "kl_pstar_test",
-                "kl_pstar_val"]
-TEACHER = ["teacher", "recipe"]
 LOWER_IS_BETTER = {"tv_pstar_train", "tv_pstar_test", "kl_pstar_train", "kl_pstar_test"}
 SHOWN_AT_LAST = {"train_eval_acc": "train-eval acc (%)", "test_acc": "test acc (%)", "val_acc": "val acc (%)",
                  "tv_pstar_train": "TV to p* (train)", "kl_pstar_train": "KL(p*‖net) (train)",
@@ -43,42 +28,6 @@ DELTA_METRICS = {"tv_pstar_train": "TV to p* (train)", "kl_pstar_train": "KL(p*�
 CI_NOTE = "± is the half-width of the 95 % t-interval over seeds (none with n = 1)"
 VERDICT_NOTE = ("Verdict: *better* / *worse* when the 95 % paired interval excludes 0 (for TV and KL to p*, lower "
                 "is better), *inconclusive* when it contains 0, *n = 1, no interval* with a single pair.")
-
-
-# ---- inputs ---------------------------------------------------------------------------------------------------
-
-def reference(config: dict) -> dict:
-    """The data manifest's Bayes reference (``bayes_acc`` and ``expected_max_pstar`` per split, %), or {} for
-    real data and manifests that predate it."""
-    path = layout.data_dir(config["data"]["dataset"]) / "manifest.json"
-    return read_json(path).get("reference", {}) if path.is_file() else {}
-
-
-def _ref(ref: dict, key: str, split: str) -> float:
-    value = ref.get(key, {}).get(split)
-    return math.nan if value is None else float(value)
-
-
-def teacher_frames(config: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(checkpoints, history): one row per saved checkpoint / per epoch of every teacher whose metrics exist,
-    with ``distilled`` marking the checkpoints students were trained from."""
-    ckpts, history = [], []
-    for job in teacher_jobs(config):
-        path = layout.teacher_metrics(job)
-        if not path.is_file():
-            continue
-        metrics = read_json(path)
-        who = {"teacher": job["teacher_arch"], "recipe": job["recipe"], "teacher_seed": job["teacher_seed"]}
-        distilled = set(jobs.teacher_distill_epochs(config, job["recipe"]))
-        for epoch, entry in metrics.get("checkpoints", {}).items():
-            ckpts.append({**who, "teacher_epoch": int(epoch), "distilled": int(epoch) in distilled,
-                          **{k: number(entry, k) for k in TEACHER_KEYS}})
-        for i, entry in enumerate(metrics.get("history", [])):
-            history.append({**who, "epoch": int(entry.get("epoch", i + 1)),
-                            **{k: number(entry, k) for k in TEACHER_KEYS}})
-    columns = [*TEACHER, "teacher_seed"]
-    return (pd.DataFrame(ckpts, columns=[*columns, "teacher_epoch", "distilled", *TEACHER_KEYS]),
-            pd.DataFrame(history, columns=[*columns, "epoch", *TEACHER_KEYS]))
 
 
 def val_best(checkpoints: pd.DataFrame) -> pd.DataFrame:
@@ -124,7 +73,7 @@ def teachers_table(checkpoints: pd.DataFrame, history: pd.DataFrame, ref: dict) 
     out = _merge_all(parts, keys)
 
     # the regime: does the standard teacher fit the training labels beyond E[max p*] and drift away from p*?
-    emax, bayes = _ref(ref, "expected_max_pstar", "train"), _ref(ref, "bayes_acc", "test")
+    emax, bayes = reference_value(ref, "expected_max_pstar", "train"), reference_value(ref, "bayes_acc", "test")
     out["expected_max_pstar_train"] = emax
     for c in ("mean", "low", "high"):
         out[f"fit_gap_{c}"] = out[f"train_eval_acc_{c}"] - emax
@@ -161,7 +110,7 @@ def _ci(table: pd.DataFrame, prefix: str, digits: int = 2, signed: bool = False)
         if pd.isna(mean):
             return "–"
         if signed:
-            return signed_interval(mean, low, high, digits)
+            return tables.signed_interval(mean, low, high, digits)
         return f"{mean:.{digits}f}" if pd.isna(low) else f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}"
 
     if f"{prefix}_mean" not in table:
@@ -185,7 +134,7 @@ def teachers_markdown(table: pd.DataFrame, title: str, ref: dict) -> str:
             "n": table["n_teachers"]}
     at_last = pd.DataFrame({**head, **{label: _ci(table, m, _digits(m)) for m, label in SHOWN_AT_LAST.items()
                                        if table[f"{m}_mean"].notna().any()}})
-    emax, bayes = _ref(ref, "expected_max_pstar", "train"), _ref(ref, "bayes_acc", "test")
+    emax, bayes = reference_value(ref, "expected_max_pstar", "train"), reference_value(ref, "bayes_acc", "test")
     regime = pd.DataFrame({
         **head,
         "train-eval acc − E[max p*] (train, pp)": _ci(table, "fit_gap", signed=True),
@@ -195,7 +144,7 @@ def teachers_markdown(table: pd.DataFrame, title: str, ref: dict) -> str:
         "val-chosen ckpt": table.get("val_best_epoch_by_seed", pd.Series("–", index=table.index)).fillna("–"),
         "its test acc (%)": _ci(table, "val_best_test_acc"),
         "− Bayes test acc (pp)": table.get("val_best_gap_to_bayes", pd.Series(math.nan, index=table.index)).map(
-            _signed),
+            tables.signed),
     })
     others = table[table["recipe"] != STANDARD]
     delta = pd.DataFrame({
@@ -333,64 +282,6 @@ def early_stopping_markdown(table: pd.DataFrame, title: str, why_empty: str) -> 
             "is never used to choose); the recipe's teacher is its last checkpoint. Δ: student last-epoch test "
             "accuracy, recipe minus early-stopped standard, paired by (teacher seed, student seed); n: pairs; "
             f"{CI_NOTE.replace('over seeds', 'over the n pairs')}. {VERDICT_NOTE}\n")
-
-
-# ---- figures --------------------------------------------------------------------------------------------------
-
-def _band(frame: pd.DataFrame, value: str) -> pd.DataFrame:
-    """Per epoch: mean, min and max of ``value`` over teacher seeds."""
-    return frame.groupby("epoch")[value].agg(["mean", "min", "max"]).reset_index()
-
-
-def _history_panels(history: pd.DataFrame, path: Path, panels: list[tuple[str, str]], title: str,
-                    checkpoints: pd.DataFrame | None = None, hline: tuple[float, str] | None = None) -> None:
-    """One panel per (history column, y label): per teacher arch × recipe, the mean over teacher seeds with a
-    min–max band; distilled checkpoints marked on the first panel; ``hline`` drawn on the second."""
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
-    lines = list(history.groupby(TEACHER, sort=False))
-    for p, (ax, (value, label)) in enumerate(zip(axes.flat, panels)):
-        for i, ((teacher, recipe), part) in enumerate(lines):
-            band = _band(part[part[value].notna()], value)
-            name = recipe if history["teacher"].nunique() == 1 else f"{teacher}, {recipe}"
-            ax.plot(band["epoch"], band["mean"], color=f"C{i}", label=name)
-            ax.fill_between(band["epoch"], band["min"], band["max"], color=f"C{i}", alpha=0.2)
-            if p == 0 and checkpoints is not None:
-                marks = band[band["epoch"].isin(checkpoints[(checkpoints["teacher"] == teacher)
-                                                            & (checkpoints["recipe"] == recipe)
-                                                            & checkpoints["distilled"]]["teacher_epoch"])]
-                ax.plot(marks["epoch"], marks["mean"], "o", color=f"C{i}", markeredgecolor="black",
-                        label="distilled checkpoint" if i == 0 else None)
-        if p == 1 and hline is not None and not math.isnan(hline[0]):
-            ax.axhline(hline[0], color="black", linestyle=":", label=hline[1])
-        ax.set_xlabel("teacher epoch")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    _save(fig, path)
-
-
-def tv_curves_figure(history: pd.DataFrame, checkpoints: pd.DataFrame, ref: dict, path: Path) -> None:
-    """Training-split TV to p* per teacher epoch, and the clean training accuracy against E[max p*](train)."""
-    if history.empty or history["tv_pstar_train"].isna().all():
-        placeholder_figure(path, "no teacher history with TV to p* (needs synthetic data and per-epoch metrics)")
-        return
-    _history_panels(history, path, [("tv_pstar_train", "TV to p* (train split)"),
-                                    ("train_eval_acc", "train-eval accuracy (%)")],
-                    "Teacher distance to p* and training fit per epoch (mean over teacher seeds; band: min–max)",
-                    checkpoints=checkpoints, hline=(_ref(ref, "expected_max_pstar", "train"), "E[max p*] (train)"))
-
-
-def teacher_curves_figure(history: pd.DataFrame, path: Path) -> None:
-    """Paper Fig. 1(a) shape: running training cross-entropy and test accuracy per teacher epoch."""
-    if history.empty or history["train_ce"].isna().all():
-        placeholder_figure(path, "no per-epoch teacher history in the metrics files")
-        return
-    _history_panels(history, path, [("train_ce", "training cross-entropy (running, augmented)"),
-                                    ("test_acc", "test accuracy (%)")],
-                    "Teacher training curves (mean over teacher seeds; band: min–max)")
 
 
 # ---- summary.json ------------------------------------------------------------------------------------------------
