@@ -1,5 +1,5 @@
 # The aggregate job's outputs and their report captions are declared once, in the package.
-from soteacher.student_side.aggregate.outputs import OUTPUTS as aggregate_outputs
+from soteacher.student_side.aggregate import outputs as aggregate_outputs
 
 
 rule aggregate:
@@ -7,11 +7,10 @@ rule aggregate:
         student_jobs.student_outputs(config),
         teacher_jobs.teacher_outputs(config),
     output:
-        **{key: report(o.path, caption=o.caption, category=o.category) if o.caption else o.path
-           for key, o in aggregate_outputs.items()},
+        **aggregate_outputs.rule_outputs(report),
+    log:
+        layout.AGGREGATE_LOG,
     params:
         spec=lambda w: json.dumps({k: v for k, v in config.items() if k != "tracking"}, sort_keys=True),
-    log:
-        "logs/aggregate.log",
     shell:
         "python -m soteacher aggregate --spec {params.spec:q} > {log:q} 2>&1"

@@ -68,6 +68,9 @@ def student_group_dir(job: dict) -> Path:
     return Path(STUDENTS_DIR + (CHECKPOINT_STUDENTS if "teacher_arch" in job else ALONE_STUDENTS).format(**job))
 
 
+AGGREGATE_LOG = LOGS + "/aggregate.log"
+
+
 def log(kind: str, name: str) -> str:
     """A job's log file: ``logs/<kind>/<name>.log`` (``name`` may hold wildcards)."""
     return f"{LOGS}/{kind}/{name}.log"

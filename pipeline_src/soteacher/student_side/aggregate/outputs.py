@@ -1,6 +1,6 @@
 """Every file the aggregate job writes, declared once: its key (the Snakemake output name), its path, and for
-those in the Snakemake HTML report, the caption and category. ``workflow/rules/report.smk`` builds rule
-``aggregate``'s outputs from ``OUTPUTS``; ``dvc.yaml`` tracks their folders, ``layout.TABLES_DIR`` and
+those in the Snakemake HTML report, the caption and category. ``workflow/rules/report.smk`` takes rule
+``aggregate``'s outputs from ``rule_outputs``; ``dvc.yaml`` tracks their folders, ``layout.TABLES_DIR`` and
 ``layout.FIGURES_DIR``, so a new output needs no edit there.
 
 Snakemake imports this module when it parses the rules: it imports neither pandas nor matplotlib.
@@ -8,6 +8,7 @@ Snakemake imports this module when it parses the rules: it imports neither panda
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,3 +65,9 @@ FIGURES = [key for key, out in OUTPUTS.items() if out.path.startswith(layout.FIG
 
 def output_paths() -> dict[str, Path]:
     return {key: Path(out.path) for key, out in OUTPUTS.items()}
+
+
+def rule_outputs(report: Callable[..., object]) -> dict[str, object]:
+    """Rule aggregate's outputs: each path, wrapped with Snakemake's ``report`` where it has a caption."""
+    return {key: report(o.path, caption=o.caption, category=o.category) if o.caption else o.path
+            for key, o in OUTPUTS.items()}
