@@ -72,7 +72,7 @@ def test_deterministic_setup_sets_torch_flags_without_importing_inductor():
     # torch.use_deterministic_algorithms imports torch._inductor (1.6 s per job); devices.setup sets the same flags
     flags = _python(
         "import sys, torch\n"
-        "from soteacher import devices\n"
+        "from soteacher.common import devices\n"
         "devices.setup({'threads': 1, 'deterministic': True, 'device': 'cpu'})\n"
         "print(torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),"
         " 'torch._inductor' in sys.modules)")
@@ -82,7 +82,7 @@ def test_deterministic_setup_sets_torch_flags_without_importing_inductor():
 def test_compiling_a_model_carries_determinism_over_to_inductor():
     flags = _python(
         "import torch\n"
-        "from soteacher import devices\n"
+        "from soteacher.common import devices\n"
         "from soteacher.teacher_side.loop import prepare_model\n"
         "devices.setup({'threads': 1, 'deterministic': True, 'device': 'cpu'})\n"
         "prepare_model(torch.nn.Linear(2, 2), {'compile': True})\n"
@@ -95,7 +95,7 @@ def test_commands_without_training_do_not_import_torch(tmp_path):
     # init-tracking, and the config check Snakemake runs at start-up (the aggregate job's too)
     loaded = _python(
         "import sys\n"
-        "from soteacher import config\n"
+        "from soteacher.common import config\n"
         "from soteacher.cli import main\n"
         f"main(['init-tracking', '--experiment', 'x', '--tracking-uri', 'sqlite:///{tmp_path}/m.db'])\n"
         f"config.load({str(REPO / 'config/config.yaml')!r}, deep=False)\n"
