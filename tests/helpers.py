@@ -1,6 +1,14 @@
-"""Small builders shared by tests: tiny in-memory data and learners."""
+"""What tests share besides fixtures: paths, a runnable copy of the workflow, subprocess runs, tiny in-memory
+data and learners."""
 
 from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import torch
 
@@ -11,8 +19,59 @@ from soteacher.teacher_side.loop import Learner, make_optimizer, seed_everything
 from soteacher.teacher_side.models import build_model, feature_shapes
 from soteacher.teacher_side.objective import TeacherObjective
 
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "tests" / "configs" / "tiny.yaml"
+WORKFLOW_FILES = ["Snakefile", "workflow", "profiles", "dvc.yaml", ".dvcignore"]
+BIN = Path(sys.executable).parent
+
 OPTIM = {"lr": 0.05, "lr_by_arch": {}, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 16,
          "lr_milestones": [2], "lr_gamma": 0.1}
+
+
+# --- the workflow and its commands, for real ------------------------------------------------------------------
+
+
+def copy_workflow(dest: Path, config_file: Path = TINY_CONFIG) -> Path:
+    """A runnable copy of the workflow in ``dest`` with ``config_file`` as its config/config.yaml."""
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name)
+        else:
+            shutil.copy(src, dest / name)
+    (dest / "config").mkdir()
+    shutil.copy(config_file, dest / "config" / "config.yaml")
+    return dest
+
+
+def subprocess_env(**extra) -> dict:
+    """The environment for real Snakemake/DVC/MLflow runs: this venv first, no inherited MLflow/Snakemake
+    settings, a git identity for commits in temporary repositories."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "SNAKEMAKE_"))}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@example.org")
+    return {**env, **extra}
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, **env) -> subprocess.CompletedProcess:
+    out = subprocess.run(cmd, cwd=cwd, env=subprocess_env(**env), capture_output=True, text=True, timeout=900)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}")
+    return out
+
+
+def dry_run_jobs(cwd: Path) -> dict[str, int]:
+    """Jobs per rule that ``snakemake -n`` would run ({} when there is nothing to do)."""
+    out = run(["snakemake", "-n", "--cores", "2"], cwd)
+    text = out.stdout + out.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text[text.index("Job stats:"):]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
+
+
+# --- tiny in-memory data and learners ---------------------------------------------------------------------------
 
 
 def tiny_data(config: dict, val_size: int = 0) -> Data:

@@ -16,8 +16,7 @@ import torch
 
 from soteacher.common import config
 from soteacher.teacher_side.loop import Resume, train
-from tests.conftest import TINY_CONFIG
-from tests.helpers import teacher_learner, tiny_data
+from tests.helpers import TINY_CONFIG, teacher_learner, tiny_data
 
 EPOCHS = 3
 SOTEACHER = {"lambda_lr": 1e-5, "lipschitz_bound": "l1", "lambda_cr": 1.0, "cr_schedule": "linear",

@@ -15,7 +15,7 @@ from soteacher.common import config as config_mod
 from soteacher.common import layout
 from soteacher.student_side import aggregate, jobs
 from soteacher.teacher_side import jobs as teacher_jobs
-from tests.conftest import TINY_CONFIG
+from tests.helpers import TINY_CONFIG
 
 T975 = {1: 12.706205, 3: 3.182446}  # t_{0.975, df}, from a t table
 REFERENCE = {"bayes_acc": {"train": 88.0, "val": 87.0, "test": 86.0},

@@ -11,7 +11,7 @@ import yaml
 from soteacher.common import config as config_mod
 from soteacher.student_side import jobs
 from soteacher.teacher_side import jobs as teacher_jobs
-from tests.conftest import REPO, TINY_CONFIG
+from tests.helpers import REPO, TINY_CONFIG
 
 BAD_CONFIGS = [
     ({"bogus": 1}, "unknown key 'bogus'"),

@@ -19,9 +19,7 @@ import pytest
 import torch
 
 from soteacher.common import devices
-from tests.conftest import REPO
-
-BIN = Path(sys.executable).parent
+from tests.helpers import BIN, REPO
 
 # A job stand-in: announce, lock a card the way select_device does, report it, hold it until told to stop.
 HOLDER = """

@@ -21,7 +21,7 @@ from soteacher.common import config as config_mod
 from soteacher.common import layout
 from soteacher.student_side import aggregate, jobs, plan
 from soteacher.teacher_side import jobs as teacher_jobs
-from tests.conftest import REPO, TINY_CONFIG, copy_workflow
+from tests.helpers import REPO, TINY_CONFIG, copy_workflow
 
 PRESETS = sorted((REPO / "config" / "paper").glob("*.yaml"))
 
@@ -304,7 +304,7 @@ def _shrunk(preset: str, keep_recipes: list[str] | None = None) -> dict:
 
 
 def _snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
-    from tests.conftest import run
+    from tests.helpers import run
 
     return run(["snakemake", "--cores", "2", *args], work)
 
@@ -359,7 +359,7 @@ def test_fig2_preset_end_to_end_and_html_report(tmp_path):
 def test_configfile_replaces_the_default_study_instead_of_merging(tmp_path):
     """`make run CONFIG=preset` passes --configfile: the preset alone is the study (the default's fitnet must not
     leak into a KD-only preset)."""
-    from tests.conftest import run
+    from tests.helpers import run
 
     work = tmp_path / "work"
     work.mkdir()

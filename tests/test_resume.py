@@ -16,7 +16,7 @@ import torch
 from soteacher.common import config, layout
 from soteacher.common.io import CheckpointError, load_checkpoint
 from soteacher.teacher_side import jobs as teacher_jobs
-from tests.conftest import REPO, TINY_CONFIG
+from tests.helpers import REPO, TINY_CONFIG
 from tests.resume_driver import identical
 
 STEPS = 3 * 4  # 3 epochs x 4 batches of the tiny data

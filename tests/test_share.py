@@ -24,7 +24,7 @@ from soteacher.student_side import jobs
 from soteacher.teacher_side import jobs as teacher_jobs
 from soteacher.teacher_side.importer import convert, load_strict, read_reference, state_dict_of
 from soteacher.teacher_side.models import build_model
-from tests.conftest import BIN, REPO, TINY_CONFIG, copy_workflow, dry_run_jobs, run, subprocess_env
+from tests.helpers import BIN, REPO, TINY_CONFIG, copy_workflow, dry_run_jobs, run, subprocess_env
 
 REF_PATH = "refs/resnet8_vanilla/ckpt_epoch_240.pth"
 

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from soteacher.teacher_side.loop import Speed, prepare_model, train
-from tests.conftest import REPO
-from tests.helpers import teacher_learner, tiny_data
+from tests.helpers import REPO, teacher_learner, tiny_data
 from tests.test_training import SOTEACHER
 
 
