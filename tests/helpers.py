@@ -1,5 +1,5 @@
-"""What tests share besides fixtures: paths, a runnable copy of the workflow, subprocess runs, tiny in-memory
-data and learners."""
+"""What tests share besides fixtures: paths, a runnable copy of the workflow, subprocess runs, the teacher
+recipes as the schema fills them, tiny in-memory data and learners."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from soteacher.common import config as config_mod
 from soteacher.student_side.methods import METHODS
 from soteacher.teacher_side.data import Data, Split
 from soteacher.teacher_side.data.synthetic import generate
@@ -69,6 +70,27 @@ def dry_run_jobs(cwd: Path) -> dict[str, int]:
         return {}
     table = text[text.index("Job stats:"):]
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
+
+
+# --- teacher recipes: the schema's defaults, not copies --------------------------------------------------------
+
+
+def _recipe(name: str, overrides: dict) -> dict:
+    """Recipe ``name`` as the schema's default teacher.recipes fill it, ``overrides`` on top, validated (a
+    misspelt key or an out-of-range value fails here)."""
+    default = config_mod.validate({}, deep=False)["teacher"]["recipes"][name]
+    filled = config_mod.validate({"teacher": {"recipes": {name: {**default, **overrides}}}}, deep=False)
+    return filled["teacher"]["recipes"][name]
+
+
+def soteacher_recipe(**overrides) -> dict:
+    """The SoTeacher recipe (λ_LR, λ_CR and the rest as the schema's default ``soteacher`` recipe)."""
+    return _recipe("soteacher", overrides)
+
+
+def standard_recipe(**overrides) -> dict:
+    """The standard recipe (both λ zero: plain cross-entropy), as the schema's default ``standard`` recipe."""
+    return _recipe("standard", overrides)
 
 
 # --- tiny in-memory data and learners ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import torch
 
 from soteacher.teacher_side.consistency import TemporalEnsemble, consistency_loss, consistency_weight
 from soteacher.teacher_side.objective import TeacherObjective
+from tests.helpers import soteacher_recipe, standard_recipe
 
 
 def softmax_row(row: list[float]) -> list[float]:
@@ -73,7 +74,8 @@ def test_unknown_schedule_is_rejected():
 
 def test_teacher_objective_combines_terms_with_schedule():
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
-    recipe = {"lambda_lr": 0.1, "lipschitz_bound": "l1", "lambda_cr": 2.0, "cr_schedule": "linear", "cr_start_epoch": 1}
+    # the hand values below need these: a large λ_LR, λ_CR 2, the l1 bound, the linear ramp
+    recipe = soteacher_recipe(lambda_lr=0.1, lambda_cr=2.0, lipschitz_bound="l1", cr_schedule="linear")
     obj = TeacherObjective(net, recipe, num_samples=5, num_classes=3, total_epochs=4)
     from soteacher.teacher_side.models.base import ModelOutput
 
@@ -93,8 +95,7 @@ def test_teacher_objective_combines_terms_with_schedule():
 
 def test_standard_recipe_is_plain_cross_entropy():
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
-    recipe = {"lambda_lr": 0.0, "lipschitz_bound": "l1", "lambda_cr": 0.0, "cr_schedule": "linear", "cr_start_epoch": 1}
-    obj = TeacherObjective(net, recipe, 5, 3, 4)
+    obj = TeacherObjective(net, standard_recipe(), 5, 3, 4)
     from soteacher.teacher_side.models.base import ModelOutput
 
     logits = net(torch.randn(2, 1, 2, 2))

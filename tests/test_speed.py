@@ -9,13 +9,12 @@ import pytest
 import torch
 
 from soteacher.teacher_side.loop import Speed, prepare_model, train
-from tests.helpers import REPO, teacher_learner, tiny_data
-from tests.test_training import SOTEACHER
+from tests.helpers import REPO, soteacher_recipe, teacher_learner, tiny_data
 
 
 def _run(tiny_config, speed: Speed | None = None, compute: dict | None = None):
     data = tiny_data(tiny_config)
-    learner = teacher_learner(data, SOTEACHER, seed=0)
+    learner = teacher_learner(data, soteacher_recipe(), seed=0)
     prepare_model(learner.model, compute or {})
     train([learner], data, epochs=1, batch_size=16, seed=0, speed=speed or Speed())
     return learner

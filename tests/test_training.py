@@ -7,15 +7,12 @@ import torch
 
 from soteacher.teacher_side.loop import NonFiniteLossError, predict, train
 from soteacher.teacher_side.metrics import accuracy, kl_from, tv_to
-from tests.helpers import student_learner, teacher_learner, tiny_data
-
-SOTEACHER = {"lambda_lr": 1e-5, "lipschitz_bound": "l1", "lambda_cr": 1.0, "cr_schedule": "linear",
-             "cr_start_epoch": 1}
+from tests.helpers import soteacher_recipe, student_learner, teacher_learner, tiny_data
 
 
 def _train_teacher(config, seed):
     data = tiny_data(config)
-    learner = teacher_learner(data, SOTEACHER, seed)
+    learner = teacher_learner(data, soteacher_recipe(), seed)
     train([learner], data, epochs=2, batch_size=16, seed=seed)
     return learner
 
@@ -45,7 +42,7 @@ def test_history_has_every_loss_term_and_metric(tiny_config):
 
 def test_each_epoch_reports_every_split_and_the_distance_to_pstar_computed_from_the_model(tiny_config):
     data = tiny_data(tiny_config, val_size=12)
-    learner = teacher_learner(data, SOTEACHER, 0)
+    learner = teacher_learner(data, soteacher_recipe(), 0)
     train([learner], data, epochs=1, batch_size=16, seed=0)
     last = learner.history[-1]
     logits = {split: predict(learner.model, data, split) for split in ("train", "val", "test")}
@@ -56,7 +53,7 @@ def test_each_epoch_reports_every_split_and_the_distance_to_pstar_computed_from_
         pstar = getattr(data, split).pstar
         assert last[f"tv_pstar_{split}"] == pytest.approx(tv_to(logits[split], pstar))
         assert last[f"kl_pstar_{split}"] == pytest.approx(kl_from(pstar, logits[split]))
-    student_like = teacher_learner(data, SOTEACHER, 0)
+    student_like = teacher_learner(data, soteacher_recipe(), 0)
     train([student_like], data, epochs=1, batch_size=16, seed=0, eval_train_split=False)
     assert "tv_pstar_train" not in student_like.history[-1] and "val_acc" in student_like.history[-1]
 
@@ -130,7 +127,7 @@ def test_teacher_is_frozen_during_distillation(tiny_config):
 
 def test_non_finite_loss_stops_with_epoch_and_terms(tiny_config):
     data = tiny_data(tiny_config)
-    learner = teacher_learner(data, SOTEACHER, 0)
+    learner = teacher_learner(data, soteacher_recipe(), 0)
     with torch.no_grad():
         learner.model.fc.weight.fill_(float("nan"))
     with pytest.raises(NonFiniteLossError, match=r"epoch 1: .*train_ce=nan"):
