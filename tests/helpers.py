@@ -62,6 +62,13 @@ def run(cmd: list[str], cwd: Path, check: bool = True, **env) -> subprocess.Comp
     return out
 
 
+def python_output(code: str) -> str:
+    """What ``python -c code`` prints (stripped), in a fresh interpreter of this venv; fails on a non-zero exit."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
 def dry_run_jobs(cwd: Path) -> dict[str, int]:
     """Jobs per rule that ``snakemake -n`` would run ({} when there is nothing to do)."""
     out = run(["snakemake", "-n", "--cores", "2"], cwd)

@@ -1,13 +1,14 @@
-"""The shared training loop: determinism, lockstep students identical to solo runs, loud failures."""
+"""The shared training loop: determinism, lockstep students identical to solo runs, loud failures, and the speed
+switches (compute.amp / channels_last / compile) working on CPU and changing only what they should."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from soteacher.teacher_side.loop import NonFiniteLossError, predict, train
+from soteacher.teacher_side.loop import NonFiniteLossError, Speed, predict, prepare_model, train
 from soteacher.teacher_side.metrics import accuracy, kl_from, tv_to
-from tests.helpers import soteacher_recipe, student_learner, teacher_learner, tiny_data
+from tests.helpers import python_output, soteacher_recipe, student_learner, teacher_learner, tiny_data
 
 
 def _train_teacher(config, seed):
@@ -134,174 +135,61 @@ def test_non_finite_loss_stops_with_epoch_and_terms(tiny_config):
         train([learner], data, epochs=1, batch_size=16, seed=0)
 
 
-def test_synthetic_data_depend_on_the_seed_only(tiny_config):
-    from soteacher.teacher_side.data.synthetic import generate
-
-    cfg = tiny_config["data"]["synthetic"]
-    torch.manual_seed(123)
-    a = generate(cfg)
-    torch.manual_seed(456)  # the global RNG must not matter
-    b = generate(cfg)
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    c = generate({**cfg, "seed": cfg["seed"] + 1})
-    assert not torch.equal(a["train_images"], c["train_images"])
+def _run(tiny_config, speed: Speed | None = None, compute: dict | None = None):
+    data = tiny_data(tiny_config)
+    learner = teacher_learner(data, soteacher_recipe(), seed=0)
+    prepare_model(learner.model, compute or {})
+    train([learner], data, epochs=1, batch_size=16, seed=0, speed=speed or Speed())
+    return learner
 
 
-def _rows(images: torch.Tensor) -> set[bytes]:
-    return {img.numpy().tobytes() for img in images}
+def test_bf16_autocast_trains_with_finite_losses_and_really_changes_the_arithmetic(tiny_config):
+    fp32 = _run(tiny_config)
+    bf16 = _run(tiny_config, Speed(amp_bf16=True))
+    assert all(torch.isfinite(torch.tensor(v)) for v in bf16.history[0].values())
+    assert not torch.equal(fp32.model.fc.weight, bf16.model.fc.weight)  # autocast was active
+    assert torch.allclose(fp32.model.fc.weight, bf16.model.fc.weight, atol=0.05)
 
 
-def test_synthetic_val_split_is_a_third_draw_that_leaves_train_and_test_unchanged(tiny_config):
-    from soteacher.teacher_side.data.synthetic import generate
-
-    cfg = tiny_config["data"]["synthetic"]
-    plain, with_val = generate(cfg), generate(cfg, val_size=12)
-    assert set(with_val) - set(plain) == {"val_images", "val_labels", "val_pstar"}
-    assert all(torch.equal(plain[k], with_val[k]) for k in plain)  # train and test byte for byte
-    assert with_val["val_images"].shape == (12, *plain["train_images"].shape[1:])
-    assert with_val["val_pstar"].shape == (12, cfg["num_classes"])
-    assert not _rows(with_val["val_images"]) & (_rows(plain["train_images"]) | _rows(plain["test_images"]))
-    assert torch.equal(generate(cfg, val_size=12)["val_images"], with_val["val_images"])
+def test_channels_last_gives_the_same_training_up_to_float_reordering(tiny_config):
+    nchw = _run(tiny_config)
+    nhwc = _run(tiny_config, Speed(channels_last=True), {"channels_last": True})
+    assert nhwc.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    for (k, a), (_, b) in zip(nchw.model.state_dict().items(), nhwc.model.state_dict().items()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-4), k
 
 
-def test_synthetic_prepare_and_load_the_val_split(tiny_config, tmp_path):
-    from soteacher.teacher_side import data as data_mod
-    from soteacher.teacher_side.data import DataError
-
-    data_cfg = {**tiny_config["data"], "val_size": 10}
-    manifest = data_mod.prepare(data_cfg, tmp_path)
-    assert {s: manifest["splits"][s]["samples"] for s in ("train", "test", "val")} == {"train": 64, "test": 32,
-                                                                                       "val": 10}
-    for key in ("bayes_acc", "expected_max_pstar"):
-        assert set(manifest["reference"][key]) == {"train", "test", "val"}
-        assert all(0 < v <= 100 for v in manifest["reference"][key].values())
-    data = data_mod.load(data_cfg, tmp_path, torch.device("cpu"))
-    assert len(data.val) == 10 and data.val.pstar.shape == (10, 4)
-    from soteacher.teacher_side.data.synthetic import bayes_reference
-
-    ref = bayes_reference(data.val.pstar, data.val.labels)
-    assert {k: manifest["reference"][k]["val"] for k in ref} == ref
-    plain_cfg = {**data_cfg, "val_size": 0}
-    plain_manifest = data_mod.prepare(plain_cfg, tmp_path / "plain")
-    assert "val" not in plain_manifest["splits"] and set(plain_manifest["reference"]["bayes_acc"]) == {"train", "test"}
-    plain = data_mod.load(plain_cfg, tmp_path / "plain", torch.device("cpu"))
-    assert plain.val is None
-    # the val split changes neither train nor the normalisation (computed from train only)
-    assert torch.equal(plain.train.images, data.train.images) and torch.equal(plain.mean, data.mean)
-    with pytest.raises(DataError, match=r"has 10 validation samples, data.val_size is 3"):
-        data_mod.load({**data_cfg, "val_size": 3}, tmp_path, torch.device("cpu"))
-
-
-def test_bayes_reference_by_hand():
-    from soteacher.teacher_side.data.synthetic import bayes_reference
-
-    pstar = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.25, 0.5, 0.25]])
-    labels = torch.tensor([0, 1, 1])  # argmax p* = 0, 2, 1: right, wrong, right
-    ref = bayes_reference(pstar, labels)
-    assert ref["bayes_acc"] == pytest.approx(100 * 2 / 3)
-    assert ref["expected_max_pstar"] == pytest.approx(100 * (0.7 + 0.6 + 0.5) / 3)
-
-
-class _TwoHeads(torch.nn.Module):
+class TinyNet(torch.nn.Module):
     def __init__(self):
         super().__init__()
-        self.body = torch.nn.Linear(6, 5)
-        self.late = torch.nn.Linear(5, 3)  # reached only from step 3: its momentum buffer starts later
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = torch.nn.Linear(4, 3)
 
-    def forward(self, x, step):
-        h = torch.relu(self.body(x))
-        return self.late(h).sum() if step >= 3 else h.sum()
-
-
-def _optimise(make, steps: int, model: torch.nn.Module, state: dict | None = None, start: int = 0):
-    opt, sched = make(model)
-    if state is not None:
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-    lrs = []
-    for step in range(start, steps):
-        x = torch.randn(4, 6, generator=torch.Generator().manual_seed(step)).to(next(model.parameters()).device)
-        opt.zero_grad(set_to_none=True)
-        model(x, step).square().backward()
-        opt.step()
-        if step % 2 == 1:  # an "epoch" is two steps
-            sched.step()
-        lrs.append(opt.param_groups[0]["lr"])
-    return lrs, {"opt": opt.state_dict(), "sched": sched.state_dict()}
+    def forward(self, x, with_features: bool = False):
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="no CUDA device"))])
-def test_sgd_and_multistep_schedule_match_torch_optim_bit_for_bit(device):
-    from soteacher.teacher_side.optim import SGD, MultiStepLR
-
-    def ours(model):
-        opt = SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-        return opt, MultiStepLR(opt, [1, 2, 2], 0.1)
-
-    def reference(model):
-        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-        return opt, torch.optim.lr_scheduler.MultiStepLR(opt, [1, 2, 2], 0.1)
-
+@pytest.mark.slow
+def test_torch_compile_matches_eager_and_keeps_state_dict_names():
     torch.manual_seed(0)
-    a = _TwoHeads().to(device)
-    b, c = _TwoHeads().to(device), _TwoHeads().to(device)
-    b.load_state_dict(a.state_dict())
-    c.load_state_dict(a.state_dict())
-    ours_lrs, _ = _optimise(ours, 8, a)
-    ref_lrs, _ = _optimise(reference, 8, b)
-    assert ours_lrs == ref_lrs and ref_lrs[-1] != 0.05
-    for (key, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
-        assert torch.equal(x, y), key
-    # resuming from a saved state continues exactly
-    _, state = _optimise(ours, 4, c)
-    resumed_lrs, _ = _optimise(ours, 8, c, state, start=4)
-    assert resumed_lrs == ours_lrs[4:]
-    for (key, x), (_, y) in zip(a.state_dict().items(), c.state_dict().items()):
-        assert torch.equal(x, y), key
+    eager = TinyNet()
+    compiled = prepare_model(TinyNet(), {"compile": True})
+    compiled.load_state_dict(eager.state_dict())
+    assert list(compiled.state_dict()) == list(eager.state_dict())  # no _orig_mod. prefix
+    x = torch.randn(4, 3, 8, 8)
+    for model in (eager, compiled):
+        model(x).square().mean().backward()
+    assert torch.allclose(eager(x), compiled(x), atol=1e-5)
+    assert torch.allclose(eager.conv.weight.grad, compiled.conv.weight.grad, atol=1e-5)
 
 
-def test_init_stage_runs_at_the_methods_init_lr_or_the_students(tiny_config, tmp_path):
-    """FT's paraphraser trains at ft.init_lr (RepDistiller: 0.01 for CIFAR ResNet/WRN students); FSP has no
-    init_lr and uses the student's lr."""
-    from soteacher.common.config import validate
-    from soteacher.student_side import distill_job
-    from tests.helpers import OPTIM
-
-    data = tiny_data(tiny_config)
-    teacher = teacher_learner(data, tiny_config["teacher"]["recipes"]["standard"], 0).model.eval()
-    filled = validate({"distill": {"methods": {"ft": {}, "fsp": {}}}}, deep=False)["distill"]["methods"]
-    assert filled["ft"]["init_lr"] == 0.01 and "init_lr" not in filled["fsp"]
-    learners = [student_learner(data, teacher, name, {**filled[name], "init_epochs": 1}, 0) for name in ("ft", "fsp")]
-    spec = {"optim": OPTIM, "student": "resnet8", "data": {"augment": True}, "compute": {"resume_every": 0}}
-    histories = distill_job.init_stage(learners, [lr.objective for lr in learners], [0, 0], spec, data, teacher,
-                                       lambda *args: None, tmp_path)
-    assert [h["lr"] for h in histories["ft"]] == [0.01]
-    assert [h["lr"] for h in histories["fsp"]] == [OPTIM["lr"]]
-
-
-@pytest.mark.parametrize("compute", [{"amp": "bf16"}, {"channels_last": True}, {}])
-def test_the_speed_switches_reach_the_init_stage(tiny_config, tmp_path, compute):
-    """compute.amp and compute.channels_last apply to a staged method's init epochs as to distillation: the
-    student sees channels-last inputs and runs under bf16 autocast in its init-stage forward passes."""
-    from soteacher.common.config import validate
-    from soteacher.student_side import distill_job
-    from tests.helpers import OPTIM
-
-    data = tiny_data(tiny_config)
-    teacher = teacher_learner(data, tiny_config["teacher"]["recipes"]["standard"], 0).model.eval()
-    cfg = {**validate({"distill": {"methods": {"ab": {}}}}, deep=False)["distill"]["methods"]["ab"], "init_epochs": 1}
-    [learner] = [student_learner(data, teacher, "ab", cfg, 0)]
-    seen = []
-
-    def record(_module, args):
-        if _module.training:  # the init stage's steps, not its evaluation
-            x = args[0]
-            seen.append((x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous(),
-                         torch.is_autocast_enabled("cpu")))
-
-    learner.model.register_forward_pre_hook(record)
-    spec = {"optim": OPTIM, "student": "resnet8", "data": {"augment": True},
-            "compute": {"resume_every": 0, "amp": None, "channels_last": False, **compute}}
-    distill_job.init_stage([learner], [learner.objective], [0], spec, data, teacher, lambda *args: None, tmp_path)
-    assert seen and set(seen) == {(compute.get("channels_last", False), compute.get("amp") == "bf16")}
+def test_compiling_a_model_carries_determinism_over_to_inductor():
+    flags = python_output(
+        "import torch\n"
+        "from soteacher.common import devices\n"
+        "from soteacher.teacher_side.loop import prepare_model\n"
+        "devices.setup({'threads': 1, 'deterministic': True, 'device': 'cpu'})\n"
+        "prepare_model(torch.nn.Linear(2, 2), {'compile': True})\n"
+        "import torch._inductor.config as c\n"
+        "print(c.deterministic)")
+    assert flags == "True"
