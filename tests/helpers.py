@@ -1,9 +1,18 @@
-"""Small builders shared by tests: tiny in-memory data and learners."""
+"""What tests share besides fixtures: paths, a runnable copy of the workflow, subprocess runs, the teacher
+recipes as the schema fills them, tiny in-memory data and learners."""
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import torch
 
+from soteacher.common import config as config_mod
 from soteacher.student_side.methods import METHODS
 from soteacher.teacher_side.data import Data, Split
 from soteacher.teacher_side.data.synthetic import generate
@@ -11,8 +20,101 @@ from soteacher.teacher_side.loop import Learner, make_optimizer, seed_everything
 from soteacher.teacher_side.models import build_model, feature_shapes
 from soteacher.teacher_side.objective import TeacherObjective
 
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "tests" / "configs" / "tiny.yaml"
+WORKFLOW_FILES = ["Snakefile", "workflow", "profiles", "dvc.yaml", ".dvcignore"]
+BIN = Path(sys.executable).parent
+
 OPTIM = {"lr": 0.05, "lr_by_arch": {}, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 16,
          "lr_milestones": [2], "lr_gamma": 0.1}
+
+
+# --- the workflow and its commands, for real ------------------------------------------------------------------
+
+
+def copy_workflow(dest: Path, config_file: Path = TINY_CONFIG) -> Path:
+    """A runnable copy of the workflow in ``dest`` with ``config_file`` as its config/config.yaml."""
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name)
+        else:
+            shutil.copy(src, dest / name)
+    (dest / "config").mkdir()
+    shutil.copy(config_file, dest / "config" / "config.yaml")
+    return dest
+
+
+def subprocess_env(**extra) -> dict:
+    """The environment for real Snakemake/DVC/MLflow runs: this venv first, no inherited MLflow/Snakemake
+    settings, a git identity for commits in temporary repositories."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "SNAKEMAKE_"))}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@example.org")
+    return {**env, **extra}
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, **env) -> subprocess.CompletedProcess:
+    out = subprocess.run(cmd, cwd=cwd, env=subprocess_env(**env), capture_output=True, text=True, timeout=900)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}")
+    return out
+
+
+def python_output(code: str) -> str:
+    """What ``python -c code`` prints (stripped), in a fresh interpreter of this venv; fails on a non-zero exit."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def dry_run_jobs(cwd: Path) -> dict[str, int]:
+    """Jobs per rule that ``snakemake -n`` would run ({} when there is nothing to do)."""
+    out = run(["snakemake", "-n", "--cores", "2"], cwd)
+    text = out.stdout + out.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text[text.index("Job stats:"):]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
+
+
+# --- teacher recipes: the schema's defaults, not copies --------------------------------------------------------
+
+
+def tiny_raw(**changes) -> dict:
+    """The tiny config as read (defaults not filled), with dotted keys (``"teacher.seeds"``) replaced."""
+    from soteacher.common import config as config_mod
+
+    raw = config_mod.read_yaml(TINY_CONFIG)
+    for dotted, value in changes.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return raw
+
+
+def _recipe(name: str, overrides: dict) -> dict:
+    """Recipe ``name`` as the schema's default teacher.recipes fill it, ``overrides`` on top, validated (a
+    misspelt key or an out-of-range value fails here)."""
+    default = config_mod.validate({}, deep=False)["teacher"]["recipes"][name]
+    filled = config_mod.validate({"teacher": {"recipes": {name: {**default, **overrides}}}}, deep=False)
+    return filled["teacher"]["recipes"][name]
+
+
+def soteacher_recipe(**overrides) -> dict:
+    """The SoTeacher recipe (λ_LR, λ_CR and the rest as the schema's default ``soteacher`` recipe)."""
+    return _recipe("soteacher", overrides)
+
+
+def standard_recipe(**overrides) -> dict:
+    """The standard recipe (both λ zero: plain cross-entropy), as the schema's default ``standard`` recipe."""
+    return _recipe("standard", overrides)
+
+
+# --- tiny in-memory data and learners ---------------------------------------------------------------------------
 
 
 def tiny_data(config: dict, val_size: int = 0) -> Data:

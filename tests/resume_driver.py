@@ -16,12 +16,9 @@ import torch
 
 from soteacher.common import config
 from soteacher.teacher_side.loop import Resume, train
-from tests.conftest import TINY_CONFIG
-from tests.helpers import teacher_learner, tiny_data
+from tests.helpers import TINY_CONFIG, soteacher_recipe, teacher_learner, tiny_data
 
 EPOCHS = 3
-SOTEACHER = {"lambda_lr": 1e-5, "lipschitz_bound": "l1", "lambda_cr": 1.0, "cr_schedule": "linear",
-             "cr_start_epoch": 1}
 
 
 def main() -> int:
@@ -31,7 +28,7 @@ def main() -> int:
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     data = tiny_data(config.load(TINY_CONFIG))
-    learner = teacher_learner(data, SOTEACHER, seed=0, epochs=EPOCHS)
+    learner = teacher_learner(data, soteacher_recipe(), seed=0, epochs=EPOCHS)
     forward, steps = learner.objective.forward, [0]
 
     def counting_forward(*args, **kwargs):

@@ -17,7 +17,7 @@ from soteacher.common import layout
 from soteacher.student_side import aggregate, jobs
 from soteacher.student_side.aggregate.outputs import FIGURES, OUTPUTS
 from soteacher.teacher_side import jobs as teacher_jobs
-from tests.conftest import REPO, TINY_CONFIG, copy_workflow, run
+from tests.helpers import REPO, TINY_CONFIG, copy_workflow, run, tiny_raw
 
 T975 = {1: 12.706205, 3: 3.182446}  # t_{0.975, df}, from a t table
 REFERENCE = {"bayes_acc": {"train": 88.0, "val": 87.0, "test": 86.0},
@@ -256,17 +256,6 @@ def test_best_epoch_column_names_the_split_that_chose_it(study):
     assert (pd.read_csv(study["csv"])["best_chosen_on"] == "val").all()
 
 
-def _tiny_raw(**changes) -> dict:
-    """The tiny config, raw, with dotted keys replaced."""
-    raw = config_mod.read_yaml(TINY_CONFIG)
-    for dotted, value in changes.items():
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return raw
-
 
 # ---- summary, deltas and ablation from hand-written metrics ----------------------------------------------------------
 
@@ -289,7 +278,7 @@ def test_tables_deltas_and_ablation_from_known_numbers(tmp_path, monkeypatch):
                "lr_big": {"lambda_lr": 1e-3, "lambda_cr": 1.0}, "cr_half": {"lambda_lr": 1e-5, "lambda_cr": 0.5},
                "cosine": {"lambda_lr": 1e-5, "lambda_cr": 1.0, "cr_schedule": "cosine"},
                "both": {"lambda_lr": 0.0, "lambda_cr": 2.0}}  # two changes: no ablation point
-    cfg = config_mod.validate(_tiny_raw(**{"teacher.recipes": recipes, "teacher.seeds": [0, 1],
+    cfg = config_mod.validate(tiny_raw(**{"teacher.recipes": recipes, "teacher.seeds": [0, 1],
                                        "distill.seeds": [0, 1]}), deep=False)
     gain = {"standard": 0.0, "soteacher": 1.0, "lr_big": -2.0, "cr_half": 0.5, "cosine": 0.25, "both": 0.0}
     _write_results(tmp_path, cfg, lambda job: 50.0 + gain[job["recipe"]] + job["seed"] + (job["method"] == "kd"))
@@ -335,7 +324,7 @@ def test_tables_deltas_and_ablation_from_known_numbers(tmp_path, monkeypatch):
 
 
 def test_no_ablation_and_no_standard_give_placeholders(tmp_path, monkeypatch):
-    cfg = config_mod.validate(_tiny_raw(**{"teacher.recipes": {"soteacher": {"lambda_lr": 1e-5}}}), deep=False)
+    cfg = config_mod.validate(tiny_raw(**{"teacher.recipes": {"soteacher": {"lambda_lr": 1e-5}}}), deep=False)
     _write_results(tmp_path, cfg, lambda job: 60.0)
     monkeypatch.chdir(tmp_path)
     outputs = aggregate.run(cfg)
@@ -347,7 +336,7 @@ def test_no_ablation_and_no_standard_give_placeholders(tmp_path, monkeypatch):
 
 
 def test_teachers_count_once_with_runs_missing_and_single_runs_show_no_spread(tmp_path, monkeypatch):
-    cfg = config_mod.validate(_tiny_raw(**{"teacher.seeds": [0, 1], "distill.seeds": [0, 1, 2]}), deep=False)
+    cfg = config_mod.validate(tiny_raw(**{"teacher.seeds": [0, 1], "distill.seeds": [0, 1, 2]}), deep=False)
     # teacher seed 0 scores 70 + epoch, seed 1 scores 80 + epoch + 1 (see _write_results)
     _write_results(tmp_path, cfg, lambda job: 50.0 + job["seed"],
                    teacher_acc=lambda job: 70.0 + 10 * job["teacher_seed"])

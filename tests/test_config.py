@@ -12,7 +12,7 @@ from soteacher.common import config as config_mod
 from soteacher.student_side import jobs
 from soteacher.teacher_side import jobs as teacher_jobs
 from soteacher.teacher_side.data import DATASETS
-from tests.conftest import REPO, TINY_CONFIG
+from tests.helpers import REPO, TINY_CONFIG
 
 BAD_CONFIGS = [
     ({"bogus": 1}, "unknown key 'bogus'"),

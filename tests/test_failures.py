@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TINY_CONFIG, copy_workflow, run
+from tests.helpers import TINY_CONFIG, run
 
 WRITER = """
 import sys
@@ -38,8 +38,7 @@ def test_eight_concurrent_writers_on_a_new_store_lose_nothing(tmp_path):
 
 
 @pytest.mark.slow
-def test_nan_loss_fails_the_job_leaves_no_output_and_marks_the_run_failed(tmp_path):
-    work = copy_workflow(tmp_path)
+def test_nan_loss_fails_the_job_leaves_no_output_and_marks_the_run_failed(work):
     cfg = yaml.safe_load(TINY_CONFIG.read_text())
     cfg["teacher"]["optim"]["lr"] = 1.0e30  # diverges to a non-finite loss in the first epoch
     cfg["teacher"]["recipes"] = {"standard": {}}

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import REPO, TINY_CONFIG, copy_workflow, dry_run_jobs, run, subprocess_env
+from tests.helpers import REPO, TINY_CONFIG, copy_workflow, dry_run_jobs, run, subprocess_env
 
 pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
@@ -99,8 +99,7 @@ def test_rerun_is_a_noop_and_kd_change_reruns_only_students(study):
     assert jobs.get("distill") == 4 and jobs.get("aggregate") == 1
 
 
-def test_malformed_config_stops_snakemake_before_any_job(tmp_path):
-    work = copy_workflow(tmp_path)
+def test_malformed_config_stops_snakemake_before_any_job(work):
     (work / "config/config.yaml").write_text("teacher:\n  epochs: -2\ndistill:\n  methods: {crdd: {}}\n")
     out = run(["snakemake", "--cores", "1"], work, check=False)
     assert out.returncode != 0
@@ -140,7 +139,7 @@ def test_planned_distill_jobs_are_the_jobs_snakemake_schedules(tmp_path, group_m
     from soteacher.common import config as config_mod
     from soteacher.student_side import jobs
 
-    cfg = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    cfg = yaml.safe_load(TINY_CONFIG.read_text())
     cfg["distill"].update(seeds=[0, 1], group_methods=group_methods, group_seeds=group_seeds)
     config_file = tmp_path / "grid.yaml"
     config_file.write_text(yaml.safe_dump(cfg))
@@ -151,15 +150,13 @@ def test_planned_distill_jobs_are_the_jobs_snakemake_schedules(tmp_path, group_m
                                                                                                   else 2)
 
 
-def test_plain_snakemake_uses_the_default_workflow_profile(tmp_path):
+def test_plain_snakemake_uses_the_default_workflow_profile(work):
     """`snakemake --cores N` (no profile named) picks up workflow/profiles/default through ./profiles."""
-    work = copy_workflow(tmp_path)
     out = run(["snakemake", "-n", "--cores", "2"], work)
     assert "Using workflow specific profile profiles/default" in out.stdout + out.stderr
 
 
-def test_dvc_repro_runs_then_is_a_noop_then_reruns_only_students(tmp_path):
-    work = copy_workflow(tmp_path)
+def test_dvc_repro_runs_then_is_a_noop_then_reruns_only_students(work):
     import shutil
 
     shutil.copytree(REPO / "pipeline_src", work / "pipeline_src", ignore=shutil.ignore_patterns("__pycache__"))
@@ -207,7 +204,7 @@ def test_dvc_repro_runs_then_is_a_noop_then_reruns_only_students(tmp_path):
 
 
 def test_grouped_seeds_run_one_job_per_checkpoint_with_the_numbers_of_one_job_per_seed(tmp_path):
-    cfg = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
+    cfg = yaml.safe_load(TINY_CONFIG.read_text())
     cfg["teacher"]["recipes"] = {"standard": {}}
     cfg["distill"].update(seeds=[0, 1], group_seeds=True)
     config_file = tmp_path / "grouped.yaml"

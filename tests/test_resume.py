@@ -14,9 +14,8 @@ import pytest
 import torch
 
 from soteacher.common import config, layout
-from soteacher.common.io import CheckpointError, load_checkpoint
 from soteacher.teacher_side import jobs as teacher_jobs
-from tests.conftest import REPO, TINY_CONFIG
+from tests.helpers import REPO, TINY_CONFIG
 from tests.resume_driver import identical
 
 STEPS = 3 * 4  # 3 epochs x 4 batches of the tiny data
@@ -94,28 +93,3 @@ def test_teacher_job_killed_by_sigterm_resumes_into_the_same_mlflow_run(tmp_path
     assert run.info.status == "FINISHED"
     assert len(client.search_runs([run.info.experiment_id])) == 1
     assert [m.step for m in client.get_metric_history(run.info.run_id, "test_acc")][-1] == 6
-
-
-def test_malicious_pickle_checkpoint_is_refused(tmp_path):
-    class Boom:
-        def __reduce__(self):
-            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
-
-    path = tmp_path / "evil.pt"
-    torch.save({"model": Boom()}, path)
-    with pytest.raises(CheckpointError, match="cannot load checkpoint"):
-        load_checkpoint(path)
-    assert not (tmp_path / "pwned").exists()
-
-
-def test_truncated_and_foreign_checkpoints_give_clear_errors(tmp_path):
-    good = tmp_path / "good.pt"
-    torch.save({"model": {"w": torch.zeros(3)}}, good)
-    truncated = tmp_path / "truncated.pt"
-    truncated.write_bytes(good.read_bytes()[:50])
-    with pytest.raises(CheckpointError, match="truncated.pt"):
-        load_checkpoint(truncated)
-    foreign = tmp_path / "foreign.pt"
-    torch.save([1, 2, 3], foreign)
-    with pytest.raises(CheckpointError, match="not a soteacher checkpoint"):
-        load_checkpoint(foreign)

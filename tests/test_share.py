@@ -24,7 +24,7 @@ from soteacher.student_side import jobs
 from soteacher.teacher_side import jobs as teacher_jobs
 from soteacher.teacher_side.importer import convert, load_strict, read_reference, state_dict_of
 from soteacher.teacher_side.models import build_model
-from tests.conftest import BIN, REPO, TINY_CONFIG, copy_workflow, dry_run_jobs, run, subprocess_env
+from tests.helpers import BIN, REPO, TINY_CONFIG, copy_workflow, dry_run_jobs, run, subprocess_env
 
 REF_PATH = "refs/resnet8_vanilla/ckpt_epoch_240.pth"
 
@@ -253,7 +253,7 @@ def test_dvc_push_clone_pull_then_nothing_to_do_and_kd_change_reruns_students(tm
     work = copy_workflow(src)
     shutil.copytree(REPO / "pipeline_src", work / "pipeline_src", ignore=shutil.ignore_patterns("__pycache__"))
     cfg = yaml.safe_load(TINY_CONFIG.read_text())
-    cfg["teacher"].update(checkpoint_every=2, recipes={"soteacher": {"lambda_lr": 1.0e-5, "lambda_cr": 1.0}})
+    cfg["teacher"].update(checkpoint_every=2, recipes={"soteacher": cfg["teacher"]["recipes"]["soteacher"]})
     (work / "config/config.yaml").write_text(yaml.safe_dump(cfg))
     (work / ".gitignore").write_text("/mlflow/\n/logs/\n.snakemake/\n__pycache__/\n")
     run(["git", "init", "-q"], work)

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,10 +18,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import REPO, copy_workflow
+from tests.helpers import BIN, REPO, copy_workflow
 
 pytestmark = pytest.mark.slow
-BIN = Path(sys.executable).parent
 SLURM_DIR = REPO / "tests" / "slurm"
 SLURM_PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
 EXPECTED_JOBS = {"prepare_data": 1, "train_teacher": 2, "distill": 4, "aggregate": 1}  # tiny.yaml, grouped methods

@@ -1,7 +1,7 @@
 """SGD with momentum and L2 weight decay, and the multi-step learning-rate schedule: the recipes' optimiser.
 
 Same arithmetic as ``torch.optim.SGD`` (no dampening, no Nesterov; its multi-tensor path) and
-``torch.optim.lr_scheduler.MultiStepLR``, step for step and bit for bit (tests/test_training.py compares
+``torch.optim.lr_scheduler.MultiStepLR``, step for step and bit for bit (tests/test_optim.py compares
 them). Not those classes themselves: the first use of a ``torch.optim`` optimiser imports ``torch._dynamo``,
 1.7 s of every job's start-up, a sizeable share of the short jobs of a small study.
 """

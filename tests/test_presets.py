@@ -1,6 +1,6 @@
-"""Reproducing the paper: distill.pairs, the presets in config/paper/, the planner; the slow tests run shrunken
-Fig. 1 / Fig. 2 presets through Snakemake and build the HTML report (the tables and figures from hand-written
-metrics files are in test_aggregate.py).
+"""The paper's presets (config/paper/) and the distill.pairs they use; the slow tests run shrunken Fig. 1 / Fig. 2
+presets through Snakemake and build the HTML report (the tables and figures from hand-written metrics files are in
+test_aggregate.py, the planner's counts in test_plan.py).
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -20,26 +19,16 @@ from soteacher.student_side import jobs, plan
 from soteacher.student_side.aggregate import ablation
 from soteacher.student_side.aggregate.outputs import OUTPUTS
 from soteacher.teacher_side import jobs as teacher_jobs
-from tests.conftest import REPO, TINY_CONFIG, copy_workflow
+from tests.helpers import REPO, TINY_CONFIG, copy_workflow, tiny_raw
 
 PRESETS = sorted((REPO / "config" / "paper").glob("*.yaml"))
 
-
-def _tiny(**changes) -> dict:
-    raw = config_mod.read_yaml(TINY_CONFIG)
-    for dotted, value in changes.items():
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return raw
 
 
 # ---- distill.pairs -----------------------------------------------------------------------------------------
 
 def test_pairs_replace_the_product():
-    raw = _tiny(**{"teacher.archs": ["resnet8", "resnet14"], "distill.students": ["resnet8", "wrn_16_1"]})
+    raw = tiny_raw(**{"teacher.archs": ["resnet8", "resnet14"], "distill.students": ["resnet8", "wrn_16_1"]})
     product = config_mod.validate(raw)
     assert {(g["teacher_arch"], g["student"]) for g in jobs.student_groups(product)} == {
         ("resnet8", "resnet8"), ("resnet8", "wrn_16_1"), ("resnet14", "resnet8"), ("resnet14", "wrn_16_1")}
@@ -53,7 +42,7 @@ def test_pairs_replace_the_product():
 
 
 def test_pairs_students_need_not_be_in_students_list():
-    raw = _tiny(**{"distill.pairs": [["resnet8", "wrn_16_1"]], "distill.students": ["resnet8"]})
+    raw = tiny_raw(**{"distill.pairs": [["resnet8", "wrn_16_1"]], "distill.students": ["resnet8"]})
     cfg = config_mod.validate(raw)
     assert {g["student"] for g in jobs.student_groups(cfg)} == {"wrn_16_1"}
 
@@ -66,18 +55,18 @@ def test_pairs_students_need_not_be_in_students_list():
 ])
 def test_bad_pairs_are_named(pairs, message):
     with pytest.raises(config_mod.ConfigError, match=re.escape(message)):
-        config_mod.validate(_tiny(**{"distill.pairs": pairs}))
+        config_mod.validate(tiny_raw(**{"distill.pairs": pairs}))
 
 
 def test_teacher_in_no_pair_is_an_error():
-    raw = _tiny(**{"teacher.archs": ["resnet8", "resnet14"], "distill.pairs": [["resnet8", "resnet8"]]})
+    raw = tiny_raw(**{"teacher.archs": ["resnet8", "resnet14"], "distill.pairs": [["resnet8", "resnet8"]]})
     with pytest.raises(config_mod.ConfigError, match="resnet14 appear in no distill.pairs entry"):
         config_mod.validate(raw)
 
 
 def test_deep_check_covers_only_the_pairs():
     # fsp needs equal channel counts: resnet8 -> resnet8 works, resnet8 -> wrn_16_2 does not
-    raw = _tiny(**{"distill.methods": {"fsp": {}}, "distill.students": ["wrn_16_2"],
+    raw = tiny_raw(**{"distill.methods": {"fsp": {}}, "distill.students": ["wrn_16_2"],
                    "distill.pairs": [["resnet8", "resnet8"]]})
     config_mod.validate(raw)
     raw["distill"]["pairs"] = [["resnet8", "wrn_16_2"]]
@@ -126,45 +115,6 @@ def test_fig2_preset_varies_one_hyperparameter_at_a_time():
     assert points[points["is_default"]]["recipe"].eq("soteacher").all() and points["is_default"].sum() == 3
 
 
-def test_plan_counts_and_warnings():
-    cfg = config_mod.validate(_tiny())
-    result = plan.make_plan(cfg)
-    assert result.jobs == {"prepare_data": 1, "train_teacher": 2, "distill": 4, "aggregate": 1}
-    assert not result.warnings
-    cfg = config_mod.validate(_tiny(**{"distill.group_methods": False}))
-    assert plan.make_plan(cfg).jobs["distill"] == 8
-    huge = config_mod.validate(_tiny(**{"distill.seeds": list(range(300))}), deep=False)
-    assert any("huge study" in w and "jobs" in w for w in plan.make_plan(huge).warnings)
-    big = config_mod.load(REPO / "config/paper/cifar100_table.yaml", deep=False)
-    assert any("GPU" in w for w in plan.make_plan(big).warnings)
-
-
-def test_plan_scales_with_data_and_epochs():
-    small = plan.make_plan(config_mod.validate(_tiny()))
-    longer = plan.make_plan(config_mod.validate(_tiny(**{"teacher.epochs": 4, "teacher.checkpoint_every": 2})))
-    assert longer.cpu_hours["train_teacher"] > small.cpu_hours["train_teacher"]
-
-
-def test_plan_cli_and_measure(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "soteacher", "plan", str(TINY_CONFIG), "--measure", "--steps", "1"],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert out.returncode == 0, out.stderr
-    for rule in ("prepare_data", "train_teacher", "distill", "aggregate"):
-        assert re.search(rf"^\s+{rule}\s+\d+$", out.stdout, re.M), out.stdout
-    assert "cpu (measured here" in out.stdout
-
-
-def test_plan_counts_the_registry_sizes():
-    from soteacher.teacher_side.data import DATASETS
-
-    cfg = config_mod.validate({"data": {"dataset": "tiny_imagenet"}}, deep=False)
-    assert plan.data_sizes(cfg) == DATASETS["tiny_imagenet"].full_size == (100_000, 10_000)
-    # limits cut the full sizes; val_size is held out of the (limited) training split
-    cfg = config_mod.validate({"data": {"dataset": "cifar100", "train_limit": 1000, "test_limit": 500,
-                                        "val_size": 100}}, deep=False)
-    assert plan.data_sizes(cfg) == (900, 500)
-
-
 # ---- slow: shrunken presets through Snakemake, the HTML report -----------------------------------------------
 
 def _shrunk(preset: str, keep_recipes: list[str] | None = None) -> dict:
@@ -185,7 +135,7 @@ def _shrunk(preset: str, keep_recipes: list[str] | None = None) -> dict:
 
 
 def _snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
-    from tests.conftest import run
+    from tests.helpers import run
 
     return run(["snakemake", "--cores", "2", *args], work)
 
@@ -242,7 +192,7 @@ def test_fig2_preset_end_to_end_and_html_report(tmp_path):
 def test_configfile_replaces_the_default_study_instead_of_merging(tmp_path):
     """`make run CONFIG=preset` passes --configfile: the preset alone is the study (the default's fitnet must not
     leak into a KD-only preset)."""
-    from tests.conftest import run
+    from tests.helpers import run
 
     work = tmp_path / "work"
     work.mkdir()

@@ -1,4 +1,5 @@
-"""Workstation GPU assignment, for real: concurrent processes lock cards through soteacher.common.devices.
+"""Workstation GPU assignment, for real: concurrent processes lock cards through soteacher.common.devices;
+and its deterministic set-up.
 
 The GPU count is simulated with SOTEACHER_NUM_GPUS (no GPU needed); the locks, processes, kills and the
 Snakemake run that reads the default profile are real.
@@ -19,9 +20,7 @@ import pytest
 import torch
 
 from soteacher.common import devices
-from tests.conftest import REPO
-
-BIN = Path(sys.executable).parent
+from tests.helpers import BIN, REPO, python_output
 
 # A job stand-in: announce, lock a card the way select_device does, report it, hold it until told to stop.
 HOLDER = """
@@ -226,3 +225,14 @@ def test_default_profile_runs_at_most_one_gpu_job_per_card(tmp_path, env, extra,
         name, count = expected.split("=")
         assert any(f'{name}=Resource("{name}", {count})' in line or expected in line for line in provided), provided
         assert overlap == int(count)
+
+
+def test_deterministic_setup_sets_torch_flags_without_importing_inductor():
+    # torch.use_deterministic_algorithms imports torch._inductor (1.6 s per job); devices.setup sets the same flags
+    flags = python_output(
+        "import sys, torch\n"
+        "from soteacher.common import devices\n"
+        "devices.setup({'threads': 1, 'deterministic': True, 'device': 'cpu'})\n"
+        "print(torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),"
+        " 'torch._inductor' in sys.modules)")
+    assert flags == "True True False"

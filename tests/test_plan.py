@@ -1,0 +1,50 @@
+"""The planner (student_side/plan.py): job counts per rule, warnings, compute estimates, --measure."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from soteacher.common import config as config_mod
+from soteacher.student_side import plan
+from tests.helpers import REPO, TINY_CONFIG, tiny_raw
+
+
+def test_plan_counts_and_warnings():
+    cfg = config_mod.validate(tiny_raw())
+    result = plan.make_plan(cfg)
+    assert result.jobs == {"prepare_data": 1, "train_teacher": 2, "distill": 4, "aggregate": 1}
+    assert not result.warnings
+    cfg = config_mod.validate(tiny_raw(**{"distill.group_methods": False}))
+    assert plan.make_plan(cfg).jobs["distill"] == 8
+    huge = config_mod.validate(tiny_raw(**{"distill.seeds": list(range(300))}), deep=False)
+    assert any("huge study" in w and "jobs" in w for w in plan.make_plan(huge).warnings)
+    big = config_mod.load(REPO / "config/paper/cifar100_table.yaml", deep=False)
+    assert any("GPU" in w for w in plan.make_plan(big).warnings)
+
+
+def test_plan_scales_with_data_and_epochs():
+    small = plan.make_plan(config_mod.validate(tiny_raw()))
+    longer = plan.make_plan(config_mod.validate(tiny_raw(**{"teacher.epochs": 4, "teacher.checkpoint_every": 2})))
+    assert longer.cpu_hours["train_teacher"] > small.cpu_hours["train_teacher"]
+
+
+def test_plan_cli_and_measure(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "soteacher", "plan", str(TINY_CONFIG), "--measure", "--steps", "1"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for rule in ("prepare_data", "train_teacher", "distill", "aggregate"):
+        assert re.search(rf"^\s+{rule}\s+\d+$", out.stdout, re.M), out.stdout
+    assert "cpu (measured here" in out.stdout
+
+
+def test_plan_counts_the_registry_sizes():
+    from soteacher.teacher_side.data import DATASETS
+
+    cfg = config_mod.validate({"data": {"dataset": "tiny_imagenet"}}, deep=False)
+    assert plan.data_sizes(cfg) == DATASETS["tiny_imagenet"].full_size == (100_000, 10_000)
+    # limits cut the full sizes; val_size is held out of the (limited) training split
+    cfg = config_mod.validate({"data": {"dataset": "cifar100", "train_limit": 1000, "test_limit": 500,
+                                        "val_size": 100}}, deep=False)
+    assert plan.data_sizes(cfg) == (900, 500)
