@@ -11,15 +11,13 @@ import argparse
 
 import torch
 
-from bench.common import kd_defaults, random_data, timed
+from bench.common import default_recipe, kd_defaults, random_data, timed
 from soteacher.student_side.methods import METHODS
 from soteacher.teacher_side.loop import Learner, Speed, make_optimizer, prepare_model, train
 from soteacher.teacher_side.models import build_model, feature_shapes
 from soteacher.teacher_side.objective import TeacherObjective
 
 OPTIM = {"momentum": 0.9, "weight_decay": 5e-4, "lr_milestones": [], "lr_gamma": 0.1}
-SOTEACHER = {"lambda_lr": 1e-5, "lipschitz_bound": "l1", "lambda_cr": 1.0, "cr_schedule": "linear",
-             "cr_start_epoch": 1}
 CIFAR_TRAIN, EPOCHS = 50_000, 240
 
 
@@ -43,7 +41,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     teacher = prepare_model(build_model("resnet32x4", 100).to(device), compute)
-    objective = TeacherObjective(teacher, SOTEACHER, CIFAR_TRAIN, 100, EPOCHS).to(device)
+    objective = TeacherObjective(teacher, default_recipe("soteacher"), CIFAR_TRAIN, 100, EPOCHS).to(device)
     objective.end_epoch(1)
     opt, sched = make_optimizer(teacher.parameters(), OPTIM, 0.05)
     learner = Learner("teacher", teacher, objective, opt, sched)

@@ -10,24 +10,18 @@ import argparse
 
 import torch
 
-from bench.common import random_data, report, timed
+from bench.common import default_recipe, random_data, report, timed
 from soteacher.teacher_side.loop import Learner, make_optimizer, train
 from soteacher.teacher_side.models import build_model
 from soteacher.teacher_side.objective import TeacherObjective
 
 OPTIM = {"momentum": 0.9, "weight_decay": 5e-4, "lr_milestones": [], "lr_gamma": 0.1}
-RECIPES = {
-    "standard": {"lambda_lr": 0.0, "lipschitz_bound": "l1", "lambda_cr": 0.0, "cr_schedule": "linear",
-                 "cr_start_epoch": 1},
-    "soteacher": {"lambda_lr": 1e-5, "lipschitz_bound": "l1", "lambda_cr": 1.0, "cr_schedule": "linear",
-                  "cr_start_epoch": 1},
-}
 
 
 def epoch_time(recipe: str, arch: str, data, batch_size: int, epochs: int = 2) -> float:
     torch.manual_seed(0)
     model = build_model(arch, data.num_classes).to(data.train.images.device)
-    objective = TeacherObjective(model, RECIPES[recipe], len(data.train), data.num_classes, epochs)
+    objective = TeacherObjective(model, default_recipe(recipe), len(data.train), data.num_classes, epochs)
     objective.to(data.train.images.device)
     objective.end_epoch(1)  # measure with the consistency term active
     optimizer, scheduler = make_optimizer(model.parameters(), OPTIM, 0.05)

@@ -9,6 +9,13 @@ import torch
 from soteacher.teacher_side.data import Data, Split
 
 
+def default_recipe(name: str) -> dict:
+    """A teacher recipe as the schema's default ``teacher.recipes`` fill it (``standard`` or ``soteacher``)."""
+    from soteacher.common.config import validate
+
+    return validate({}, deep=False)["teacher"]["recipes"][name]
+
+
 def random_data(n: int, num_classes: int, size: int, device: torch.device, seed: int = 0) -> Data:
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)

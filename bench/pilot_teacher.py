@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from bench.common import default_recipe
 from soteacher.teacher_side.data import load, prepare
 from soteacher.teacher_side.loop import Learner, make_optimizer, seed_everything, train
 from soteacher.teacher_side.models import build_model
@@ -26,7 +27,6 @@ from soteacher.teacher_side.objective import TeacherObjective
 
 GENERATOR = {"seed": 0, "num_classes": 10, "num_features": 20, "features_per_image": 2, "feature_purity_min": 0.6,
              "image_size": 16, "patch_size": 4, "noise_std": 0.15, "train_size": 2000, "test_size": 1000}
-STANDARD = {"lambda_lr": 0.0, "lipschitz_bound": "l1", "lambda_cr": 0.0, "cr_schedule": "linear", "cr_start_epoch": 1}
 
 
 def main(args: dict) -> None:
@@ -41,8 +41,8 @@ def main(args: dict) -> None:
              "lr_milestones": args.get("milestones", []), "lr_gamma": 0.1}
     seed_everything(0)
     model = build_model(args.get("arch", "resnet20"), data.num_classes)
-    objective = TeacherObjective(model, {**STANDARD, **args.get("recipe", {})}, len(data.train), data.num_classes,
-                                 epochs)
+    recipe = {**default_recipe("standard"), **args.get("recipe", {})}
+    objective = TeacherObjective(model, recipe, len(data.train), data.num_classes, epochs)
     optimizer, scheduler = make_optimizer(model.parameters(), optim, optim["lr"])
     print(f"# {json.dumps(args)} bayes_test={ref['bayes_acc']['test']:.1f} "
           f"Emaxp_train={ref['expected_max_pstar']['train']:.1f}", flush=True)

@@ -135,7 +135,8 @@ def test_missing_data_says_where_it_looked(tmp_path):
 @pytest.mark.parametrize(("group_methods", "group_seeds"), [(False, False), (True, False), (False, True),
                                                           (True, True)])
 def test_planned_distill_jobs_are_the_jobs_snakemake_schedules(tmp_path, group_methods, group_seeds):
-    """distill.smk groups jobs itself; `plan` counts them with jobs.distill_job_count: the two must agree."""
+    """The planner's distill job count (student_side.jobs, which the distill rule's outputs also come from) is the
+    number of jobs Snakemake schedules, for each grouping."""
     from soteacher.common import config as config_mod
     from soteacher.student_side import jobs
 
