@@ -26,7 +26,8 @@ LOGS = "logs"
 DATA_DIR = RESULTS + "/data/{dataset}"
 TEACHER = "{dataset}/{teacher_arch}-{recipe}-s{teacher_seed}"  # a teacher's name in results/ and logs/
 TEACHER_DIR = RESULTS + "/teachers/" + TEACHER
-TEACHER_CHECKPOINT = TEACHER_DIR + "/ep{epoch}.pt"
+CHECKPOINT_FILE = "ep{epoch}.pt"
+TEACHER_CHECKPOINT = TEACHER_DIR + "/" + CHECKPOINT_FILE
 TEACHER_METRICS = TEACHER_DIR + "/metrics.json"
 # the students of one teacher checkpoint, and those trained alone (no teacher: one folder per student x seed)
 CHECKPOINT_STUDENTS = "{dataset}/{teacher_arch}-{recipe}-s{teacher_seed}/ep{epoch}"
@@ -37,6 +38,8 @@ ALONE_DIR = STUDENTS_DIR + ALONE_STUDENTS + "/{student}/seed{seed}"
 STUDENT_METRICS_FILE = "metrics.json"
 STUDENT_MODEL_FILE = "model.pt"
 RESUME_DIR = ".resume"  # a job's training state, beside its outputs until the job succeeds
+RESUME_STATE = "state.pt"  # the loop's full state, in the job's resume folder
+INIT_STATE = "init{epochs}.pt"  # a distill job's init stage (staged methods), likewise
 TABLES_DIR = RESULTS + "/tables"
 FIGURES_DIR = RESULTS + "/figures"
 

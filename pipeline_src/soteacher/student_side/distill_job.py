@@ -66,9 +66,9 @@ def init_stage(learners: list[Learner], methods: list[DistillMethod], seeds: lis
             optimizer, scheduler = make_optimizer(params, optim, method.init_lr or arch_lr(spec["optim"],
                                                                                         spec["student"]))
             init_learners.append(Learner(learner.name, learner.model, InitStage(method), optimizer, scheduler))
+        resume = Resume.of_job(resume_dir / layout.INIT_STATE.format(epochs=epochs), spec["compute"])
         train(init_learners, data, epochs=epochs, seed=[seed for _, _, seed in group], teacher=teacher,
-              on_epoch_end=on_epoch_end, resume=Resume.of_job(resume_dir / f"init{epochs}.pt", spec["compute"]),
-              eval_train_split=False, **job_options(spec))
+              on_epoch_end=on_epoch_end, resume=resume, eval_train_split=False, **job_options(spec))
         histories.update({lr.name: lr.history for lr in init_learners})
     for method in methods:
         method.end_init()
@@ -149,7 +149,7 @@ def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
         run_of[id(learner)].log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
 
     with ending(runs):
-        main_state = Resume.of_job(resume_dir / "state.pt", spec["compute"])
+        main_state = Resume.of_job(resume_dir / layout.RESUME_STATE, spec["compute"])
         if main_state is not None and main_state.path.is_file():
             init_histories = {}  # the init stage finished before the interruption; its effects are in the state
             for method in methods:

@@ -246,10 +246,11 @@ def run_import(spec: dict, tracking_uri: str) -> Path:
     run = teacher_run(spec, tracking_uri, device, **{"imported": "true", "source.path": str(source),
                                                       "source.md5": info["md5"]})
     staged_dir = layout.teacher_dir(teacher) / layout.RESUME_DIR / spec["config_hash"]
+    staged = staged_dir / layout.CHECKPOINT_FILE.format(epoch=epoch)
     with ending([run]):
         run.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
         run.log_metrics({f"final_{k}": v for k, v in metrics.items() if k != "epoch"}, step=epoch)
-        save_checkpoint(staged_dir / f"ep{epoch}.pt", model, spec, data.num_classes, epoch, imported_from=info)
-        out_dir = publish(spec, run, [metrics], {epoch: staged_dir / f"ep{epoch}.pt"}, imported_from=info)
+        save_checkpoint(staged, model, spec, data.num_classes, epoch, imported_from=info)
+        out_dir = publish(spec, run, [metrics], {epoch: staged}, imported_from=info)
     shutil.rmtree(staged_dir.parent, ignore_errors=True)
     return out_dir

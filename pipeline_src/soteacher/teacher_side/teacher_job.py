@@ -42,7 +42,7 @@ def run_teacher(spec: dict, tracking_uri: str):
             shutil.rmtree(stale, ignore_errors=True)
     [run] = open_runs(resume_dir, lambda: [teacher_run(spec, tracking_uri, device)], tracking_uri)
     # staged beside the training state, moved into place only when the whole job has succeeded
-    staged = {epoch: resume_dir / f"ep{epoch}.pt" for epoch in spec["checkpoint_epochs"]}
+    staged = {epoch: resume_dir / layout.CHECKPOINT_FILE.format(epoch=epoch) for epoch in spec["checkpoint_epochs"]}
 
     def on_epoch_end(epoch: int, _learner: Learner, metrics: dict) -> None:
         run.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
@@ -51,7 +51,7 @@ def run_teacher(spec: dict, tracking_uri: str):
 
     with ending([run]):
         train([learner], data, epochs=spec["epochs"], seed=spec["seed"], on_epoch_end=on_epoch_end,
-              resume=Resume.of_job(resume_dir / "state.pt", spec["compute"]), **job_options(spec))
+              resume=Resume.of_job(resume_dir / layout.RESUME_STATE, spec["compute"]), **job_options(spec))
         last = learner.history[-1]
         run.log_metrics({f"final_{k}": v for k, v in last.items() if k != "epoch"}, step=spec["epochs"])
         publish(spec, run, learner.history, staged)
