@@ -146,6 +146,15 @@ def cmd_init_tracking(args) -> int:
     return 0
 
 
+def cmd_unlock_if_stale(args) -> int:
+    from soteacher.common import locks
+
+    # the snakemake next to this interpreter (the venv's), as `make run` calls it
+    beside = Path(sys.executable).parent / "snakemake"
+    snakemake = args.snakemake or (str(beside) if beside.is_file() else "snakemake")
+    return locks.unlock_if_stale(Path(args.directory), args.snakemake_args, snakemake)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m soteacher", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -200,6 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", required=True, help="experiment name (the config's name)")
     p.add_argument("--tracking-uri", required=True, help="MLflow tracking URI (MLFLOW_TRACKING_URI overrides it)")
     p.set_defaults(func=cmd_init_tracking)
+
+    p = sub.add_parser("unlock-if-stale",
+                       help="remove Snakemake's lock left by a killed run, when no Snakemake works in the directory",
+                       usage="python -m soteacher unlock-if-stale [--directory DIR] [-- SNAKEMAKE_ARGS ...]")
+    p.add_argument("--directory", default=".", help="the workflow directory (default: here)")
+    p.add_argument("--snakemake", help="the snakemake command (default: the one beside this Python)")
+    p.add_argument("snakemake_args", nargs="*", help="after --: the run's own options (--configfile ...), passed on "
+                   "to `snakemake --unlock`")
+    p.set_defaults(func=cmd_unlock_if_stale)
     return parser
 
 
