@@ -141,8 +141,19 @@ def cmd_aggregate(args) -> int:
 def cmd_init_tracking(args) -> int:
     from soteacher.common import tracking
 
-    exp = tracking.init_store(args.tracking_uri, args.experiment)
-    print(f"MLflow store ready at {tracking.resolve_uri(args.tracking_uri)} (experiment {args.experiment!r}, id {exp})")
+    experiment, uri = args.experiment, args.tracking_uri
+    if args.config:
+        from soteacher.common import config
+
+        cfg = config.load(args.config, deep=False)
+        experiment, uri = cfg["name"], uri or _tracking_uri(args, cfg)
+    if not uri:
+        print("error: --tracking-uri is needed with --experiment", file=sys.stderr)
+        return 2
+    exp = tracking.init_store(uri, experiment)
+    print(f"MLflow store ready at {tracking.resolve_uri(uri)} (experiment {experiment!r}, id {exp})")
+    if args.ui:
+        print(f"its runs in the MLflow UI: {tracking.ui_url(args.ui, exp)}")
     return 0
 
 
@@ -206,8 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_aggregate)
 
     p = sub.add_parser("init-tracking", help="create the MLflow store and experiment (jobs also do it, one at a time)")
-    p.add_argument("--experiment", required=True, help="experiment name (the config's name)")
-    p.add_argument("--tracking-uri", required=True, help="MLflow tracking URI (MLFLOW_TRACKING_URI overrides it)")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--experiment", help="experiment name (the config's name)")
+    group.add_argument("--config", help="config YAML file: its name and tracking.uri")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (MLFLOW_TRACKING_URI overrides it); needed with "
+                   "--experiment")
+    p.add_argument("--ui", metavar="URL", help="also print the link to the experiment's runs in the UI at URL "
+                   "(e.g. http://127.0.0.1:5000)")
     p.set_defaults(func=cmd_init_tracking)
 
     p = sub.add_parser("unlock-if-stale",
