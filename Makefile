@@ -18,7 +18,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# First remove a lock a killed run left behind (SIGKILL, power cut), when no Snakemake works here any more.
 run: $(STAMP)
+	$(BIN)/python -m soteacher unlock-if-stale -- --configfile $(CONFIG) --workflow-profile $(PROFILE)
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --workflow-profile $(PROFILE)
 
 test: lint
@@ -50,7 +52,11 @@ pull: $(STAMP)
 	$(BIN)/dvc pull
 	$(BIN)/snakemake all --touch --forceall --cores 1 --quiet --configfile $(CONFIG)
 
+# The printed link opens the study's runs: MLflow 3.17 opens experiments on its GenAI pages (or click
+# "Model training" at the top left once; the browser remembers it).
 mlflow-ui: $(STAMP)
+	@$(BIN)/python -m soteacher init-tracking --config $(CONFIG) --tracking-uri sqlite:///mlflow/mlflow.db \
+		--ui http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --host 127.0.0.1 --port 5000
 
 # MLflow tracking server for cluster runs (jobs log over HTTP instead of sharing the SQLite file):

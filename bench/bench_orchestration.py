@@ -3,6 +3,8 @@
 Run the default study first (`make run`), then `python -m bench.bench_orchestration`. Reads what the run left:
 Snakemake's log (its start, each job's start and end, the run's end) and each job's log, where the training
 loop states its own time ("training loop: N epoch(s) in X s, Y s of it in epoch-end callbacks"; work = X - Y).
+The log is the newest under .snakemake/log/ that ran training jobs: a later no-op run or `--report` writes a
+newer one with no job in it.
 
 Two figures:
 
@@ -29,6 +31,7 @@ JOB_START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
 JOB_ID = re.compile(r"^\s+jobid: (\d+)$")
 JOB_LOG = re.compile(r"^\s+log: (\S+)")
 JOB_END = re.compile(r"^Finished jobid: (\d+)")
+TRAINING_RULES = ("train_teacher", "distill", "train_alone")
 LOOP = re.compile(r"training loop: \d+ epoch\(s\) in ([\d.]+) s, ([\d.]+) s of it in epoch-end callbacks")
 
 
@@ -77,22 +80,52 @@ def loop_seconds(log: Path) -> float:
     return sum(float(m[1]) - float(m[2]) for m in LOOP.finditer(log.read_text())) if log.is_file() else 0.0
 
 
+def training_jobs(log: Path) -> list[dict]:
+    """The finished jobs of the study's training rules in a Snakemake log ([] for a log that is not a run's)."""
+    try:
+        _, jobs = parse_snakemake_log(log.read_text(errors="replace"))
+    except (OSError, TypeError, ValueError):  # unreadable, or no start date (TypeError: START did not match)
+        return []
+    return [j for j in jobs if j["rule"] in TRAINING_RULES]
+
+
+def training_log(log_dir: Path) -> tuple[Path | None, int]:
+    """(the newest Snakemake log in ``log_dir`` that ran training jobs, how many newer logs did not)."""
+    # the file names are the runs' start times; mtimes break ties only
+    logs = sorted(log_dir.glob("*.snakemake.log"), key=lambda p: (p.name, p.stat().st_mtime), reverse=True)
+    for skipped, log in enumerate(logs):
+        if training_jobs(log):
+            return log, skipped
+    return None, len(logs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--snakemake-log", type=Path, help="default: the newest under .snakemake/log/")
+    parser.add_argument("--snakemake-log", type=Path,
+                        help="default: the newest under .snakemake/log/ that ran training jobs")
     args = parser.parse_args()
-    log_file = args.snakemake_log or max(Path(".snakemake/log").glob("*.snakemake.log"), default=None,
-                                         key=lambda p: p.stat().st_mtime)
-    if log_file is None:
-        print("orchestration_overhead: no Snakemake log under .snakemake/log/ — run `make run` first")
-        return
+    rules = ", ".join(TRAINING_RULES)
+    if args.snakemake_log is not None:
+        log_file = args.snakemake_log
+        if not training_jobs(log_file):
+            raise SystemExit(f"orchestration_overhead: {log_file} shows no finished training job ({rules})")
+        print(f"# Snakemake log: {log_file} (given)")
+    else:
+        log_dir = Path(".snakemake/log")
+        log_file, skipped = training_log(log_dir)
+        if log_file is None:
+            found = f"none of the {skipped} Snakemake logs" if skipped else "no Snakemake log"
+            raise SystemExit(f"orchestration_overhead: {found} under {log_dir}/ shows a finished training job "
+                             f"({rules}); run the study first (`make run`)")
+        newer = f"; {skipped} newer log(s) without training jobs skipped" if skipped else ""
+        print(f"# Snakemake log: {log_file} (the newest that ran training jobs{newer})")
     elapsed, jobs = parse_snakemake_log(log_file.read_text())
     for job in jobs:
         job["loop"] = loop_seconds(Path(job["log"])) if job["log"] else 0.0
     training = [j for j in jobs if j["loop"] > 0]
     if not training or elapsed <= 0:
-        print(f"orchestration_overhead: {log_file} shows no finished training job — run `make run` first")
-        return
+        raise SystemExit(f"orchestration_overhead: the jobs in {log_file} left no training-loop times in their logs "
+                         "(moved or deleted logs/?)")
     slots = max_concurrency(jobs)
     work = sum(j["loop"] for j in training)
     job_time = sum(j["end"] - j["start"] for j in jobs)

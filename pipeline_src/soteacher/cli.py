@@ -141,9 +141,29 @@ def cmd_aggregate(args) -> int:
 def cmd_init_tracking(args) -> int:
     from soteacher.common import tracking
 
-    exp = tracking.init_store(args.tracking_uri, args.experiment)
-    print(f"MLflow store ready at {tracking.resolve_uri(args.tracking_uri)} (experiment {args.experiment!r}, id {exp})")
+    experiment, uri = args.experiment, args.tracking_uri
+    if args.config:
+        from soteacher.common import config
+
+        cfg = config.load(args.config, deep=False)
+        experiment, uri = cfg["name"], uri or _tracking_uri(args, cfg)
+    if not uri:
+        print("error: --tracking-uri is needed with --experiment", file=sys.stderr)
+        return 2
+    exp = tracking.init_store(uri, experiment)
+    print(f"MLflow store ready at {tracking.resolve_uri(uri)} (experiment {experiment!r}, id {exp})")
+    if args.ui:
+        print(f"its runs in the MLflow UI: {tracking.ui_url(args.ui, exp)}")
     return 0
+
+
+def cmd_unlock_if_stale(args) -> int:
+    from soteacher.common import locks
+
+    # the snakemake next to this interpreter (the venv's), as `make run` calls it
+    beside = Path(sys.executable).parent / "snakemake"
+    snakemake = args.snakemake or (str(beside) if beside.is_file() else "snakemake")
+    return locks.unlock_if_stale(Path(args.directory), args.snakemake_args, snakemake)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,9 +217,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_aggregate)
 
     p = sub.add_parser("init-tracking", help="create the MLflow store and experiment (jobs also do it, one at a time)")
-    p.add_argument("--experiment", required=True, help="experiment name (the config's name)")
-    p.add_argument("--tracking-uri", required=True, help="MLflow tracking URI (MLFLOW_TRACKING_URI overrides it)")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--experiment", help="experiment name (the config's name)")
+    group.add_argument("--config", help="config YAML file: its name and tracking.uri")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (MLFLOW_TRACKING_URI overrides it); needed with "
+                   "--experiment")
+    p.add_argument("--ui", metavar="URL", help="also print the link to the experiment's runs in the UI at URL "
+                   "(e.g. http://127.0.0.1:5000)")
     p.set_defaults(func=cmd_init_tracking)
+
+    p = sub.add_parser("unlock-if-stale",
+                       help="remove Snakemake's lock left by a killed run, when no Snakemake works in the directory",
+                       usage="python -m soteacher unlock-if-stale [--directory DIR] [-- SNAKEMAKE_ARGS ...]")
+    p.add_argument("--directory", default=".", help="the workflow directory (default: here)")
+    p.add_argument("--snakemake", help="the snakemake command (default: the one beside this Python)")
+    p.add_argument("snakemake_args", nargs="*", help="after --: the run's own options (--configfile ...), passed on "
+                   "to `snakemake --unlock`")
+    p.set_defaults(func=cmd_unlock_if_stale)
     return parser
 
 

@@ -40,17 +40,24 @@ def _artifact_location(uri: str) -> str | None:
     return None if path is None else (path.resolve().parent / "artifacts").as_uri()
 
 
+# MLflow 3 opens an experiment without this tag on its GenAI pages (traces); this value opens it on the runs.
+# Newer UIs (3.17 here) follow their own GenAI / Model training switch instead: see ui_url.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
 def experiment_id(client, uri: str, name: str) -> str:
+    kind, value = EXPERIMENT_KIND
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    try:
-        return client.create_experiment(name, artifact_location=_artifact_location(uri))
-    except Exception:  # created by a concurrent job in the meantime
-        exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
+    if exp is None:
+        try:
+            return client.create_experiment(name, artifact_location=_artifact_location(uri), tags={kind: value})
+        except Exception:  # created by a concurrent job in the meantime
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    if kind not in exp.tags:  # made by an earlier version: a kind the user chose is left alone
+        client.set_experiment_tag(exp.experiment_id, kind, value)
+    return exp.experiment_id
 
 
 def open_client(uri: str):
@@ -63,6 +70,12 @@ def open_client(uri: str):
     with open(f"{path}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
         return MlflowClient(uri)  # creates the store's tables on first use
+
+
+def ui_url(base: str, exp_id: str) -> str:
+    """A link to the experiment's runs in the MLflow UI. MLflow >= 3.7 opens experiments on its GenAI pages unless
+    its switch says "Model training": ``workflowType`` sets it (links inside the UI drop it again)."""
+    return f"{base.rstrip('/')}/#/experiments/{exp_id}?workflowType=machine_learning"
 
 
 def init_store(uri: str, experiment: str) -> str:
@@ -120,6 +133,8 @@ class Run:
         for i in range(0, len(flat), 100):
             batch = [Param(k, str(v)[:6000]) for k, v in list(flat.items())[i:i + 100]]
             self.client.log_batch(self.run_id, params=batch)
+        if isinstance(params.get("data"), dict) and params["data"].get("dataset"):
+            self.client.log_inputs(self.run_id, datasets=dataset_inputs(params["data"]))
 
     @classmethod
     def reopen(cls, uri: str, run_id: str) -> Run:
@@ -144,6 +159,40 @@ class Run:
 
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
+
+
+def dataset_inputs(data_cfg: dict, data_dir: Path | None = None) -> list:
+    """The run's data set as MLflow dataset inputs (the UI's Dataset column): one per split of the data manifest,
+    named after the data set, its digest a hash of the split's manifest entry (array or file hashes, sizes), its
+    context the split, its source the prepared data folder. Before ``prepare-data`` wrote a manifest: one input
+    whose digest is the hash of the config's ``data`` section."""
+    import hashlib
+    import json
+
+    from mlflow.data import get_dataset_source_from_json
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    from soteacher.common import layout
+
+    name = data_cfg["dataset"]
+    folder = layout.data_dir(name) if data_dir is None else data_dir
+    # named outright: resolving a bare path warns that two registered source types match it
+    source = get_dataset_source_from_json(json.dumps({"uri": str(folder.resolve())}), source_type="local")
+
+    def digest(obj: dict) -> str:
+        return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def entry(value: str, context: str) -> DatasetInput:
+        dataset = Dataset(**MetaDataset(source, name=name, digest=value).to_dict())
+        return DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
+
+    manifest_file = folder / "manifest.json"
+    splits = read_json(manifest_file).get("splits", {}) if manifest_file.is_file() else {}
+    if splits:
+        return [entry(digest(info), split) for split, info in splits.items()]
+    return [entry(digest(data_cfg), "train")]
 
 
 def open_runs(state_dir: Path, make_runs: Callable[[], list[Run]], uri: str) -> list[Run]:
