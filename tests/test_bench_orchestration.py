@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.bench_orchestration import training_jobs, training_log
-from tests.conftest import REPO, copy_workflow, run, subprocess_env
+from tests.helpers import REPO, copy_workflow, run, subprocess_env
 
 pytestmark = pytest.mark.slow
 

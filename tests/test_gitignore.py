@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, copy_workflow, run
+from tests.helpers import REPO, copy_workflow, run
 
 GENERATED = ("results/", "logs/", "mlflow/", ".snakemake/", "report.html")
 
@@ -47,10 +47,11 @@ def test_gitignore_ignores_every_cached_dvc_out_and_none_that_git_holds(tmp_path
     # a cached out folder's files (results/teachers/...) and cached files; never what git must hold for DVC
     probes = [f"{p}/some/file.pt" for p in cached] + sorted(cached)
     assert _ignored(tmp_path, probes) == set(probes)
-    keep = sorted(in_git) + ["results/.gitignore", "results/tables/.gitignore", "results/extra.txt.dvc"]
+    keep = sorted(in_git) + [f"{p}/new.csv" for p in in_git] + ["results/.gitignore", "results/figures/.gitignore",
+                                                                 "results/extra.txt.dvc"]
     assert _ignored(tmp_path, keep) == set()
-    assert _ignored(tmp_path, ["logs/x.log", "mlflow/mlflow.db", "report.html", "results/tables/new.csv"]) == {
-        "logs/x.log", "mlflow/mlflow.db", "report.html", "results/tables/new.csv"}
+    assert _ignored(tmp_path, ["logs/x.log", "mlflow/mlflow.db", "report.html", "results/extra.csv"]) == {
+        "logs/x.log", "mlflow/mlflow.db", "report.html", "results/extra.csv"}
 
 
 @pytest.mark.slow

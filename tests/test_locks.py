@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, REPO, copy_workflow, run, subprocess_env
+from tests.helpers import BIN, REPO, copy_workflow, run, subprocess_env
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 from soteacher.common import layout, tracking
 from soteacher.common.tracking import EXPERIMENT_KIND
 from soteacher.teacher_side import data
-from tests.conftest import copy_workflow, run
+from tests.helpers import copy_workflow, run
 
 KIND, MODEL_TRAINING = EXPERIMENT_KIND
 
