@@ -15,7 +15,7 @@ import pytest
 from soteacher.common import config as config_mod
 from soteacher.common import layout
 from soteacher.student_side import aggregate, jobs
-from soteacher.student_side.aggregate.outputs import FIGURES, OUTPUTS
+from soteacher.student_side.aggregate.outputs import FIGURES, outputs
 from soteacher.teacher_side import jobs as teacher_jobs
 from tests.helpers import REPO, TINY_CONFIG, copy_workflow, run, tiny_raw
 
@@ -63,7 +63,7 @@ def _student_acc(job: dict) -> float:
 
 
 def _write(root: Path, cfg: dict, val: bool = True, reference: bool = True) -> None:
-    manifest = root / layout.data_dir(cfg["data"]["dataset"]) / "manifest.json"
+    manifest = root / layout.data_dir(layout.data_id(cfg["data"])) / "manifest.json"
     manifest.parent.mkdir(parents=True, exist_ok=True)
     manifest.write_text(json.dumps({"reference": REFERENCE} if reference else {}))
     for job in teacher_jobs.teacher_jobs(cfg):
@@ -184,9 +184,11 @@ def test_early_stopping_uses_the_val_best_distilled_checkpoint(study):
 
 def test_every_output_exists_and_figures_are_real_pngs(study):
     # the declared files and nothing else: dvc.yaml tracks the tables and figures folders whole
-    assert set(study) == set(OUTPUTS)
-    written = {p.as_posix() for folder in (layout.TABLES_DIR, layout.FIGURES_DIR) for p in Path(folder).iterdir()}
-    assert written == {out.path for out in OUTPUTS.values()}
+    declared = outputs("tiny")
+    assert set(study) == set(declared)
+    written = {p.as_posix() for folder in (layout.tables_dir("tiny"), layout.figures_dir("tiny"))
+               for p in folder.iterdir()}
+    assert written == {out.path for out in declared.values()}
     for key, path in study.items():
         assert path.is_file(), key
     for key in FIGURES:
@@ -366,18 +368,19 @@ def test_teachers_count_once_with_runs_missing_and_single_runs_show_no_spread(tm
 # ---- the one declaration of the outputs -------------------------------------------------------------------------
 
 def test_snakemake_rule_declares_exactly_the_package_outputs(tmp_path):
-    """report.smk builds rule aggregate's outputs from ``OUTPUTS``: a dry run lists every declared path, no other."""
+    """report.smk builds rule aggregate's outputs from ``outputs``: a dry run lists every declared path, no other."""
     work = copy_workflow(tmp_path)
     out = run(["snakemake", "-n", "--cores", "1", "aggregate"], work)
     job = re.search(r"^rule aggregate:$(.*?)^\s+jobid:", out.stdout + out.stderr, re.M | re.S)
     assert job, out.stdout[-2000:]
     listed = re.search(r"^\s+output: (.+)$", job[1], re.M)[1].split(", ")
-    assert sorted(listed) == sorted(o.path for o in OUTPUTS.values())
+    assert sorted(listed) == sorted(o.path for o in outputs("tiny").values())
 
 
 def test_report_captions_exist_and_every_figure_is_in_the_report():
-    for key, out in OUTPUTS.items():
+    declared = outputs("any")
+    for key, out in declared.items():
         assert (out.caption is None) == (out.category is None), key
         if out.caption:  # relative to the rule file's folder, as Snakemake reads it
             assert (REPO / "workflow/rules" / out.caption).resolve().is_file(), key
-    assert FIGURES and all(OUTPUTS[key].category == "Figures" for key in FIGURES)
+    assert FIGURES and all(declared[key].category == "Figures" for key in FIGURES)

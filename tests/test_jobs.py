@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from soteacher.common import config as config_mod
+from soteacher.common import layout
 from soteacher.student_side import jobs
 
 
@@ -16,13 +17,14 @@ def test_the_student_trained_alone_is_one_run_per_student_and_seed_listed_under_
     cfg = _with_vanilla(tiny_config, seeds=[0, 1])
     rows = [j for j in jobs.student_jobs(cfg) if j["method"] == "vanilla"]
     assert len(rows) == 2 * 2 * 2  # recipes x checkpoints x seeds: a baseline row beside each KD row
+    data, vanilla = layout.data_id(cfg["data"]), f"vanilla-{rows[0]['student_hash']}"
     paths = {jobs.student_metrics(j) for j in rows}
-    assert paths == {f"results/students/synthetic/alone/resnet8/seed{s}/metrics.json" for s in (0, 1)}
-    assert jobs.alone_jobs(cfg) == [{"dataset": "synthetic", "student": "resnet8", "seed": s, "method": "vanilla"}
-                                   for s in (0, 1)]
+    assert paths == {f"results/students/{data}/alone/{vanilla}/resnet8/seed{s}/metrics.json" for s in (0, 1)}
+    assert jobs.alone_jobs(cfg) == [{"data": data, "method": "vanilla", "student_hash": rows[0]["student_hash"],
+                                     "student": "resnet8", "seed": s} for s in (0, 1)]
     kd = next(j for j in jobs.student_jobs(cfg) if j["method"] == "kd")
-    assert jobs.student_metrics(kd) == "results/students/synthetic/resnet8-standard-s0/ep1/kd/resnet8/seed0/" \
-                                       "metrics.json"
+    assert jobs.student_metrics(kd) == (f"results/students/{data}/resnet8-standard-s0-{kd['teacher_hash']}/ep1/"
+                                        f"kd-{kd['student_hash']}/resnet8/seed0/metrics.json")
     # distill jobs train the other methods only; the alone jobs group seeds like distill jobs do
     assert jobs.distilled_methods(cfg) == ["kd", "fitnet"]
     assert jobs.distill_job_count(cfg) == 2 * 2 * 2 and jobs.alone_job_count(cfg) == 2

@@ -68,7 +68,7 @@ def test_make_run_after_sigkill_removes_the_stale_lock_and_finishes_as_an_uninte
     recovered = make_run(work)
     assert "removing a stale Snakemake lock" in recovered.stderr, recovered.stderr
     assert not list((work / ".snakemake/locks").glob("*.lock"))
-    summary = "results/tables/summary.csv"
+    summary = "results/studies/tiny/tables/summary.csv"
     assert (work / summary).read_bytes() == (reference / summary).read_bytes()
     # nothing left to remove: the next `make run` says nothing about locks and has nothing to do
     again = make_run(work)

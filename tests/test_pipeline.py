@@ -13,7 +13,16 @@ import pytest
 import torch
 import yaml
 
+from soteacher.common import config as config_mod
+from soteacher.common import layout
+from soteacher.student_side import jobs as student_jobs
 from tests.helpers import REPO, TINY_CONFIG, copy_workflow, dry_run_jobs, run, subprocess_env
+
+TABLES, FIGURES = layout.tables_dir("tiny"), layout.figures_dir("tiny")  # the tiny study's own folders
+
+
+def cfg_of(work: Path) -> dict:
+    return config_mod.load(work / "config/config.yaml", deep=False)
 
 pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
@@ -30,28 +39,28 @@ def study(tmp_path_factory) -> Path:
 
 
 def test_outputs_tables_and_figure(study):
-    table = pd.read_csv(study / "results/tables/summary.csv")
+    table = pd.read_csv(study / TABLES / "summary.csv")
     assert len(table) == 2 * 2 * 3  # recipes x checkpoints x methods
     assert set(table["recipe"]) == {"standard", "soteacher"}
     assert set(table["method"]) == {"kd", "fitnet", "vanilla"}
     # one vanilla run serves every teacher checkpoint's rows: it never saw a teacher
     vanilla = table[table["method"] == "vanilla"]
     assert vanilla["student_last_mean"].nunique() == 1
-    assert (study / "results/students/synthetic/alone/resnet8/seed0/metrics.json").is_file()
-    assert not list(study.glob("results/students/synthetic/*/ep*/vanilla"))
-    paired = pd.read_csv(study / "results/tables/students_paired.csv")
+    assert len(list(study.glob("results/students/synthetic-*/alone/vanilla-*/resnet8/seed0/metrics.json"))) == 1
+    assert not list(study.glob("results/students/synthetic-*/*/ep*/vanilla-*"))
+    paired = pd.read_csv(study / TABLES / "students_paired.csv")
     assert set(paired["method"]) == {"kd", "fitnet"} and paired["delta_vanilla_n"].eq(1).all()
     assert table["teacher_tv_pstar"].between(0, 1).all()
     assert (table["n"] == 1).all()
-    md = (study / "results/tables/summary.md").read_text()
+    md = (study / TABLES / "summary.md").read_text()
     # the best-epoch column names the split that chose the epoch when it is not the test split
     assert "student acc, last epoch (%)" in md and re.search(r"student acc, best epoch(, chosen on val)? \(%\)", md)
-    png = (study / "results/figures/teacher_vs_student.png").read_bytes()
+    png = (study / FIGURES / "teacher_vs_student.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
-    summary = json.loads((study / "results/tables/summary.json").read_text())
+    summary = json.loads((study / TABLES / "summary.json").read_text())
     assert set(summary["recipes"]) == {"standard", "soteacher"} and summary["partial"] is False
     for ep in (1, 2):
-        assert (study / f"results/teachers/synthetic/resnet8-soteacher-s0/ep{ep}.pt").is_file()
+        assert len(list(study.glob(f"results/teachers/synthetic-*/resnet8-soteacher-s0-*/ep{ep}.pt"))) == 1
 
 
 def test_every_run_is_in_mlflow_with_parent_links(study):
@@ -129,7 +138,7 @@ def test_missing_data_says_where_it_looked(tmp_path):
                      "device": "cpu"}, "arch": "resnet8", "recipe": "standard", "seed": 0})],
         cwd=tmp_path, capture_output=True, text=True, env=subprocess_env())
     assert out.returncode == 2
-    assert "prepared synthetic data not found at results/data/synthetic/tensors.pt" in out.stderr
+    assert re.search(r"prepared synthetic data not found at results/data/synthetic-[0-9a-f]{8}/tensors.pt", out.stderr)
 
 
 @pytest.mark.parametrize(("group_methods", "group_seeds"), [(False, False), (True, False), (False, True),
@@ -216,8 +225,8 @@ def test_grouped_seeds_run_one_job_per_checkpoint_with_the_numbers_of_one_job_pe
     run(["snakemake", "--cores", "2"], work)
     students = sorted((work / "results/students").rglob("metrics.json"))
     assert len(students) == 2 * 2 * 2
-    assert sorted(p.name for p in (work / "logs/students/synthetic/resnet8-standard-s0/ep1").iterdir()) == [
-        "resnet8.log"]
+    [checkpoint_logs] = work.glob("logs/students/synthetic-*/resnet8-standard-s0-*/ep1")
+    assert [p.name for p in checkpoint_logs.iterdir()] == [f"resnet8-{student_jobs.job_name(cfg_of(work))[-8:]}.log"]
     grouped = {p: json.loads(p.read_text())["history"] for p in students}
     cfg["distill"]["group_seeds"] = False
     (work / "config/config.yaml").write_text(yaml.safe_dump(cfg))
@@ -225,4 +234,4 @@ def test_grouped_seeds_run_one_job_per_checkpoint_with_the_numbers_of_one_job_pe
     run(["snakemake", "--cores", "2"], work)
     for path, history in grouped.items():
         assert json.loads(path.read_text())["history"] == history, path
-    assert (work / "logs/students/synthetic/resnet8-standard-s0/ep1/resnet8-s1.log").is_file()
+    assert len(list(checkpoint_logs.glob("resnet8-s1-*.log"))) == 1

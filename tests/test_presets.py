@@ -15,9 +15,10 @@ import pytest
 import yaml
 
 from soteacher.common import config as config_mod
+from soteacher.common import layout
 from soteacher.student_side import jobs, plan
 from soteacher.student_side.aggregate import ablation
-from soteacher.student_side.aggregate.outputs import OUTPUTS
+from soteacher.student_side.aggregate.outputs import outputs
 from soteacher.teacher_side import jobs as teacher_jobs
 from tests.helpers import REPO, TINY_CONFIG, copy_workflow, tiny_raw
 
@@ -153,13 +154,14 @@ def test_fig1_preset_end_to_end(tmp_path):
     cfg = _shrunk("fig1_checkpoints.yaml")
     work = _workflow_with(tmp_path, cfg)
     _snakemake(work)
-    curves = pd.read_csv(work / "results/tables/checkpoint_curves.csv")
+    tables, figures = work / layout.tables_dir(cfg["name"]), work / layout.figures_dir(cfg["name"])
+    curves = pd.read_csv(tables / "checkpoint_curves.csv")
     assert sorted(set(curves["teacher_epoch"])) == [1, 2] and set(curves["recipe"]) == {"standard", "soteacher"}
-    assert (work / "results/figures/teacher_vs_student.png").stat().st_size > 10_000
-    bars = pd.read_csv(work / "results/tables/delta_by_method.csv")
+    assert (figures / "teacher_vs_student.png").stat().st_size > 10_000
+    bars = pd.read_csv(tables / "delta_by_method.csv")
     assert set(bars["method"]) == {"kd", "fitnet"} and set(bars["recipe"]) == {"soteacher"}
-    assert pd.read_csv(work / "results/tables/ablation.csv").empty  # no ablation recipes: placeholder figure
-    assert (work / "results/figures/ablation.png").read_bytes().startswith(b"\x89PNG")
+    assert pd.read_csv(tables / "ablation.csv").empty  # no ablation recipes: placeholder figure
+    assert (figures / "ablation.png").read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.mark.slow
@@ -167,12 +169,13 @@ def test_fig2_preset_end_to_end_and_html_report(tmp_path):
     cfg = _shrunk("fig2_ablation.yaml", keep_recipes=["standard", "soteacher", "lr_1em4", "cr_2", "sched_cosine"])
     work = _workflow_with(tmp_path, cfg)
     _snakemake(work)
-    ablation = pd.read_csv(work / "results/tables/ablation.csv")
+    tables, figures = work / layout.tables_dir(cfg["name"]), work / layout.figures_dir(cfg["name"])
+    ablation = pd.read_csv(tables / "ablation.csv")
     assert set(ablation["parameter"]) == {"lambda_lr", "lambda_cr", "cr_schedule"}
     assert set(ablation["recipe"]) == {"soteacher", "lr_1em4", "cr_2", "sched_cosine"}
     assert ablation["standard_student_last_mean"].notna().all()
-    assert (work / "results/figures/ablation.png").stat().st_size > 20_000
-    assert len(pd.read_csv(work / "results/tables/delta.csv")) == 4 * 2  # 4 recipes x 2 methods, last epoch
+    assert (figures / "ablation.png").stat().st_size > 20_000
+    assert len(pd.read_csv(tables / "delta.csv")) == 4 * 2  # 4 recipes x 2 methods, last epoch
 
     _snakemake(work, "--report", "results/report.html")
     html = (work / "results/report.html").read_text()
@@ -183,7 +186,7 @@ def test_fig2_preset_end_to_end_and_html_report(tmp_path):
                     for m in re.findall(r"iVBORw0KGgo[A-Za-z0-9+/]{100,}", html)]
     pngs = [b for b in embedded if b.startswith(b"\x89PNG")]
     assert len(pngs) >= 3, "expected the Fig. 1, Fig. 2 and Δ figures embedded in the report"
-    for out in OUTPUTS.values():  # every file the package puts in the report, with its caption
+    for out in outputs("any").values():  # every file the package puts in the report, with its caption
         if out.caption:
             caption = (work / "workflow/rules" / out.caption).resolve().read_text()
             assert caption[:20] in html, out.path

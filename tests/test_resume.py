@@ -74,8 +74,7 @@ def test_teacher_job_killed_by_sigterm_resumes_into_the_same_mlflow_run(tmp_path
             break
     rest = job.stderr.read()
     assert job.wait(timeout=120) == 143, rest
-    out = tmp_path / layout.teacher_dir({"dataset": "synthetic", "teacher_arch": "resnet8", "recipe": "soteacher",
-                                         "teacher_seed": 0})
+    out = tmp_path / layout.teacher_dir(teacher_jobs.spec_teacher(spec))
     assert not (out / "metrics.json").exists() and not (out / "ep3.pt").exists()  # nothing final yet
     assert (out / ".resume" / spec["config_hash"] / "state.pt").is_file()
     done = subprocess.run([*cli, "train-teacher", "--spec", json.dumps(spec)], cwd=tmp_path, env=env,

@@ -11,9 +11,10 @@ ACCEPTED = {
     # the software is the project's venv (`make install`, pinned in pyproject.toml); a conda env file nobody runs
     # here would be a stub, and the SLURM profile runs jobs in the same venv
     "Specify a conda environment or container for each rule.",
-    # the MLflow URI stays out of params on purpose: Snakemake re-runs a job whose params change, and where a job
-    # logs must not re-run it (the job specs leave `tracking` out for the same reason)
+    # the MLflow URI and experiment (the study) stay out of params on purpose: Snakemake re-runs a job whose params
+    # change, and where a job logs, or which study asked for a shared teacher, must not re-run it
     "Shell command directly uses variable TRACKING_URI from outside of the rule",
+    "Shell command directly uses variable EXPERIMENT from outside of the rule",
 }
 
 

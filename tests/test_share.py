@@ -182,7 +182,7 @@ def served_study(tmp_path_factory):
 @pytest.mark.slow
 def test_imported_teacher_gives_identical_logits_and_students(served_study):
     work, _, reference = served_study
-    tdir = work / "results/teachers/synthetic/resnet8-ref-s0"
+    [tdir] = work.glob("results/teachers/synthetic-*/resnet8-ref-s0-*")
     ours = torch.load(tdir / "ep240.pt", map_location="cpu", weights_only=True)
     assert ours["arch"] == "resnet8" and ours["epoch"] == 240 and ours["recipe"] == "ref"
     model = build_model("resnet8", 4)
@@ -195,10 +195,10 @@ def test_imported_teacher_gives_identical_logits_and_students(served_study):
     assert metrics["imported_from"]["stored_accuracy"] == {"key": "best_acc", "value": 71.25}
     assert 0 <= metrics["checkpoints"]["240"]["test_acc"] <= 100
     for method in ("kd", "fitnet"):
-        student = json.loads((work / f"results/students/synthetic/resnet8-ref-s0/ep240/{method}/resnet8/seed0"
-                                      "/metrics.json").read_text())
+        [path] = work.glob(f"results/students/synthetic-*/resnet8-ref-s0-*/ep240/{method}-*/resnet8/seed0/metrics.json")
+        student = json.loads(path.read_text())
         assert student["teacher"]["recipe"] == "ref" and student["teacher"]["epoch"] == 240
-    summary = json.loads((work / "results/tables/summary.json").read_text())
+    summary = json.loads((work / "results/studies/tiny/tables/summary.json").read_text())
     assert set(summary["recipes"]) == {"standard", "ref"}  # each recipe at its own last checkpoint
     assert dry_run_jobs(work) == {}
 

@@ -24,11 +24,11 @@ def _inputs(client: MlflowClient, run_id: str) -> dict[str, tuple[str, str]]:
 
 def test_runs_log_the_prepared_data_set_and_the_experiment_opens_on_training_runs(tmp_path, monkeypatch,
                                                                                   tiny_config):
-    monkeypatch.chdir(tmp_path)  # jobs run in the workflow folder: results/data/<dataset> is read from there
+    monkeypatch.chdir(tmp_path)  # jobs run in the workflow folder: results/data/<data id> is read from there
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     data_cfg = tiny_config["data"]
-    manifest = data.prepare(data_cfg, layout.data_dir(data_cfg["dataset"]))
+    manifest = data.prepare(data_cfg, layout.data_dir(layout.data_id(data_cfg)))
     run_ = tracking.Run(uri, "tiny", "a-teacher", tags={"role": "teacher"}, params={"data": data_cfg, "seed": 0})
     run_.end()
     client = MlflowClient(uri)
@@ -75,7 +75,7 @@ def test_every_run_of_a_real_study_lists_its_data_set(tmp_path):
     assert len(seen) == 1  # every teacher and student run: the same data set, split by split
     inputs = dict(next(iter(seen)))
     assert set(inputs) == {"train", "test"} and {n for n, _ in inputs.values()} == {"synthetic"}
-    assert (work / "results/data/synthetic/manifest.json").is_file()
+    assert len(list(work.glob("results/data/synthetic-*/manifest.json"))) == 1
     out = run(["python", "-m", "soteacher", "init-tracking", "--config", "config/config.yaml", "--ui",
                "http://127.0.0.1:5000"], work)
     assert f"#/experiments/{exp.experiment_id}?workflowType=machine_learning" in out.stdout

@@ -85,7 +85,7 @@ def cmd_prepare_data(args) -> int:
     from soteacher.teacher_side import data
 
     cfg = config.load(args.config, deep=False) if args.config else {"data": args.spec["data"]}
-    out = layout.data_dir(cfg["data"]["dataset"])
+    out = layout.data_dir(layout.data_id(cfg["data"]))
     manifest = data.prepare(cfg["data"], out)
     for split, info in manifest["splits"].items():
         logging.info("%s %s: %d samples of shape %s", cfg["data"]["dataset"], split, info["samples"],
@@ -96,7 +96,7 @@ def cmd_prepare_data(args) -> int:
 def cmd_train_teacher(args) -> int:
     from soteacher.teacher_side.teacher_job import run_teacher
 
-    out = run_teacher(args.spec, _tracking_uri(args, args.spec))
+    out = run_teacher(args.spec, _tracking_uri(args, args.spec), args.experiment)
     logging.info("teacher done: %s", out)
     return 0
 
@@ -104,7 +104,7 @@ def cmd_train_teacher(args) -> int:
 def cmd_distill(args) -> int:
     from soteacher.student_side.distill_job import run_distill
 
-    outs = run_distill(args.spec, _tracking_uri(args, args.spec))
+    outs = run_distill(args.spec, _tracking_uri(args, args.spec), args.experiment)
     logging.info("students done: %s", ", ".join(map(str, outs)))
     return 0
 
@@ -112,7 +112,7 @@ def cmd_distill(args) -> int:
 def cmd_import_teacher(args) -> int:
     from soteacher.teacher_side.importer import run_import
 
-    out = run_import(args.spec, _tracking_uri(args, args.spec))
+    out = run_import(args.spec, _tracking_uri(args, args.spec), args.experiment)
     logging.info("teacher imported: %s", out)
     return 0
 
@@ -200,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=what)
         p.add_argument("--spec", type=_spec, required=True, help="job spec JSON (as Snakemake passes it) or @file")
         p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, then the spec)")
+        p.add_argument("--experiment", default="soteacher",
+                       help="MLflow experiment of the job's runs: the study that ran it (jobs are shared by studies)")
         p.set_defaults(func=func)
 
     p = sub.add_parser("convert-checkpoint",

@@ -21,6 +21,12 @@ except soteacher_config.ConfigError as err:
     raise SystemExit(2)
 
 TRACKING_URI = config["tracking"]["uri"]
+EXPERIMENT = config["name"]  # the study: its MLflow experiment and its results/studies/<name>/ folder
+for _old in layout.old_layout():
+    logger.warning(
+        f"{_old} is from the layout before studies had their own folders: it is not read (nor removed); "
+        "delete it once you no longer need it (README: Studies in one workspace)"
+    )
 # threads per job; jobs without torch work get one
 JOB_THREADS = config["compute"]["threads"]
 

@@ -2,7 +2,7 @@ rule prepare_data:
     output:
         directory(layout.DATA_DIR),
     log:
-        layout.log("prepare_data", "{dataset}"),
+        layout.log("prepare_data", "{data}"),
     params:
         spec=lambda w: json.dumps({"data": config["data"]}, sort_keys=True),
     shell:

@@ -19,7 +19,8 @@ rule distill:
     params:
         spec=lambda w: json.dumps(student_jobs.job_spec(config, dict(w)), sort_keys=True),
     shell:
-        "python -m soteacher distill --spec {params.spec:q} --tracking-uri {TRACKING_URI:q} > {log:q} 2>&1"
+        "python -m soteacher distill --spec {params.spec:q} --tracking-uri {TRACKING_URI:q} "
+        "--experiment {EXPERIMENT:q} > {log:q} 2>&1"
 
 
 rule train_alone:
@@ -37,4 +38,5 @@ rule train_alone:
     params:
         spec=lambda w: json.dumps(student_jobs.job_spec(config, dict(w), alone=True), sort_keys=True),
     shell:
-        "python -m soteacher distill --spec {params.spec:q} --tracking-uri {TRACKING_URI:q} > {log:q} 2>&1"
+        "python -m soteacher distill --spec {params.spec:q} --tracking-uri {TRACKING_URI:q} "
+        "--experiment {EXPERIMENT:q} > {log:q} 2>&1"

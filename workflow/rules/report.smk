@@ -7,9 +7,9 @@ rule aggregate:
         student_jobs.student_outputs(config),
         teacher_jobs.teacher_outputs(config),
     output:
-        **aggregate_outputs.rule_outputs(report),
+        **aggregate_outputs.rule_outputs(report, config["name"]),
     log:
-        layout.AGGREGATE_LOG,
+        layout.aggregate_log(config["name"]),
     params:
         spec=lambda w: json.dumps({k: v for k, v in config.items() if k != "tracking"}, sort_keys=True),
     shell:

@@ -13,11 +13,10 @@ rule train_teacher:
     resources:
         gpu=1,
     params:
-        spec=lambda w: json.dumps(
-            teacher_jobs.teacher_spec(config, w.teacher_arch, w.recipe, w.teacher_seed), sort_keys=True
-        ),
+        spec=lambda w: json.dumps(teacher_jobs.train_spec(config, dict(w)), sort_keys=True),
     shell:
-        "python -m soteacher train-teacher --spec {params.spec:q} --tracking-uri {TRACKING_URI:q} > {log:q} 2>&1"
+        "python -m soteacher train-teacher --spec {params.spec:q} --tracking-uri {TRACKING_URI:q} "
+        "--experiment {EXPERIMENT:q} > {log:q} 2>&1"
 
 
 # teacher.imports: one rule per imported checkpoint (its epoch fixes the output name), writing what
@@ -45,4 +44,5 @@ for _import in teacher_jobs.import_jobs(config):
         params:
             spec=json.dumps(_import["spec"], sort_keys=True),
         shell:
-            "python -m soteacher import-teacher --spec {params.spec:q} --tracking-uri {TRACKING_URI:q} > {log:q} 2>&1"
+            "python -m soteacher import-teacher --spec {params.spec:q} --tracking-uri {TRACKING_URI:q} "
+            "--experiment {EXPERIMENT:q} > {log:q} 2>&1"

@@ -177,7 +177,7 @@ def dataset_inputs(data_cfg: dict, data_dir: Path | None = None) -> list:
     from soteacher.common import layout
 
     name = data_cfg["dataset"]
-    folder = layout.data_dir(name) if data_dir is None else data_dir
+    folder = layout.data_dir(layout.data_id(data_cfg)) if data_dir is None else data_dir
     # named outright: resolving a bare path warns that two registered source types match it
     source = get_dataset_source_from_json(json.dumps({"uri": str(folder.resolve())}), source_type="local")
 

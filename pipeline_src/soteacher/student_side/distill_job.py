@@ -93,11 +93,11 @@ def student_summary(history: list[dict], teacher_test_logits: torch.Tensor | Non
     return summary
 
 
-def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
+def run_distill(spec: dict, tracking_uri: str, experiment: str) -> list[Path]:
     dataset = spec["data"]["dataset"]
     t = spec["teacher"]  # None: the student trained alone
     device = devices.setup(spec["compute"])
-    data = load_data(spec["data"], layout.data_dir(dataset), device)
+    data = load_data(spec["data"], layout.data_dir(layout.data_id(spec["data"])), device)
     members = spec_students(spec)  # one student per seed x method, in this order
     teacher, teacher_info, teacher_sample, teacher_checkpoint = None, {}, None, None
     if t is not None:
@@ -135,7 +135,7 @@ def run_distill(spec: dict, tracking_uri: str) -> list[Path]:
                                          "epoch": t["epoch"]}
 
     def make_run(seed: int, method_name: str) -> Run:
-        return Run(tracking_uri, spec["name"], f"{method_name}-{spec['student']}-s{seed}",
+        return Run(tracking_uri, experiment, f"{method_name}-{spec['student']}-s{seed}",
                    tags={"role": "student", "dataset": dataset, **teacher_tags,
                          "method": method_name, "student": spec["student"], "seed": seed,
                          "config_hash": spec["config_hash"], **runtime_tags(device)},

@@ -18,7 +18,18 @@ from soteacher.common.config import distill_epochs, distill_pairs
 from soteacher.teacher_side.jobs import imported, job_common, science_hash, teacher_jobs
 
 ALONE = "vanilla"
-TEACHER_FIELDS = ("teacher_arch", "recipe", "teacher_seed", "epoch")
+CHECKPOINT_FIELDS = (*layout.TEACHER_FIELDS[1:], "epoch")  # a student's teacher checkpoint (data names both)
+
+
+def student_hash(method_cfg: dict, epochs: int, optim: dict, compute: dict) -> str:
+    """What determines a student's weights beside its teacher checkpoint, data, architecture and seed (all in its
+    folder's path): the method's settings, the distillation epochs and optimiser, and the compute settings."""
+    return layout.short_hash({"method": method_cfg, "epochs": epochs, "optim": optim, "compute": compute})
+
+
+def _student_hash(config: dict, method: str) -> str:
+    d = config["distill"]
+    return student_hash(d["methods"][method], d["epochs"], d["optim"], config["compute"])
 
 
 def teacher_distill_epochs(config: dict, recipe: str) -> list[int]:
@@ -50,7 +61,8 @@ def student_groups(config: dict) -> list[dict]:
 def student_jobs(config: dict) -> list[dict]:
     """Every student result a table has a row for: (teacher checkpoint, student, seed, method). The ``ALONE``
     method appears under every teacher checkpoint too (its baseline row), but is one run: ``student_metrics``."""
-    return [{**g, "method": m} for g, m in product(student_groups(config), config["distill"]["methods"])]
+    return [{**g, "method": m, "student_hash": _student_hash(config, m)}
+            for g, m in product(student_groups(config), config["distill"]["methods"])]
 
 
 def distilled_methods(config: dict) -> list[str]:
@@ -63,13 +75,13 @@ def alone_jobs(config: dict) -> list[dict]:
     if ALONE not in config["distill"]["methods"]:
         return []
     students = dict.fromkeys(g["student"] for g in student_groups(config))
-    return [{"dataset": config["data"]["dataset"], "student": student, "seed": seed, "method": ALONE}
-            for student, seed in product(students, config["distill"]["seeds"])]
+    return [{"data": layout.data_id(config["data"]), "method": ALONE, "student_hash": _student_hash(config, ALONE),
+             "student": student, "seed": seed} for student, seed in product(students, config["distill"]["seeds"])]
 
 
 def run_of(job: dict) -> dict:
     """The run behind a table row: the row itself, or, for the student trained alone, its teacherless run."""
-    return {k: v for k, v in job.items() if k not in TEACHER_FIELDS} if job["method"] == ALONE else job
+    return {k: v for k, v in job.items() if k not in CHECKPOINT_FIELDS} if job["method"] == ALONE else job
 
 
 def student_metrics(job: dict) -> str:
@@ -86,17 +98,26 @@ def student_outputs(config: dict) -> list[str]:
 
 
 def grouped(config: dict, alone: bool = False) -> dict[str, list]:
-    """The dimensions one job trains together, with their values (methods: not for the student trained alone)."""
+    """The dimensions one job trains together, with their values: ``method`` as (method, student_hash) pairs (the
+    student trained alone is one method), ``seed`` as seeds."""
     d = config["distill"]
-    dims = {"method": distilled_methods(config) if d["group_methods"] and not alone else None,
+    # a study without the student trained alone has no train_alone job: its rule keeps the method a wildcard
+    has_alone = ALONE in d["methods"]
+    methods = ([ALONE] if has_alone else None) if alone else distilled_methods(config) if d["group_methods"] else None
+    dims = {"method": None if methods is None else [(m, _student_hash(config, m)) for m in methods],
             "seed": d["seeds"] if d["group_seeds"] else None}
     return {dim: values for dim, values in dims.items() if values is not None}
 
 
 def job_name(config: dict, alone: bool = False) -> str:
-    """A job's name within its folder of students (its log's name): the wildcards it does not group."""
+    """A job's name within its folder of students (its log's name): the wildcards it does not group, and for
+    grouped methods the hash of their settings (another study distilling the same checkpoint differently writes
+    another log)."""
     dims = grouped(config, alone)
-    return ("" if "method" in dims or alone else "{method}/") + "{student}" + ("" if "seed" in dims else "-s{seed}")
+    seed = "" if "seed" in dims else "-s{seed}"
+    if "method" in dims:
+        return "{student}" + seed + "-" + layout.short_hash(dims["method"])
+    return "{method}-{student_hash}/{student}" + seed
 
 
 def _job_folder(alone: bool) -> str:
@@ -107,9 +128,10 @@ def job_outputs(config: dict, alone: bool = False) -> list[str]:
     """Outputs of rule distill (or train_alone), with the wildcards the rule does not group."""
     dims = grouped(config, alone)
     folder = layout.ALONE_DIR if alone else layout.STUDENT_DIR
-    return [layout.with_wildcards(f"{folder}/{file}", **dict(zip(dims, values)))
-            for file in (layout.STUDENT_METRICS_FILE, layout.STUDENT_MODEL_FILE)
-            for values in product(*dims.values())]
+    fixed = [{"method": m, "student_hash": h} for m, h in dims.get("method", [])] or [{}]
+    seeds = [{"seed": s} for s in dims.get("seed", [])] or [{}]
+    return [layout.with_wildcards(f"{folder}/{file}", **m, **s)
+            for file in (layout.STUDENT_METRICS_FILE, layout.STUDENT_MODEL_FILE) for m in fixed for s in seeds]
 
 
 def job_log(config: dict, alone: bool = False) -> str:
@@ -140,24 +162,24 @@ def alone_job_count(config: dict) -> int:
 def teacher_inputs(job: dict) -> dict[str, str]:
     """What a distill job reads: the teacher checkpoint, the teacher's metrics file and the data."""
     return {"checkpoint": str(layout.teacher_checkpoint(job, job["epoch"])),
-            "metrics": str(layout.teacher_metrics(job)), "data": str(layout.data_dir(job["dataset"]))}
+            "metrics": str(layout.teacher_metrics(job)), "data": str(layout.data_dir(job["data"]))}
 
 
 def job_spec(config: dict, job: dict, alone: bool = False) -> dict:
     """The spec of the distill (or train_alone) job with these wildcard values."""
     dims = grouped(config, alone)
-    methods = [ALONE] if alone else dims.get("method") or [job["method"]]
+    methods = [m for m, _ in dims["method"]] if "method" in dims else [job["method"]]
     seeds = dims.get("seed") or [int(job["seed"])]
     if alone:
         return distill_spec(config, None, job["student"], seeds, methods)
     teacher = {"arch": job["teacher_arch"], "recipe": job["recipe"], "seed": int(job["teacher_seed"]),
-               "epoch": int(job["epoch"])}
+               "hash": job["teacher_hash"], "epoch": int(job["epoch"])}
     return distill_spec(config, teacher, job["student"], seeds, methods)
 
 
 def distill_spec(config: dict, teacher: dict | None, student: str, seeds: list[int], methods: list[str]) -> dict:
     """One distill job: every (seed, method) student of one teacher checkpoint (``teacher``: arch, recipe, seed,
-    epoch), trained in one loop; with no teacher, the student trained alone."""
+    hash, epoch), trained in one loop; with no teacher, the student trained alone."""
     d = config["distill"]
     spec = {
         **job_common(config),
@@ -176,8 +198,11 @@ def distill_spec(config: dict, teacher: dict | None, student: str, seeds: list[i
 def spec_students(spec: dict) -> list[tuple[int, str, dict]]:
     """(seed, method, layout fields) of each student a distill job spec trains, in training order."""
     t = spec["teacher"]
-    where = {"dataset": spec["data"]["dataset"], "student": spec["student"]}
+    where = {"data": layout.data_id(spec["data"]), "student": spec["student"]}
     if t is not None:
-        where |= {"teacher_arch": t["arch"], "recipe": t["recipe"], "teacher_seed": t["seed"], "epoch": t["epoch"]}
-    return [(seed, method, {**where, "method": method, "seed": seed})
+        where |= {"teacher_arch": t["arch"], "recipe": t["recipe"], "teacher_seed": t["seed"],
+                  "teacher_hash": t["hash"], "epoch": t["epoch"]}
+    return [(seed, method, {**where, "method": method, "seed": seed,
+                            "student_hash": student_hash(spec["methods"][method], spec["epochs"], spec["optim"],
+                                                         spec["compute"])})
             for seed in spec["seeds"] for method in spec["methods"]]

@@ -217,7 +217,7 @@ def convert(src: Path, dst: Path) -> dict:
 # --- the job ------------------------------------------------------------------------------------------------
 
 
-def run_import(spec: dict, tracking_uri: str) -> Path:
+def run_import(spec: dict, tracking_uri: str, experiment: str) -> Path:
     import shutil
 
     from soteacher.common.tracking import ending, file_md5
@@ -236,14 +236,14 @@ def run_import(spec: dict, tracking_uri: str) -> Path:
         raise CheckpointError(f"{source} says epoch {info['epoch']}, but teacher.imports.{name}.epoch is {epoch}; "
                               "set the config's epoch to the file's")
     device = devices.setup(spec["compute"])
-    data = load_data(spec["data"], layout.data_dir(teacher["dataset"]), device)
+    data = load_data(spec["data"], layout.data_dir(teacher["data"]), device)
     model = build_model(arch, data.num_classes)
     load_strict(model, state_dict_of(obj, source), arch, source)
     model.to(device).eval()
     metrics = {"epoch": epoch, **evaluate(model, data)}
     log.info("imported %s as %s (%s): test accuracy %.2f%%", source, name, arch, metrics["test_acc"])
 
-    run = teacher_run(spec, tracking_uri, device, **{"imported": "true", "source.path": str(source),
+    run = teacher_run(spec, tracking_uri, experiment, device, **{"imported": "true", "source.path": str(source),
                                                       "source.md5": info["md5"]})
     staged_dir = layout.teacher_dir(teacher) / layout.RESUME_DIR / spec["config_hash"]
     staged = staged_dir / layout.CHECKPOINT_FILE.format(epoch=epoch)

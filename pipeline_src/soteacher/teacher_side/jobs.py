@@ -14,15 +14,12 @@ from soteacher.common.config import checkpoint_epochs, stable_hash
 
 
 def teacher_jobs(config: dict) -> list[dict]:
-    """Trained teachers (archs × recipes × seeds), then imported ones (``teacher.imports``, one each)."""
+    """Trained teachers (archs × recipes × seeds), then imported ones (``teacher.imports``, one each), as layout
+    fields (their ``teacher_hash`` from their spec)."""
     t = config["teacher"]
-    return [
-        {"dataset": config["data"]["dataset"], "teacher_arch": arch, "recipe": recipe, "teacher_seed": seed}
-        for arch, recipe, seed in product(t["archs"], t["recipes"], t["seeds"])
-    ] + [
-        {"dataset": config["data"]["dataset"], "teacher_arch": imp["arch"], "recipe": name, "teacher_seed": imp["seed"]}
-        for name, imp in t.get("imports", {}).items()
-    ]
+    trained = [spec_teacher(teacher_spec(config, arch, recipe, seed))
+               for arch, recipe, seed in product(t["archs"], t["recipes"], t["seeds"])]
+    return trained + [spec_teacher(import_spec(config, name)) for name in t.get("imports", {})]
 
 
 def imported(config: dict, recipe: str) -> dict | None:
@@ -40,6 +37,15 @@ def trained_recipe_pattern(config: dict) -> str:
     return "|".join(re.escape(r) for r in config["teacher"]["recipes"]) or "(?!)"
 
 
+def train_spec(config: dict, wildcards: dict) -> dict:
+    """The spec of the train_teacher job of these wildcards; refuses a folder this config does not make."""
+    spec = teacher_spec(config, wildcards["teacher_arch"], wildcards["recipe"], int(wildcards["teacher_seed"]))
+    if {k: str(v) for k, v in spec_teacher(spec).items()} != {k: str(wildcards[k]) for k in layout.TEACHER_FIELDS}:
+        raise ValueError(f"{layout.teacher_dir(wildcards)} is not a teacher of this study (its teacher is "
+                         f"{layout.teacher_dir(spec_teacher(spec))})")
+    return spec
+
+
 def train_outputs(config: dict) -> dict:
     """Outputs of rule train_teacher, with wildcards: the saved checkpoints and the metrics file."""
     return {"checkpoints": [layout.with_wildcards(layout.TEACHER_CHECKPOINT, epoch=e)
@@ -51,20 +57,20 @@ def import_jobs(config: dict) -> list[dict]:
     """One rule per ``teacher.imports`` entry (its epoch fixes the output name): inputs, outputs, log and spec."""
     out = []
     for name, imp in config["teacher"].get("imports", {}).items():
-        teacher = {"dataset": config["data"]["dataset"], "teacher_arch": imp["arch"], "recipe": name,
-                   "teacher_seed": imp["seed"]}
-        out.append({"name": name, "source": imp["path"], "data": str(layout.data_dir(teacher["dataset"])),
+        spec = import_spec(config, name)
+        teacher = spec_teacher(spec)
+        out.append({"name": name, "source": imp["path"], "data": str(layout.data_dir(teacher["data"])),
                     "checkpoint": str(layout.teacher_checkpoint(teacher, imp["epoch"])),
                     "metrics": str(layout.teacher_metrics(teacher)),
                     "log": layout.log("teachers", layout.TEACHER.format(**teacher)),
-                    "spec": import_spec(config, name)})
+                    "spec": spec})
     return out
 
 
 def job_common(config: dict) -> dict:
-    """What every job's spec holds. Tracking is left out on purpose: where a job logs does not change its numbers
-    or trigger re-runs."""
-    return {"name": config["name"], "data": config["data"], "compute": config["compute"]}
+    """What every job's spec holds. The study's name and the tracking URI are left out on purpose: which study asks
+    for a teacher, and where a job logs, change neither its numbers nor whether it re-runs (studies share it)."""
+    return {"data": config["data"], "compute": config["compute"]}
 
 
 def teacher_spec(config: dict, teacher_arch: str, recipe: str, teacher_seed: int) -> dict:
@@ -102,9 +108,11 @@ def import_spec(config: dict, name: str) -> dict:
 
 
 def spec_teacher(spec: dict) -> dict:
-    """The layout fields of the teacher a teacher (or import) job spec makes."""
-    return {"dataset": spec["data"]["dataset"], "teacher_arch": spec["arch"], "recipe": spec["recipe"],
-            "teacher_seed": spec["seed"]}
+    """The layout fields of the teacher a teacher (or import) job spec makes: its ``teacher_hash`` covers all of the
+    spec but the recipe's name (in the folder's name beside it)."""
+    return {"data": layout.data_id(spec["data"]), "teacher_arch": spec["arch"], "recipe": spec["recipe"],
+            "teacher_seed": spec["seed"],
+            "teacher_hash": layout.short_hash({k: v for k, v in spec.items() if k not in ("recipe", "config_hash")})}
 
 
 def science_hash(spec: dict) -> str:

@@ -24,11 +24,11 @@ from soteacher.teacher_side.objective import TeacherObjective
 from soteacher.teacher_side.teacher_output import publish, save_checkpoint, teacher_run
 
 
-def run_teacher(spec: dict, tracking_uri: str):
+def run_teacher(spec: dict, tracking_uri: str, experiment: str):
     teacher = spec_teacher(spec)
     out_dir = layout.teacher_dir(teacher)
     device = devices.setup(spec["compute"])
-    data = load_data(spec["data"], layout.data_dir(teacher["dataset"]), device)
+    data = load_data(spec["data"], layout.data_dir(teacher["data"]), device)
     seed_everything(spec["seed"])
     model = prepare_model(build_model(spec["arch"], data.num_classes).to(device), spec["compute"])
     objective = TeacherObjective(model, spec["recipe_values"], len(data.train), data.num_classes,
@@ -40,7 +40,7 @@ def run_teacher(spec: dict, tracking_uri: str):
     for stale in (out_dir / layout.RESUME_DIR).glob("*"):
         if stale != resume_dir:
             shutil.rmtree(stale, ignore_errors=True)
-    [run] = open_runs(resume_dir, lambda: [teacher_run(spec, tracking_uri, device)], tracking_uri)
+    [run] = open_runs(resume_dir, lambda: [teacher_run(spec, tracking_uri, experiment, device)], tracking_uri)
     # staged beside the training state, moved into place only when the whole job has succeeded
     staged = {epoch: resume_dir / layout.CHECKPOINT_FILE.format(epoch=epoch) for epoch in spec["checkpoint_epochs"]}
 

@@ -14,11 +14,11 @@ from soteacher.common.tracking import Run, log_links, runtime_tags
 from soteacher.teacher_side.jobs import spec_teacher
 
 
-def teacher_run(spec: dict, tracking_uri: str, device, **tags) -> Run:
+def teacher_run(spec: dict, tracking_uri: str, experiment: str, device, **tags) -> Run:
     """A new MLflow run for the teacher of a teacher (or import) job spec, with its identity as tags."""
     teacher = spec_teacher(spec)
-    return Run(tracking_uri, spec["name"], layout.teacher_dir(teacher).name,
-               tags={"role": "teacher", **tags, "dataset": teacher["dataset"], "arch": spec["arch"],
+    return Run(tracking_uri, experiment, layout.teacher_dir(teacher).name,
+               tags={"role": "teacher", **tags, "dataset": spec["data"]["dataset"], "arch": spec["arch"],
                      "recipe": spec["recipe"], "seed": spec["seed"], "config_hash": spec["config_hash"],
                      **runtime_tags(device)},
                params=spec)
@@ -42,7 +42,7 @@ def publish(spec: dict, run: Run, history: list[dict], staged: dict[int, Path], 
         path.replace(checkpoints[f"checkpoint.ep{epoch}"])
     metrics_file = layout.teacher_metrics(teacher)
     write_json(metrics_file, {
-        "arch": spec["arch"], "recipe": spec["recipe"], "seed": spec["seed"], "dataset": teacher["dataset"],
+        "arch": spec["arch"], "recipe": spec["recipe"], "seed": spec["seed"], "dataset": spec["data"]["dataset"],
         "config_hash": spec["config_hash"], "mlflow_run_id": run.run_id, **extra,
         "checkpoints": {str(h["epoch"]): h for h in history if h["epoch"] in staged}, "history": history,
     })

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def run(config: dict, allow_partial: bool = False) -> dict[str, Path]:
-    """Write every output of ``outputs.OUTPUTS`` from the study's results; returns their paths by key."""
+    """Write every output of ``outputs.outputs(study)`` from the study's results; returns their paths by key."""
     # imported here, not at the top: Snakemake imports .outputs (and so this package) when it parses the rules
     from soteacher.common.io import write_json, write_text
     from soteacher.student_side.aggregate import ablation, collect, compare, figures, tables, theory
@@ -28,7 +28,7 @@ def run(config: dict, allow_partial: bool = False) -> dict[str, Path]:
     std_pairs, van_pairs = compare.standard_pairs(df), compare.vanilla_pairs(df)
     ref = collect.reference(config)
     checkpoints, history = collect.teacher_frames(config)
-    outputs = output_paths()
+    outputs = output_paths(config["name"])
     name = config["name"]
     title = f"Study '{name}'"
     tables.write_csv(outputs["csv"], table)

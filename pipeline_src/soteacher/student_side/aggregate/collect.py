@@ -73,7 +73,7 @@ def number(entry: dict, key: str) -> float:
 def reference(config: dict) -> dict:
     """The data manifest's Bayes reference (``bayes_acc`` and ``expected_max_pstar`` per split, %), or {} for
     real data and manifests that predate it."""
-    path = layout.data_dir(config["data"]["dataset"]) / "manifest.json"
+    path = layout.data_dir(layout.data_id(config["data"])) / "manifest.json"
     return read_json(path).get("reference", {}) if path.is_file() else {}
 
 
