@@ -18,10 +18,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# First remove a lock a killed run left behind (SIGKILL, power cut), when no Snakemake works here any more.
+# First remove a lock a killed run left behind (SIGKILL, power cut), when no Snakemake works here any more; last,
+# link what the study used into results/studies/<name>/ and, for a study params.yaml lists, record it in dvc.lock.
 run: $(STAMP)
 	$(BIN)/python -m soteacher unlock-if-stale -- --configfile $(CONFIG) --workflow-profile $(PROFILE)
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --workflow-profile $(PROFILE)
+	$(BIN)/python -m soteacher link-study --config $(CONFIG) --teachers --students --dvc-commit
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -50,6 +52,7 @@ push: $(STAMP)
 
 pull: $(STAMP)
 	$(BIN)/dvc pull
+	$(BIN)/python -m soteacher link-study --restore
 	$(BIN)/snakemake all --touch --forceall --cores 1 --quiet --configfile $(CONFIG)
 
 # The printed link opens the study's runs: MLflow 3.17 opens experiments on its GenAI pages (or click

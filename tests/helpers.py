@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 
 from soteacher.common import config as config_mod
 from soteacher.student_side.methods import METHODS
@@ -33,7 +34,8 @@ OPTIM = {"lr": 0.05, "lr_by_arch": {}, "momentum": 0.9, "weight_decay": 5e-4, "b
 
 
 def copy_workflow(dest: Path, config_file: Path = TINY_CONFIG) -> Path:
-    """A runnable copy of the workflow in ``dest`` with ``config_file`` as its config/config.yaml."""
+    """A runnable copy of the workflow in ``dest`` with ``config_file`` as its config/config.yaml, the one study
+    its params.yaml lists for DVC (under the config's name)."""
     for name in WORKFLOW_FILES:
         src = REPO / name
         if src.is_dir():
@@ -42,7 +44,14 @@ def copy_workflow(dest: Path, config_file: Path = TINY_CONFIG) -> Path:
             shutil.copy(src, dest / name)
     (dest / "config").mkdir()
     shutil.copy(config_file, dest / "config" / "config.yaml")
+    list_studies(dest, {"config/config.yaml": yaml.safe_load(config_file.read_text())["name"]})
     return dest
+
+
+def list_studies(work: Path, studies: dict[str, str]) -> None:
+    """Write the workflow copy's params.yaml: the studies DVC reproduces, {config file: study name}."""
+    (work / "params.yaml").write_text(yaml.safe_dump({"studies": {name: {"config": path}
+                                                                  for path, name in studies.items()}}))
 
 
 def subprocess_env(**extra) -> dict:

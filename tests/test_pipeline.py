@@ -174,9 +174,9 @@ def test_dvc_repro_runs_then_is_a_noop_then_reruns_only_students(work):
     run(["dvc", "init", "-q"], work)
     run(["dvc", "config", "core.analytics", "false"], work)
     first = run(["dvc", "repro"], work)
-    assert "Running stage 'teachers'" in first.stdout and "Running stage 'students'" in first.stdout
+    assert "Running stage 'teachers@tiny'" in first.stdout and "Running stage 'students@tiny'" in first.stdout
     assert (work / "dvc.lock").is_file()
-    assert (work / "results/tables/summary.json").is_file()
+    assert (work / layout.study_metrics("tiny")).is_file()
     second = run(["dvc", "repro"], work)
     assert "Running stage" not in second.stdout
     cfg_path = work / "config/config.yaml"
@@ -191,11 +191,11 @@ def test_dvc_repro_runs_then_is_a_noop_then_reruns_only_students(work):
         with open(path, "a") as f:
             f.write("# edited\n")
     third = run(["dvc", "repro"], work)
-    assert "Running stage 'students'" in third.stdout
-    assert "Running stage 'teachers'" not in third.stdout
+    assert "Running stage 'students@tiny'" in third.stdout
+    assert "Running stage 'teachers@tiny'" not in third.stdout
     with open(package / "teacher_side/loop.py", "a") as f:  # the loop every teacher runs
         f.write("# edited\n")
-    assert "teachers" in json.loads(run(["dvc", "status", "--json"], work).stdout)
+    assert "teachers@tiny" in json.loads(run(["dvc", "status", "--json"], work).stdout)
     # every module a teacher job loads is a dependency of the teachers stage, and none is on the student side
     loaded = run([sys.executable, "-c", "import sys, soteacher.cli, soteacher.teacher_side.teacher_job, "
                   "soteacher.teacher_side.importer; "
@@ -203,14 +203,15 @@ def test_dvc_repro_runs_then_is_a_noop_then_reruns_only_students(work):
                  work).stdout.split()
     root = Path(loaded[0]).parent.parent  # pipeline_src, wherever soteacher was imported from
     loaded = ["pipeline_src/" + Path(f).relative_to(root).as_posix() for f in loaded]
-    deps = yaml.safe_load((work / "dvc.yaml").read_text())["stages"]["teachers"]["deps"]
+    deps = yaml.safe_load((work / "dvc.yaml").read_text())["stages"]["teachers"]["do"]["deps"]
     uncovered = [f for f in loaded if not any(f == d or f.startswith(d + "/") for d in deps)]
     assert len(loaded) > 10 and uncovered == [], uncovered
     metrics = run(["dvc", "metrics", "show", "--json"], work)
     assert "student_last_acc" in metrics.stdout
     plots = run(["dvc", "plots", "show", "--json"], work).stdout
-    assert all(f"results/figures/{name}.png" in plots for name in ("teacher_vs_student", "delta_by_method",
-                                                                     "ablation")), plots[:2000]
+    figures = layout.figures_dir("tiny")
+    assert all(f"{figures}/{name}.png" in plots for name in ("teacher_vs_student", "delta_by_method",
+                                                             "ablation")), plots[:2000]
 
 
 def test_grouped_seeds_run_one_job_per_checkpoint_with_the_numbers_of_one_job_per_seed(tmp_path):
@@ -230,8 +231,9 @@ def test_grouped_seeds_run_one_job_per_checkpoint_with_the_numbers_of_one_job_pe
     grouped = {p: json.loads(p.read_text())["history"] for p in students}
     cfg["distill"]["group_seeds"] = False
     (work / "config/config.yaml").write_text(yaml.safe_dump(cfg))
-    assert dry_run_jobs(work) == {"distill": 4, "aggregate": 1, "all": 1}  # one per checkpoint x seed
-    run(["snakemake", "--cores", "2"], work)
+    # the same students (grouping is not in their folders' hashes): nothing to do until forced
+    assert dry_run_jobs(work) == {}
+    run(["snakemake", "--cores", "2", "--forcerun", "distill"], work)
     for path, history in grouped.items():
         assert json.loads(path.read_text())["history"] == history, path
     assert len(list(checkpoint_logs.glob("resnet8-s1-*.log"))) == 1

@@ -157,6 +157,27 @@ def cmd_init_tracking(args) -> int:
     return 0
 
 
+def cmd_link_study(args) -> int:
+    from soteacher.common import config, study_links
+
+    if args.restore:
+        study_links.restore()
+    cfg = config.load(args.config, deep=False) if args.config else None
+    if (args.teachers or args.students or args.dvc_commit) and cfg is None:
+        print("error: --teachers, --students and --dvc-commit need --config", file=sys.stderr)
+        return 2
+    if cfg is not None and args.study is not None and cfg["name"] != args.study:
+        print(f"error: {args.config} is study {cfg['name']!r}, not {args.study!r}: params.yaml's studies must be "
+              "keyed by each config's name", file=sys.stderr)
+        return 2
+    for part, wanted in (("teachers", args.teachers), ("students", args.students)):
+        if wanted:
+            study_links.link(cfg, part)
+    if args.dvc_commit:
+        study_links.dvc_record(cfg, args.config)
+    return 0
+
+
 def cmd_unlock_if_stale(args) -> int:
     from soteacher.common import locks
 
@@ -217,6 +238,17 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--spec", type=_spec, help="validated config JSON (as Snakemake passes it) or @file")
     p.add_argument("--allow-partial", action="store_true", help="build tables from the runs present, marked PARTIAL")
     p.set_defaults(func=cmd_aggregate)
+
+    p = sub.add_parser("link-study", help="link the shared results a study used into results/studies/<name>/ (its "
+                       "DVC outputs), or restore the shared folders from those links")
+    p.add_argument("--config", help="the study's config file")
+    p.add_argument("--study", help="the name the study is listed under (params.yaml); must be the config's name")
+    p.add_argument("--restore", action="store_true", help="first re-create missing shared files from any study's links")
+    p.add_argument("--teachers", action="store_true", help="link the study's data set and teachers")
+    p.add_argument("--students", action="store_true", help="link the study's students and its metrics file")
+    p.add_argument("--dvc-commit", action="store_true",
+                   help="then record the study's DVC stages as done (dvc commit -f), when params.yaml lists it")
+    p.set_defaults(func=cmd_link_study)
 
     p = sub.add_parser("init-tracking", help="create the MLflow store and experiment (jobs also do it, one at a time)")
     group = p.add_mutually_exclusive_group(required=True)

@@ -55,6 +55,7 @@ RESUME_STATE = "state.pt"  # the loop's full state, in the job's resume folder
 INIT_STATE = "init{epochs}.pt"  # a distill job's init stage (staged methods), likewise
 STUDY_DIR = RESULTS + "/studies/{study}"  # a study's own outputs (the config's name)
 TABLES_DIR = STUDY_DIR + "/tables"
+STUDY_METRICS = STUDY_DIR + "/summary.json"  # a copy of tables/summary.json, for DVC's metrics (see study_links)
 FIGURES_DIR = STUDY_DIR + "/figures"
 AGGREGATE_LOG = LOGS + "/studies/{study}/aggregate.log"
 # what this layout replaced (one table folder per workspace, teachers named without a hash): found, never reused
@@ -107,6 +108,15 @@ def tables_dir(study: str) -> Path:
 
 def figures_dir(study: str) -> Path:
     return Path(FIGURES_DIR.format(study=study))
+
+
+def study_metrics(study: str) -> Path:
+    return Path(STUDY_METRICS.format(study=study))
+
+
+def study_part_dir(study: str, part: str) -> Path:
+    """Where a study keeps links to the shared results it used: ``teachers`` (data sets, teachers) or ``students``."""
+    return Path(STUDY_DIR.format(study=study)) / part
 
 
 def old_layout(root: Path = Path(".")) -> list[Path]:
