@@ -8,7 +8,7 @@ CORES ?= all
 PROFILE ?= workflow/profiles/default
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test lint install mlflow-ui dvc-repro bench clean
+.PHONY: run test lint install mlflow-ui dvc-repro bench clean report
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY_VERSION) -m venv $(VENV)
@@ -24,6 +24,11 @@ run: $(STAMP)
 	$(BIN)/python -m soteacher unlock-if-stale -- --configfile $(CONFIG) --workflow-profile $(PROFILE)
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --workflow-profile $(PROFILE)
 	$(BIN)/python -m soteacher link-study --config $(CONFIG) --teachers --students --dvc-commit
+
+# Snakemake's self-contained HTML report of a study (its tables, figures and captions): results/studies/<name>/
+report: $(STAMP)
+	$(BIN)/snakemake --report "$$($(BIN)/python -m soteacher report-path $(CONFIG))" --configfile $(CONFIG) \
+		--workflow-profile $(PROFILE)
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

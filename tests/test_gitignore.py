@@ -16,19 +16,22 @@ from tests.helpers import REPO, copy_workflow, run
 GENERATED = ("results/", "logs/", "mlflow/", ".snakemake/", "report.html")
 
 
-def _outs() -> tuple[set[str], set[str]]:
-    """(dvc.yaml's cached outputs, its outputs and metrics git holds: `cache: false`)."""
+def _outs(work: Path = REPO) -> tuple[set[str], set[str]]:
+    """(dvc.yaml's cached outputs, its outputs and metrics git holds: `cache: false`), for each study params.yaml
+    lists (the stages are `foreach` templates over them)."""
     cached, in_git = set(), set()
-    for stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].values():
+    studies = yaml.safe_load((work / "params.yaml").read_text())["studies"]
+    for stage in yaml.safe_load((work / "dvc.yaml").read_text())["stages"].values():
         for kind in ("outs", "metrics"):
-            for out in stage.get(kind, []):
+            for out in stage["do"].get(kind, []):
                 path, opts = next(iter(out.items())) if isinstance(out, dict) else (out, {})
-                (in_git if opts.get("cache", True) is False else cached).add(path)
+                for study in studies:
+                    (in_git if opts.get("cache", True) is False else cached).add(path.replace("${key}", study))
     return cached, in_git
 
 
 def _is_folder(out: str) -> bool:
-    return not Path(out).suffix  # dvc.yaml's outs are folders (results/tables) or files with a suffix
+    return not Path(out).suffix  # dvc.yaml's outs are folders (a study's tables) or files with a suffix
 
 
 def _held_by(files: list[str], outs: set[str]) -> bool:
@@ -57,10 +60,10 @@ def test_gitignore_ignores_every_cached_dvc_out_and_none_that_git_holds(tmp_path
     run(["git", "init", "-q"], tmp_path)
     cached, in_git = _outs()
     assert cached and in_git
-    # a cached out folder's files (results/teachers/...) and cached files; never what git must hold for DVC
+    # a cached out folder's files (a study's teachers/...) and cached files; never what git must hold for DVC
     probes = [f"{p}/some/file.pt" for p in cached] + sorted(cached)
     assert _ignored(tmp_path, probes) == set(probes)
-    # an uncached out folder (results/tables) holds files git tracks
+    # an uncached out folder (a study's tables) holds files git tracks
     keep = [f"{p}/new.csv" if _is_folder(p) else p for p in sorted(in_git)] + [
         "results/.gitignore", "results/figures/.gitignore", "results/extra.txt.dvc"]
     assert _ignored(tmp_path, keep) == set()
@@ -78,21 +81,27 @@ def test_after_a_run_git_status_lists_only_what_git_holds_and_dvc_still_works(tm
     run(["dvc", "config", "core.analytics", "false"], work)
     run(["git", "add", "-A"], work)
     run(["git", "commit", "-qm", "workflow"], work)
-    _, in_git = _outs()
+    _, in_git = _outs(work)
 
-    run(["snakemake", "--cores", "2"], work)  # what `make run` runs
+    run(["snakemake", "--cores", "2"], work)  # what `make run` runs: the study, then its links and DVC record
+    run(["python", "-m", "soteacher", "link-study", "--config", "config/config.yaml", "--teachers", "--students",
+         "--dvc-commit"], work)
     assert (work / "results/teachers").is_dir() and (work / "mlflow/mlflow.db").is_file()
-    assert _held_by(_untracked(work), in_git)
+    untracked = _untracked(work)
+    assert "dvc.lock" in untracked
+    assert _held_by([p for p in untracked if p.startswith("results/") and not p.endswith("/.gitignore")], in_git)
 
-    # DVC records the finished run (its stages find nothing to do); no complaint about ignored outputs
+    # DVC's record is current: its stages have nothing to do; no complaint about ignored outputs
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], work).stdout
     repro = run(["dvc", "repro"], work)
     text = repro.stdout + repro.stderr
+    assert "Running stage" not in text, text
     assert "ERROR" not in text and "WARNING" not in text and "ignored" not in text.lower(), text
     untracked = _untracked(work)
     assert "dvc.lock" in untracked
     assert _held_by([p for p in untracked if p.startswith("results/") and not p.endswith("/.gitignore")], in_git)
-    assert not [p for p in untracked if p.startswith(GENERATED) and not _held_by([p], in_git) and
-                not p.endswith("/.gitignore")]
+    assert not [p for p in untracked if p.startswith(GENERATED) and p != "dvc.lock" and not p.endswith("/.gitignore")
+                and not any(p == o or p.startswith(o + "/") for o in in_git)]
     # docs/share.md's commit after a study: the small tables go in, no checkpoint or cached table does
     run(["git", "add", "dvc.lock", "results"], work)
     run(["git", "commit", "-qm", "results"], work)
@@ -113,5 +122,5 @@ def test_after_a_run_git_status_lists_only_what_git_holds_and_dvc_still_works(tm
     shown = json.loads(run(["dvc", "exp", "show", "--json"], work).stdout)
     exps = [e for rev in shown for e in rev.get("experiments") or []]
     (exp,) = [e for e in exps if e.get("name") == "two-epochs"]
-    metrics = exp["revs"][0]["data"]["metrics"]["results/tables/summary.json"]["data"]
+    metrics = exp["revs"][0]["data"]["metrics"]["results/studies/tiny/summary.json"]["data"]
     assert metrics["recipes"]["standard"]["student_last_acc"] is not None

@@ -224,7 +224,8 @@ def test_every_run_links_to_its_files_and_logs_small_artifacts(served_study, tmp
         assert files == expected, tags
         for label in files:  # path + md5 lead back to the exact file (the md5 is its name in DVC's cache)
             assert file_md5(work / tags[f"{label}.path"]) == tags[f"{label}.md5"]
-            assert tags[f"{label}.dvc_out"] in ("results/teachers", "results/students")
+            # the shared file reaches DVC as the study's link of it (dvc.yaml's outputs per study)
+            assert tags[f"{label}.dvc_out"] in ("results/studies/tiny/teachers", "results/studies/tiny/students")
         artifacts = {a.path: a.file_size for a in client.list_artifacts(r.info.run_id)}
         assert set(artifacts) == {"metrics.json", "spec.json"}
         assert max(artifacts.values()) < 200_000  # no checkpoint copied into MLflow
@@ -255,7 +256,7 @@ def test_dvc_push_clone_pull_then_nothing_to_do_and_kd_change_reruns_students(tm
     cfg = yaml.safe_load(TINY_CONFIG.read_text())
     cfg["teacher"].update(checkpoint_every=2, recipes={"soteacher": cfg["teacher"]["recipes"]["soteacher"]})
     (work / "config/config.yaml").write_text(yaml.safe_dump(cfg))
-    (work / ".gitignore").write_text("/mlflow/\n/logs/\n.snakemake/\n__pycache__/\n")
+    shutil.copy(REPO / ".gitignore", work / ".gitignore")  # the shared results stay out of git: DVC holds them
     run(["git", "init", "-q"], work)
     run(["dvc", "init", "-q"], work)
     run(["dvc", "config", "core.analytics", "false"], work)
@@ -265,13 +266,14 @@ def test_dvc_push_clone_pull_then_nothing_to_do_and_kd_change_reruns_students(tm
     run(["git", "add", "-A"], work)
     run(["git", "commit", "-q", "-m", "tiny study"], work)
 
-    # the student runs link to the teacher checkpoint inside the DVC-tracked results/teachers of dvc.lock
+    # the student runs link to the teacher checkpoint inside the study's DVC-tracked teachers of dvc.lock
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{work}/mlflow/mlflow.db")
     students = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], "tags.role = 'student'")
     lock = yaml.safe_load((work / "dvc.lock").read_text())
-    teachers_md5 = next(o["md5"] for o in lock["stages"]["teachers"]["outs"] if o["path"] == "results/teachers")
+    teachers_md5 = next(o["md5"] for o in lock["stages"]["teachers@tiny"]["outs"]
+                        if o["path"] == "results/studies/tiny/teachers")
     for r in students:
         assert r.data.tags["teacher_checkpoint.dvc_out_md5"] == teachers_md5
         md5 = r.data.tags["teacher_checkpoint.md5"]
@@ -280,9 +282,11 @@ def test_dvc_push_clone_pull_then_nothing_to_do_and_kd_change_reruns_students(tm
     run(["git", "clone", "-q", str(work), str(clone)], tmp_path)
     assert not (clone / "results/teachers").exists()
     run(["dvc", "pull"], clone)
-    for path in ("results/teachers/synthetic/resnet8-soteacher-s0/ep2.pt", "results/tables/summary.json"):
+    # what `make pull` runs after `dvc pull`: the shared folders back from the study's links, then the touch
+    run(["python", "-m", "soteacher", "link-study", "--restore"], clone)
+    [checkpoint] = work.glob("results/teachers/synthetic-*/resnet8-soteacher-s0-*/ep2.pt")
+    for path in (checkpoint.relative_to(work), "results/studies/tiny/tables/summary.json"):
         assert (clone / path).read_bytes() == (work / path).read_bytes()
-    # what `make pull` runs after `dvc pull`
     run(["snakemake", "all", "--touch", "--forceall", "--cores", "1", "--quiet"], clone)
     assert dry_run_jobs(clone) == {}
     assert "Data and pipelines are up to date" in run(["dvc", "status"], clone).stdout

@@ -58,10 +58,15 @@ def cmd_plan(args) -> int:
                              steps=args.steps)
         label = f"{device} (measured here, {cfg['compute']['threads']} thread(s))" if device == "cpu" \
             else f"{device} (measured here)"
+    from soteacher.common import layout
+    from soteacher.common.io import write_text
+
     result = plan.make_plan(cfg, costs, label)
-    print(plan.render(result, args.config))
+    text = plan.render(result, args.config)
+    print(text)
     if args.header:
         print(plan.header_comment(result))
+    write_text(layout.study_plan(cfg["name"]), text + "\n")  # beside the study's tables, the latest plan
     return 0
 
 
@@ -157,6 +162,13 @@ def cmd_init_tracking(args) -> int:
     return 0
 
 
+def cmd_report_path(args) -> int:
+    from soteacher.common import config, layout
+
+    print(layout.study_report(config.load(args.config, deep=False)["name"]))
+    return 0
+
+
 def cmd_link_study(args) -> int:
     from soteacher.common import config, study_links
 
@@ -196,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.set_defaults(func=cmd_check_config)
 
-    p = sub.add_parser("plan", help="count a study's jobs per rule and estimate its compute time")
+    p = sub.add_parser("plan", help="count a study's jobs per rule and estimate its compute time (also written to "
+                       "results/studies/<name>/plan.txt)")
     p.add_argument("config")
     p.add_argument("--measure", action="store_true",
                    help="time a few training steps of each architecture on this device instead of the built-in table")
@@ -238,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--spec", type=_spec, help="validated config JSON (as Snakemake passes it) or @file")
     p.add_argument("--allow-partial", action="store_true", help="build tables from the runs present, marked PARTIAL")
     p.set_defaults(func=cmd_aggregate)
+
+    p = sub.add_parser("report-path", help="where a study's Snakemake HTML report goes (make report)")
+    p.add_argument("config")
+    p.set_defaults(func=cmd_report_path)
 
     p = sub.add_parser("link-study", help="link the shared results a study used into results/studies/<name>/ (its "
                        "DVC outputs), or restore the shared folders from those links")

@@ -56,6 +56,8 @@ INIT_STATE = "init{epochs}.pt"  # a distill job's init stage (staged methods), l
 STUDY_DIR = RESULTS + "/studies/{study}"  # a study's own outputs (the config's name)
 TABLES_DIR = STUDY_DIR + "/tables"
 STUDY_METRICS = STUDY_DIR + "/summary.json"  # a copy of tables/summary.json, for DVC's metrics (see study_links)
+STUDY_PLAN = STUDY_DIR + "/plan.txt"  # what `python -m soteacher plan` printed last
+STUDY_REPORT = STUDY_DIR + "/report.html"  # Snakemake's HTML report (`make report`)
 FIGURES_DIR = STUDY_DIR + "/figures"
 AGGREGATE_LOG = LOGS + "/studies/{study}/aggregate.log"
 # what this layout replaced (one table folder per workspace, teachers named without a hash): found, never reused
@@ -112,6 +114,14 @@ def figures_dir(study: str) -> Path:
 
 def study_metrics(study: str) -> Path:
     return Path(STUDY_METRICS.format(study=study))
+
+
+def study_plan(study: str) -> Path:
+    return Path(STUDY_PLAN.format(study=study))
+
+
+def study_report(study: str) -> Path:
+    return Path(STUDY_REPORT.format(study=study))
 
 
 def study_part_dir(study: str, part: str) -> Path:

@@ -35,6 +35,16 @@ def used(config: dict, part: str) -> list[Path]:
     return sorted({Path(metrics).parent for metrics in student_outputs(config)})
 
 
+def link_of(study: str, path: str) -> str:
+    """Where study ``study`` links a shared result (a path under ``results/``, as a string): the same path under its
+    ``teachers`` (data sets, teachers) or ``students`` folder; other paths are returned as they are."""
+    parts = Path(path).parts
+    if len(parts) < 2 or parts[0] != layout.RESULTS or parts[1] not in ("data", "teachers", "students"):
+        return path
+    part = "students" if parts[1] == "students" else "teachers"
+    return (layout.study_part_dir(study, part) / Path(*parts[1:])).as_posix()
+
+
 def _link_tree(src: Path, dst: Path) -> int:
     """Hard-link every file of ``src`` into ``dst`` (a copy where the file system refuses links); job state under
     ``.resume`` is left out. Returns the number of files."""

@@ -126,6 +126,7 @@ class Run:
         tags = {k: str(v) for k, v in tags.items()}
         if parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
+        self.experiment = experiment  # the study: where its DVC outputs are (dvc_links)
         self.run_id = self.client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id
         from mlflow.entities import Param
 
@@ -134,7 +135,26 @@ class Run:
             batch = [Param(k, str(v)[:6000]) for k, v in list(flat.items())[i:i + 100]]
             self.client.log_batch(self.run_id, params=batch)
         if isinstance(params.get("data"), dict) and params["data"].get("dataset"):
-            self.client.log_inputs(self.run_id, datasets=dataset_inputs(params["data"]))
+            self._log_inputs(dataset_inputs(params["data"]))
+
+    def _log_inputs(self, datasets: list, attempts: int = 5) -> None:
+        """Log the run's dataset inputs. Jobs that start together on one data set race to create its MLflow dataset
+        row (the store refuses the second: a unique constraint); the loser finds the row on a retry. A label for
+        the UI, never worth failing a training job for: after the last attempt it is logged as a warning."""
+        import random
+        import time
+
+        from mlflow.exceptions import MlflowException
+
+        for attempt in range(attempts):
+            try:
+                self.client.log_inputs(self.run_id, datasets=datasets)
+                return
+            except MlflowException as err:
+                if attempt == attempts - 1:
+                    log.warning("run %s: its data set input was not logged: %s", self.run_id, err)
+                    return
+                time.sleep(0.2 + random.Random().random())  # its own generator: the job's RNG state is untouched
 
     @classmethod
     def reopen(cls, uri: str, run_id: str) -> Run:
@@ -143,6 +163,7 @@ class Run:
         run.uri = resolve_uri(uri)
         run.client = open_client(run.uri)
         run.run_id = run_id
+        run.experiment = run.client.get_experiment(run.client.get_run(run_id).info.experiment_id).name
         run.client.update_run(run_id, status="RUNNING")
         return run
 
@@ -247,19 +268,23 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def dvc_links(path: Path, md5: str, root: Path | None = None) -> dict[str, str]:
-    """Which DVC-tracked output (a ``dvc.yaml`` out such as ``results/teachers``) holds ``path``, and, when the
-    current ``dvc.lock`` already records that output with this very file in it (an input produced by an earlier
-    stage, e.g. a teacher checkpoint seen from a distill job), the output's directory hash from the lock."""
+def dvc_links(path: Path, md5: str, study: str, root: Path | None = None) -> dict[str, str]:
+    """Which DVC-tracked output of study ``study`` holds ``path``, and, when the current ``dvc.lock`` already records
+    that output with this very file in it (an input produced by an earlier stage, e.g. a teacher checkpoint seen
+    from a distill job), the output's directory hash from the lock. A shared result (``results/teachers/...``)
+    reaches DVC as the study's link of it (``results/studies/<study>/teachers/teachers/...``; study_links)."""
     import json
 
     import yaml
+
+    from soteacher.common import study_links
 
     root = Path.cwd() if root is None else root
     try:
         rel = Path(path).resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         return {}
+    rel = study_links.link_of(study, rel)
     links: dict[str, str] = {}
     for name in ("dvc.lock", "dvc.yaml"):
         if not (root / name).is_file():
@@ -269,9 +294,11 @@ def dvc_links(path: Path, md5: str, root: Path | None = None) -> dict[str, str]:
         except yaml.YAMLError:
             continue
         for stage in stages.values():
-            for out in stage.get("outs", []) if isinstance(stage, dict) else []:
+            stage = stage.get("do", stage) if isinstance(stage, dict) else {}  # a foreach stage: its template
+            for out in stage.get("outs", []):
                 out_path = out.get("path") if isinstance(out, dict) and "path" in out else (
                     next(iter(out)) if isinstance(out, dict) else out)
+                out_path = out_path.replace("${key}", study) if isinstance(out_path, str) else out_path
                 if not isinstance(out_path, str) or not rel.startswith(out_path.rstrip("/") + "/"):
                     continue
                 links["dvc_out"] = out_path
@@ -305,7 +332,7 @@ def log_links(run: Run, spec: dict, files: dict[str, Path], metrics_file: Path |
             shown = str(path)
         tags[f"{label}.path"] = shown
         tags[f"{label}.md5"] = md5
-        tags.update({f"{label}.{k}": v for k, v in dvc_links(Path(path), md5).items()})
+        tags.update({f"{label}.{k}": v for k, v in dvc_links(Path(path), md5, run.experiment).items()})
     run.client.log_batch(run.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
     if metrics_file is not None:
         run.log_artifact(metrics_file)
