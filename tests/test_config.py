@@ -105,3 +105,52 @@ def test_config_checks_do_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code, str(REPO / "config" / "fashion_mnist.yaml")],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize(("yaml_text", "key"), [
+    ("teacher: {recipes: {soteacher: {lambda_cr: .nan}}}", "teacher.recipes.soteacher.lambda_cr: nan"),
+    ("teacher: {recipes: {soteacher: {lambda_lr: .inf}}}", "teacher.recipes.soteacher.lambda_lr: inf"),
+    ("distill: {methods: {kd: {kd_temperature: -.inf}}}", "distill.methods.kd.kd_temperature: -inf"),
+    ("teacher: {optim: {lr: .nan}}", "teacher.optim.lr: nan"),
+])
+def test_non_finite_numbers_are_refused_naming_the_key(tmp_path, yaml_text, key):
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml_text + "\n")
+    with pytest.raises(config_mod.ConfigError) as err:
+        config_mod.load(path)
+    assert f"config key {key} is not a finite number" in str(err.value)
+
+
+def test_settings_that_never_take_effect_are_named(caplog):
+    raw = {"teacher": {"epochs": 10, "checkpoint_every": 5, "optim": {"lr_milestones": [5, 10, 12]},
+                       "recipes": {"late": {"lambda_cr": 1.0, "cr_schedule": "step", "cr_start_epoch": 10},
+                                   "fine": {"lambda_cr": 1.0, "cr_schedule": "step", "cr_start_epoch": 9}}},
+           "distill": {"epochs": 4, "optim": {"lr_milestones": [3]}, "methods": {"crd": {"nce_k": 5000}}},
+           "data": {"synthetic": {"train_size": 1000}}}
+    with caplog.at_level("WARNING", logger="soteacher.common.config"):
+        config_mod.validate(raw)
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [
+        "config key teacher.optim.lr_milestones: [10, 12] at or beyond teacher.epochs=10 never decay the lr "
+        "(the decays that happen: [5])",
+        "config key teacher.recipes.late.cr_start_epoch: 10 is not before teacher.epochs=10: with cr_schedule step "
+        "the consistency term never switches on (λ_CR stays 0)",
+        "config key distill.methods.crd.nce_k: 5000 exceeds the 1000 training samples: an anchor's negatives "
+        "repeat samples (at most 1000 distinct)"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="soteacher.common.config"):
+        config_mod.validate(raw, deep=False)  # the jobs' own checks stay quiet: Snakemake's start-up said it
+        config_mod.validate({})
+    assert caplog.records == []
+
+
+def test_check_config_prints_the_warnings(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "study.yaml"
+    path.write_text("teacher: {epochs: 4, checkpoint_every: 2, optim: {lr_milestones: [4]}}\n")
+    out = subprocess.run([sys.executable, "-m", "soteacher", "check-config", str(path)], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0 and "OK" in out.stdout
+    assert "teacher.optim.lr_milestones: [4] at or beyond teacher.epochs=4" in out.stderr

@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ import yaml
 from soteacher.common.errors import ConfigError
 from soteacher.teacher_side.data.registry import DATASETS
 from soteacher.teacher_side.models.zoo import ARCHITECTURES
+
+log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SCHEMA_PATH = Path(os.environ.get("SOTEACHER_SCHEMA", REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"))
@@ -232,16 +236,65 @@ def input_shape(config: dict) -> tuple[int, int, int]:
     return DATASETS[data["dataset"]].image_shape  # type: ignore[return-value]
 
 
+def _non_finite(obj: Any, path: tuple = ()) -> list[str]:
+    """NaN and ±inf anywhere in the config (YAML's .nan/.inf): JSON-Schema bounds let NaN through."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return [f"config key {_key(path)}: {obj} is not a finite number"]
+    if isinstance(obj, dict):
+        return [m for k, v in obj.items() for m in _non_finite(v, (*path, k))]
+    if isinstance(obj, list):
+        return [m for i, v in enumerate(obj) for m in _non_finite(v, (*path, i))]
+    return []
+
+
+def train_size(config: dict) -> int:
+    """Training samples a study's jobs see (after data.train_limit, without the held-out val split)."""
+    data = config["data"]
+    if data["dataset"] == "synthetic":
+        return data["synthetic"]["train_size"]
+    train = DATASETS[data["dataset"]].full_size[0]
+    if data.get("train_limit"):
+        train = min(train, data["train_limit"])
+    return train - (data.get("val_size") or 0)
+
+
+def never_in_effect(config: dict) -> list[str]:
+    """Settings that can never take effect, each naming its key and what happens instead."""
+    found = []
+    for section in ("teacher", "distill"):
+        epochs, optim = config[section]["epochs"], config[section]["optim"]
+        late = [m for m in optim["lr_milestones"] if m >= epochs]
+        if late:
+            kept = [m for m in optim["lr_milestones"] if m < epochs]
+            found.append(f"config key {section}.optim.lr_milestones: {late} at or beyond {section}.epochs={epochs} "
+                         f"never decay the lr (the decays that happen: {kept or 'none'})")
+    epochs = config["teacher"]["epochs"]
+    for name, recipe in config["teacher"]["recipes"].items():
+        if recipe["lambda_cr"] > 0 and recipe["cr_schedule"] == "step" and recipe["cr_start_epoch"] >= epochs:
+            found.append(f"config key teacher.recipes.{name}.cr_start_epoch: {recipe['cr_start_epoch']} is not before "
+                         f"teacher.epochs={epochs}: with cr_schedule step the consistency term never switches on "
+                         "(λ_CR stays 0)")
+    crd = config["distill"]["methods"].get("crd")
+    if crd is not None and crd["nce_k"] > train_size(config):
+        found.append(f"config key distill.methods.crd.nce_k: {crd['nce_k']} exceeds the {train_size(config)} "
+                     f"training samples: an anchor's negatives repeat samples (at most {train_size(config)} distinct)")
+    return found
+
+
 def validate(config: dict, deep: bool = True) -> dict:
-    """Return a validated copy of ``config`` with defaults filled; raise ConfigError listing every problem."""
+    """Return a validated copy of ``config`` with defaults filled; raise ConfigError listing every problem. With
+    ``deep`` (Snakemake's start-up, check-config) also warn about settings that can never take effect."""
     config = copy.deepcopy(config)
     validator = _validator()(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    messages = [_describe(e) for e in errors]
+    messages = _non_finite(config) + [_describe(e) for e in errors]
     if not messages:
         messages = _semantic_errors(config, deep)
     if messages:
         raise ConfigError("invalid config:\n  " + "\n  ".join(messages))
+    if deep:
+        for warning in never_in_effect(config):
+            log.warning(warning)
     return config
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from soteacher.common.config import checkpoint_epochs, distill_pairs, input_shape
+from soteacher.common.config import checkpoint_epochs, distill_pairs, input_shape, train_size
 from soteacher.student_side import jobs
 from soteacher.teacher_side.data.registry import DATASETS
 from soteacher.teacher_side.jobs import teacher_jobs
@@ -59,16 +59,14 @@ class Plan:
 
 
 def data_sizes(config: dict) -> tuple[int, int]:
+    """(training samples the jobs see, test samples)."""
     data = config["data"]
     if data["dataset"] == "synthetic":
-        return data["synthetic"]["train_size"], data["synthetic"]["test_size"]
-    train, test = DATASETS[data["dataset"]].full_size  # type: ignore[misc]
-    if data["train_limit"]:
-        train = min(train, data["train_limit"])
-    train -= data.get("val_size", 0)  # held out of the training split, never trained on
+        return train_size(config), data["synthetic"]["test_size"]
+    test = DATASETS[data["dataset"]].full_size[1]  # type: ignore[index]
     if data["test_limit"]:
         test = min(test, data["test_limit"])
-    return train, test
+    return train_size(config), test
 
 
 def measure(archs, image_shape: tuple[int, int, int], device: str = "cpu", threads: int = 1, batch: int = 64,
