@@ -8,8 +8,6 @@ the config key and what is allowed, before any job starts.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
 import math
 import os
@@ -301,6 +299,3 @@ def validate(config: dict, deep: bool = True) -> dict:
 def load(path: str | Path, deep: bool = True) -> dict:
     return validate(read_yaml(path), deep=deep)
 
-
-def stable_hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]

@@ -64,16 +64,17 @@ AGGREGATE_LOG = LOGS + "/studies/{study}/aggregate.log"
 OLD_LAYOUT = (RESULTS + "/tables", RESULTS + "/figures")
 
 
-def short_hash(obj) -> str:
-    """The first ``HASH_LENGTH`` hex digits of the sha256 of ``obj`` as sorted JSON."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:HASH_LENGTH]
+def stable_hash(obj, length: int = HASH_LENGTH) -> str:
+    """The first ``length`` hex digits of the sha256 of ``obj`` as sorted JSON (non-JSON values as their str): the
+    one hash of specs, folder names and MLflow dataset digests."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
 
 def data_id(data_cfg: dict) -> str:
     """A data set's folder name: its name and the hash of its spec (where the files are read from is left out: the
     manifest checks what was read)."""
     spec = {k: v for k, v in data_cfg.items() if k not in ("root", "download")}
-    return f"{data_cfg['dataset']}-{short_hash(spec)}"
+    return f"{data_cfg['dataset']}-{stable_hash(spec)}"
 
 
 def data_dir(data: str) -> Path:

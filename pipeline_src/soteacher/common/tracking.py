@@ -187,7 +187,6 @@ def dataset_inputs(data_cfg: dict, data_dir: Path | None = None) -> list:
     named after the data set, its digest a hash of the split's manifest entry (array or file hashes, sizes), its
     context the split, its source the prepared data folder. Before ``prepare-data`` wrote a manifest: one input
     whose digest is the hash of the config's ``data`` section."""
-    import hashlib
     import json
 
     from mlflow.data import get_dataset_source_from_json
@@ -202,9 +201,6 @@ def dataset_inputs(data_cfg: dict, data_dir: Path | None = None) -> list:
     # named outright: resolving a bare path warns that two registered source types match it
     source = get_dataset_source_from_json(json.dumps({"uri": str(folder.resolve())}), source_type="local")
 
-    def digest(obj: dict) -> str:
-        return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
     def entry(value: str, context: str) -> DatasetInput:
         dataset = Dataset(**MetaDataset(source, name=name, digest=value).to_dict())
         return DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
@@ -212,8 +208,8 @@ def dataset_inputs(data_cfg: dict, data_dir: Path | None = None) -> list:
     manifest_file = folder / "manifest.json"
     splits = read_json(manifest_file).get("splits", {}) if manifest_file.is_file() else {}
     if splits:
-        return [entry(digest(info), split) for split, info in splits.items()]
-    return [entry(digest(data_cfg), "train")]
+        return [entry(layout.stable_hash(info, 16), split) for split, info in splits.items()]
+    return [entry(layout.stable_hash(data_cfg, 16), "train")]
 
 
 def open_runs(state_dir: Path, make_runs: Callable[[], list[Run]], uri: str) -> list[Run]:

@@ -24,7 +24,7 @@ CHECKPOINT_FIELDS = (*layout.TEACHER_FIELDS[1:], "epoch")  # a student's teacher
 def student_hash(method_cfg: dict, epochs: int, optim: dict, compute: dict) -> str:
     """What determines a student's weights beside its teacher checkpoint, data, architecture and seed (all in its
     folder's path): the method's settings, the distillation epochs and optimiser, and the compute settings."""
-    return layout.short_hash({"method": method_cfg, "epochs": epochs, "optim": optim, "compute": compute})
+    return layout.stable_hash({"method": method_cfg, "epochs": epochs, "optim": optim, "compute": compute})
 
 
 def _student_hash(config: dict, method: str) -> str:
@@ -116,7 +116,7 @@ def job_name(config: dict, alone: bool = False) -> str:
     dims = grouped(config, alone)
     seed = "" if "seed" in dims else "-s{seed}"
     if "method" in dims:
-        return "{student}" + seed + "-" + layout.short_hash(dims["method"])
+        return "{student}" + seed + "-" + layout.stable_hash(dims["method"])
     return "{method}-{student_hash}/{student}" + seed
 
 

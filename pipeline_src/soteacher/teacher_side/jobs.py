@@ -10,7 +10,9 @@ import re
 from itertools import product
 
 from soteacher.common import layout
-from soteacher.common.config import checkpoint_epochs, stable_hash
+from soteacher.common.config import checkpoint_epochs
+
+CONFIG_HASH_LENGTH = 12  # a job spec's config_hash (resume folders, MLflow tags); folder-name hashes are shorter
 
 
 def teacher_jobs(config: dict) -> list[dict]:
@@ -112,8 +114,8 @@ def spec_teacher(spec: dict) -> dict:
     spec but the recipe's name (in the folder's name beside it)."""
     return {"data": layout.data_id(spec["data"]), "teacher_arch": spec["arch"], "recipe": spec["recipe"],
             "teacher_seed": spec["seed"],
-            "teacher_hash": layout.short_hash({k: v for k, v in spec.items() if k not in ("recipe", "config_hash")})}
+            "teacher_hash": layout.stable_hash({k: v for k, v in spec.items() if k not in ("recipe", "config_hash")})}
 
 
 def science_hash(spec: dict) -> str:
-    return stable_hash({k: v for k, v in spec.items() if k != "config_hash"})
+    return layout.stable_hash({k: v for k, v in spec.items() if k != "config_hash"}, CONFIG_HASH_LENGTH)
