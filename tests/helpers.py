@@ -78,14 +78,18 @@ def python_output(code: str) -> str:
     return out.stdout.strip()
 
 
-def dry_run_jobs(cwd: Path) -> dict[str, int]:
-    """Jobs per rule that ``snakemake -n`` would run ({} when there is nothing to do)."""
-    out = run(["snakemake", "-n", "--cores", "2"], cwd)
+def job_stats(out: subprocess.CompletedProcess) -> dict[str, int]:
+    """Jobs per rule from a Snakemake run's (or dry run's) "Job stats" table ({} when there was nothing to do)."""
     text = out.stdout + out.stderr
     if "Nothing to be done" in text:
         return {}
     table = text[text.index("Job stats:"):]
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
+
+
+def dry_run_jobs(cwd: Path) -> dict[str, int]:
+    """Jobs per rule that ``snakemake -n`` would run ({} when there is nothing to do)."""
+    return job_stats(run(["snakemake", "-n", "--cores", "2"], cwd))
 
 
 # --- teacher recipes: the schema's defaults, not copies --------------------------------------------------------

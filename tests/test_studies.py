@@ -12,34 +12,21 @@ import pytest
 import yaml
 
 from soteacher.common import layout
-from tests.helpers import TINY_CONFIG, copy_workflow, list_studies, run
+from tests.helpers import copy_workflow, job_stats, list_studies, run, tiny_raw
 
 pytestmark = pytest.mark.slow
 
 
 def _study(work: Path, name: str, **changes) -> str:
     """Write config/<name>.yaml: the tiny study named ``name``, with ``changes`` ({"distill.methods": ...})."""
-    cfg = yaml.safe_load(TINY_CONFIG.read_text())
-    cfg["name"] = name
-    for dotted, value in changes.items():
-        *parents, leaf = dotted.split(".")
-        node = cfg
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
     path = f"config/{name}.yaml"
-    (work / path).write_text(yaml.safe_dump(cfg))
+    (work / path).write_text(yaml.safe_dump(tiny_raw(name=name, **changes)))
     return path
 
 
 def _snakemake(work: Path, config: str) -> dict[str, int]:
     """Run one study; the jobs it ran per rule ({} when there was nothing to do)."""
-    out = run(["snakemake", "--cores", "2", "--configfile", config], work)
-    text = out.stdout + out.stderr
-    if "Nothing to be done" in text:
-        return {}
-    table = text[text.index("Job stats:"):]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
+    return job_stats(run(["snakemake", "--cores", "2", "--configfile", config], work))
 
 
 def test_two_studies_keep_their_tables_and_share_the_teachers_they_both_need(tmp_path):

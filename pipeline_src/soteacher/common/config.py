@@ -272,10 +272,10 @@ def never_in_effect(config: dict) -> list[str]:
             found.append(f"config key teacher.recipes.{name}.cr_start_epoch: {recipe['cr_start_epoch']} is not before "
                          f"teacher.epochs={epochs}: with cr_schedule step the consistency term never switches on "
                          "(λ_CR stays 0)")
-    crd = config["distill"]["methods"].get("crd")
-    if crd is not None and crd["nce_k"] > train_size(config):
-        found.append(f"config key distill.methods.crd.nce_k: {crd['nce_k']} exceeds the {train_size(config)} "
-                     f"training samples: an anchor's negatives repeat samples (at most {train_size(config)} distinct)")
+    crd, samples = config["distill"]["methods"].get("crd"), train_size(config)
+    if crd is not None and crd["nce_k"] > samples:
+        found.append(f"config key distill.methods.crd.nce_k: {crd['nce_k']} exceeds the {samples} training samples: "
+                     f"an anchor's negatives repeat samples (at most {samples} distinct)")
     return found
 
 

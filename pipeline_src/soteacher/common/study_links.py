@@ -70,11 +70,12 @@ def link(config: dict, part: str) -> Path:
     study = config["name"]
     mirror = layout.study_part_dir(study, part)
     shutil.rmtree(mirror, ignore_errors=True)
-    missing = [src for src in used(config, part) if not src.is_dir()]
+    sources = used(config, part)
+    missing = [src for src in sources if not src.is_dir()]
     if missing:
         raise ConfigError(f"study {study!r} has not produced {missing[0]} yet ({len(missing)} missing): run "
                           "`make run` (or snakemake) for it first")
-    files = sum(_link_tree(src, mirror / src.relative_to(layout.RESULTS)) for src in used(config, part))
+    files = sum(_link_tree(src, mirror / src.relative_to(layout.RESULTS)) for src in sources)
     if part == "students":
         shutil.copy2(layout.tables_dir(study) / "summary.json", layout.study_metrics(study))
     log.info("linked %d files of study %s into %s", files, study, mirror)

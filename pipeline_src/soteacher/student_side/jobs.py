@@ -18,7 +18,8 @@ from soteacher.common.config import distill_epochs, distill_pairs
 from soteacher.teacher_side.jobs import imported, job_common, science_hash, teacher_jobs
 
 ALONE = "vanilla"
-CHECKPOINT_FIELDS = (*layout.TEACHER_FIELDS[1:], "epoch")  # a student's teacher checkpoint (data names both)
+# a student's teacher checkpoint; "data" stays: it names the student trained alone too
+CHECKPOINT_FIELDS = tuple(f for f in layout.TEACHER_FIELDS if f != "data") + ("epoch",)
 
 
 def student_hash(method_cfg: dict, epochs: int, optim: dict, compute: dict) -> str:
