@@ -96,6 +96,23 @@ def _validator():
     return validators.extend(Draft7Validator, {"properties": fill_defaults})
 
 
+# compute settings added with multi-rank jobs: left out of a job's spec (and so of its folder hash) at their defaults,
+# so results made before they existed keep their folders
+RANK_SETTINGS = ("gpus_per_job", "nodes_per_job", "sync_bn", "collective_timeout_s")
+
+
+def job_compute(compute: dict) -> dict:
+    """A job's ``compute`` section as its spec carries it: the multi-rank settings only where they differ from the
+    schema's defaults. Jobs read them with ``ranks_of``."""
+    defaults = load_schema()["properties"]["compute"]["properties"]
+    return {k: v for k, v in compute.items() if k not in RANK_SETTINGS or v != defaults[k]["default"]}
+
+
+def ranks_of(compute: dict) -> tuple[int, int]:
+    """(ranks per node, nodes) of a training job, from its spec's (or the config's) ``compute``."""
+    return compute.get("gpus_per_job", 1), compute.get("nodes_per_job", 1)
+
+
 def checkpoint_epochs(teacher: dict) -> list[int]:
     every, epochs = teacher["checkpoint_every"], teacher["epochs"]
     return sorted(set(range(every, epochs + 1, every)) | {epochs})

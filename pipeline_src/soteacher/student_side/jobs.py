@@ -14,7 +14,7 @@ import re
 from itertools import product
 
 from soteacher.common import layout
-from soteacher.common.config import distill_epochs, distill_pairs
+from soteacher.common.config import distill_epochs, distill_pairs, job_compute
 from soteacher.teacher_side.jobs import imported, job_common, science_hash, teacher_jobs
 
 ALONE = "vanilla"
@@ -30,7 +30,7 @@ def student_hash(method_cfg: dict, epochs: int, optim: dict, compute: dict) -> s
 
 def _student_hash(config: dict, method: str) -> str:
     d = config["distill"]
-    return student_hash(d["methods"][method], d["epochs"], d["optim"], config["compute"])
+    return student_hash(d["methods"][method], d["epochs"], d["optim"], job_compute(config["compute"]))
 
 
 def teacher_distill_epochs(config: dict, recipe: str) -> list[int]:

@@ -10,7 +10,7 @@ import re
 from itertools import product
 
 from soteacher.common import layout
-from soteacher.common.config import checkpoint_epochs
+from soteacher.common.config import checkpoint_epochs, job_compute
 
 CONFIG_HASH_LENGTH = 12  # a job spec's config_hash (resume folders, MLflow tags); folder-name hashes are shorter
 
@@ -72,7 +72,7 @@ def import_jobs(config: dict) -> list[dict]:
 def job_common(config: dict) -> dict:
     """What every job's spec holds. The study's name and the tracking URI are left out on purpose: which study asks
     for a teacher, and where a job logs, change neither its numbers nor whether it re-runs (studies share it)."""
-    return {"data": config["data"], "compute": config["compute"]}
+    return {"data": config["data"], "compute": job_compute(config["compute"])}
 
 
 def teacher_spec(config: dict, teacher_arch: str, recipe: str, teacher_seed: int) -> dict:
