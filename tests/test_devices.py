@@ -7,6 +7,7 @@ Snakemake run that reads the default profile are real.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import select
@@ -20,30 +21,32 @@ import pytest
 import torch
 
 from soteacher.common import devices
+from soteacher.common.errors import DeviceError
 from tests.helpers import BIN, REPO, python_output
 
-# A job stand-in: announce, lock a card the way select_device does, report it, hold it until told to stop.
+# A job stand-in: announce, lock its cards the way select_device (one) or the launcher (several) does, report
+# them with the time, hold them until told to stop (or for HOLD seconds), report the time it lets them go.
 HOLDER = """
 import sys, time
 from pathlib import Path
 from soteacher.common import devices
-release = Path(sys.argv[1])
+release, count, hold = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 print("waiting", flush=True)
-index = devices.acquire_gpu(devices.gpu_count(), poll_seconds=0.1)
-print(f"acquired {index}", flush=True)
-deadline = time.monotonic() + 120
+indices = devices.acquire_gpus(count, devices.gpu_count(), poll_seconds=0.1)
+print(f"acquired {','.join(map(str, indices))} at {time.time()}", flush=True)
+deadline = time.monotonic() + (hold if hold > 0 else 120)
 while not release.exists() and time.monotonic() < deadline:
     time.sleep(0.05)
-print(f"released {index}", flush=True)
+print(f"released {','.join(map(str, indices))} at {time.time()}", flush=True)
 """
 
 
 class Holder:
-    def __init__(self, name: str, tmp: Path, num_gpus: int):
+    def __init__(self, name: str, tmp: Path, num_gpus: int, count: int = 1, hold: float = 0):
         self.release_file = tmp / f"release-{name}"
         env = dict(os.environ, SOTEACHER_NUM_GPUS=str(num_gpus), SOTEACHER_GPU_LOCK_DIR=str(tmp / "locks"))
-        self.proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(self.release_file)], cwd=REPO, env=env,
-                                     stdout=subprocess.PIPE)
+        self.proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(self.release_file), str(count), str(hold)],
+                                     cwd=REPO, env=env, stdout=subprocess.PIPE)
         self.lines: list[str] = []
         self._buffer = b""
 
@@ -72,8 +75,16 @@ class Holder:
                 raise AssertionError(f"child {self.proc.pid} exited ({self.proc.wait()}) before '{prefix}'")
         return self.printed(prefix)
 
+    def indices(self, timeout: float = 60) -> list[int]:
+        return [int(i) for i in self.expect("acquired", timeout).split()[1].split(",")]
+
     def index(self) -> int:
-        return int(self.expect("acquired").split()[1])
+        [index] = self.indices()
+        return index
+
+    def held(self) -> tuple[float, float]:
+        """(time it got its cards, time it let them go), by its own clock lines."""
+        return float(self.expect("acquired").split()[-1]), float(self.expect("released").split()[-1])
 
     def release(self) -> None:
         self.release_file.touch()
@@ -89,8 +100,8 @@ class Holder:
 def holders(tmp_path):
     started: list[Holder] = []
 
-    def start(name: str, num_gpus: int = 3) -> Holder:
-        holder = Holder(name, tmp_path, num_gpus)
+    def start(name: str, num_gpus: int = 3, count: int = 1, hold: float = 0) -> Holder:
+        holder = Holder(name, tmp_path, num_gpus, count, hold)
         started.append(holder)
         return holder
 
@@ -136,6 +147,71 @@ def test_three_gpus_one_job_each_fourth_waits_killed_holder_frees_its_card(holde
     assert fifth.index() == 0
     for holder in (fourth, fifth, *[h for h in survivors if h is not done]):
         holder.release()
+
+
+def _hold_card(tmp_path: Path, index: int):
+    """This test process locks card ``index`` the way a job would (an open file description of its own)."""
+    (tmp_path / "locks").mkdir(exist_ok=True)
+    handle = open(tmp_path / "locks" / f"gpu{index}.lock", "a")
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return handle
+
+
+def test_a_two_card_job_takes_the_two_free_cards_and_a_second_one_waits_for_the_first(holders, tmp_path):
+    card1 = _hold_card(tmp_path, 1)  # another job's card
+    first = holders("two-a", count=2)
+    assert first.indices() == [0, 2]
+    assert {_lock_owner(tmp_path, i) for i in (0, 2)} == {first.proc.pid}
+
+    second = holders("two-b", count=2)
+    second.expect("waiting")
+    card1.close()  # card 1 is free now, but one card is not the two it needs
+    deadline = time.monotonic() + 1.5  # 15 polls
+    while time.monotonic() < deadline:
+        second._read(0.1)
+    assert second.printed("acquired") is None, "the second job started with fewer cards than it asked for"
+    # waiting, it holds no card: another job can take card 1 (tried a few times, it may be mid-round)
+    for _ in range(50):
+        try:
+            card1 = _hold_card(tmp_path, 1)
+            break
+        except BlockingIOError:
+            time.sleep(0.01)
+    else:
+        raise AssertionError("the waiting job kept card 1 locked: a partial hold, the deadlock recipe")
+    card1.close()
+
+    first.release()
+    assert second.indices() == [0, 1]
+    second.release()
+
+
+def test_jobs_each_wanting_every_card_never_deadlock_and_never_overlap(holders):
+    """Two cards, three jobs wanting both, started together: holding one card while waiting for the other would
+    deadlock the first two (each holds one); all or nothing, they take turns."""
+    jobs = [holders(f"all-{i}", num_gpus=2, count=2, hold=0.5) for i in range(3)]
+    for job in jobs:
+        assert job.indices(timeout=90) == [0, 1]
+        assert job.proc.wait(timeout=60) == 0
+    spans = sorted(job.held() for job in jobs)
+    print("held:", [(round(a - spans[0][0], 2), round(b - spans[0][0], 2)) for a, b in spans])
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), spans
+
+
+def test_a_job_asking_for_more_cards_than_the_machine_has_fails_in_plain_words(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOTEACHER_GPU_LOCK_DIR", str(tmp_path / "locks"))
+    with pytest.raises(DeviceError, match=r"asks for 3 GPUs \(compute.gpus_per_job\) but only 2 are visible"):
+        devices.acquire_gpus(3, 2, timeout=1)
+    assert not (tmp_path / "locks").exists() or not any((tmp_path / "locks").iterdir())  # locked nothing
+
+
+def test_visible_card_ids_name_the_cards_for_the_ranks(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert devices.visible_card_ids([0, 2]) == "0,2"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6,GPU-8f6a")
+    assert devices.visible_card_ids([0, 2]) == "4,GPU-8f6a"  # the physical cards, not this job's numbering
+    with pytest.raises(DeviceError, match="not among the 3 cards"):
+        devices.visible_card_ids([3])
 
 
 def test_waiting_for_a_card_can_time_out(tmp_path, monkeypatch):

@@ -1,10 +1,12 @@
 """Device choice: a GPU when there is one (one job per card, never two), otherwise the CPU.
 
-Snakemake limits how many GPU jobs run at once (``resources: gpu=1`` per job and ``--resources gpu=N``)
-but does not say *which* GPU a job gets. Each job therefore takes an exclusive ``flock`` on a per-GPU
+Snakemake limits how many GPU jobs run at once (``resources: gpu=N`` per job and ``--resources gpu=M``)
+but does not say *which* GPUs a job gets. Each job therefore takes an exclusive ``flock`` on a per-GPU
 lock file and keeps it for its lifetime; the kernel releases it when the process dies, so a crashed
-job never leaves a card reserved. Under SLURM with ``--gpus``/``--gres`` the scheduler has already given the
-job its own cards (its device 0 is a different physical card in every job), so no lock is taken there.
+job never leaves a card reserved. A job with N ranks locks its N cards all or nothing (``acquire_gpus``): a job
+that gets only some of them gives them back and waits, so two jobs each holding part of what they need can never
+block each other. Under SLURM with ``--gpus``/``--gres`` the scheduler has already given the job its own cards
+(its device 0 is a different physical card in every job), so no lock is taken there.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import random
 import time
 from pathlib import Path
 from typing import IO
@@ -45,29 +48,65 @@ def card_names(num_gpus: int) -> list[str]:
     return ["".join(c if c.isalnum() or c in "-_" else "_" for c in v) for v in visible[:num_gpus]]
 
 
-def acquire_gpu(num_gpus: int, poll_seconds: float = 2.0, timeout: float | None = None) -> int:
-    """Lock a free GPU and return its index among the visible ones, waiting while all are taken."""
+def _try_lock(path: Path) -> IO | None:
+    """The open, exclusively locked lock file at ``path``, or None when another process holds it."""
+    # "a", not "w": opening must not truncate the holder's PID before we own the lock
+    handle = open(path, "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def acquire_gpus(count: int, num_gpus: int, poll_seconds: float = 2.0, timeout: float | None = None) -> list[int]:
+    """Lock ``count`` free GPUs, all or none, and return their indices among the ``num_gpus`` visible ones,
+    waiting while fewer than ``count`` are free. A round that gets only some releases them before it waits:
+    holding part while waiting for the rest is what would deadlock two jobs."""
+    if count < 1:
+        raise DeviceError(f"a job needs at least one GPU, not {count}")
+    if count > num_gpus:
+        raise DeviceError(f"this job asks for {count} GPUs (compute.gpus_per_job) but only {num_gpus} "
+                          f"{'is' if num_gpus == 1 else 'are'} visible on this machine: it could never start")
     directory = lock_dir()
     directory.mkdir(parents=True, exist_ok=True)
     names = card_names(num_gpus)
     start = time.monotonic()
     while True:
+        taken: list[tuple[int, IO]] = []
         for index, name in enumerate(names):
-            # "a", not "w": opening must not truncate the holder's PID before we own the lock
-            handle = open(directory / f"gpu{name}.lock", "a")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                continue
-            handle.truncate(0)
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
-            _held_locks.append(handle)
-            return index
+            handle = _try_lock(directory / f"gpu{name}.lock")
+            if handle is not None:
+                taken.append((index, handle))
+                if len(taken) == count:
+                    _held_locks.extend(handle for _, handle in taken)
+                    return [index for index, _ in taken]
+        for _, handle in taken:  # closing the file drops its flock
+            handle.close()
         if timeout is not None and time.monotonic() - start > timeout:
-            raise TimeoutError(f"no free GPU among {num_gpus} after {timeout:.0f} s (locks in {directory})")
-        time.sleep(poll_seconds)
+            wanted = "free GPU" if count == 1 else f"{count} free GPUs"
+            raise TimeoutError(f"no {wanted} among {num_gpus} after {timeout:.0f} s (locks in {directory})")
+        # jittered: jobs that started together would otherwise retry in lockstep and keep splitting the cards
+        time.sleep(poll_seconds * random.uniform(0.5, 1.5))
+
+
+def acquire_gpu(num_gpus: int, poll_seconds: float = 2.0, timeout: float | None = None) -> int:
+    """Lock a free GPU and return its index among the visible ones, waiting while all are taken."""
+    return acquire_gpus(1, num_gpus, poll_seconds, timeout)[0]
+
+
+def visible_card_ids(indices: list[int]) -> str:
+    """The ``CUDA_VISIBLE_DEVICES`` value that shows a child process exactly the visible cards ``indices``: their
+    entries of this process's CUDA_VISIBLE_DEVICES when that is set, else the indices themselves."""
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if visible and max(indices) >= len(visible):
+        raise DeviceError(f"GPU index {max(indices)} is not among the {len(visible)} cards in "
+                          f"CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']}")
+    return ",".join(visible[i] if visible else str(i) for i in indices)
 
 
 def scheduler_assigned_gpus() -> bool:
