@@ -1,10 +1,12 @@
 # Config validation and the wildcards. Paths, the job grid, grouping and specs come from the package
-# (soteacher.common.layout, soteacher.teacher_side.jobs, soteacher.student_side.jobs).
+# (soteacher.common.layout, soteacher.teacher_side.jobs, soteacher.student_side.jobs); a training job's threads and
+# resources (one GPU, or N ranks) from soteacher.common.resources.
 import json
 import sys
 
 from soteacher.common import config as soteacher_config
 from soteacher.common import layout
+from soteacher.common import resources as compute_resources
 from soteacher.student_side import jobs as student_jobs
 from soteacher.teacher_side import jobs as teacher_jobs
 
@@ -27,7 +29,7 @@ for _old in layout.old_layout():
         f"{_old} is from the layout before studies had their own folders: it is not read (nor removed); "
         "delete it once you no longer need it (README: Studies in one workspace)"
     )
-# threads per job; jobs without torch work get one
+# threads per rank (one-device jobs: per job); jobs without torch work get one
 JOB_THREADS = config["compute"]["threads"]
 
 

@@ -13,9 +13,9 @@ rule distill:
         student_jobs.job_benchmark(config)
     wildcard_constraints:
         method=student_jobs.method_pattern(config),
-    threads: JOB_THREADS
+    threads: compute_resources.job_threads(config["compute"])
     resources:
-        gpu=1,
+        **compute_resources.job_resources(config["compute"]),
     params:
         spec=lambda w: json.dumps(student_jobs.job_spec(config, dict(w)), sort_keys=True),
     shell:
@@ -32,9 +32,9 @@ rule train_alone:
         student_jobs.job_log(config, alone=True),
     benchmark:
         student_jobs.job_benchmark(config, alone=True)
-    threads: JOB_THREADS
+    threads: compute_resources.job_threads(config["compute"])
     resources:
-        gpu=1,
+        **compute_resources.job_resources(config["compute"]),
     params:
         spec=lambda w: json.dumps(student_jobs.job_spec(config, dict(w), alone=True), sort_keys=True),
     shell:

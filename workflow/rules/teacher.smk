@@ -9,9 +9,9 @@ rule train_teacher:
         layout.benchmark("teachers", layout.TEACHER)
     wildcard_constraints:
         recipe=teacher_jobs.trained_recipe_pattern(config),
-    threads: JOB_THREADS
+    threads: compute_resources.job_threads(config["compute"])
     resources:
-        gpu=1,
+        **compute_resources.job_resources(config["compute"]),
     params:
         spec=lambda w: json.dumps(teacher_jobs.train_spec(config, dict(w)), sort_keys=True),
     shell:
@@ -35,7 +35,7 @@ for _import in teacher_jobs.import_jobs(config):
         log:
             _import["log"],
         threads: JOB_THREADS
-        # one evaluation pass; set here because the rule's name comes from the config, so the SLURM profile's
+        # one evaluation pass on one device, whatever compute.gpus_per_job says; set here because the rule's name comes from the config, so the SLURM profile's
         # set-resources cannot list it
         resources:
             gpu=1,
