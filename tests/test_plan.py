@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from soteacher.common import config as config_mod
 from soteacher.student_side import plan
 from tests.helpers import REPO, TINY_CONFIG, tiny_raw
@@ -48,3 +50,24 @@ def test_plan_counts_the_registry_sizes():
     cfg = config_mod.validate({"data": {"dataset": "cifar100", "train_limit": 1000, "test_limit": 500,
                                         "val_size": 100}}, deep=False)
     assert plan.data_sizes(cfg) == (900, 500)
+
+
+def test_plan_of_multi_rank_jobs_divides_the_wall_clock_and_counts_every_card():
+    one = plan.make_plan(config_mod.validate(tiny_raw()))
+    assert one.cards == {"train_teacher": 1, "distill": 1} and not one.multi_rank
+    for part in ("train_teacher", "distill", "total"):
+        assert one.wall_hours[part] == pytest.approx(one.device_hours[part])
+        assert one.gpu_hours[part] == pytest.approx(one.device_hours[part])
+    assert "cards" not in plan.render(one)  # one-card studies print what they always printed
+
+    four = plan.make_plan(config_mod.validate(tiny_raw(**{"compute.gpus_per_job": 2, "compute.nodes_per_job": 2})))
+    assert four.cards == {"train_teacher": 4, "distill": 4}
+    assert four.device_hours == one.device_hours  # the same work
+    startup = {"train_teacher": 2 * plan.JOB_OVERHEAD_S / 3600, "distill": 4 * plan.JOB_OVERHEAD_S / 3600}
+    for rule, overhead in startup.items():
+        work = one.device_hours[rule] - overhead
+        assert four.wall_hours[rule] == pytest.approx(work / 4 + overhead)  # linear scaling, start-up not divided
+        assert four.gpu_hours[rule] == pytest.approx(work + 4 * overhead)  # start-up paid on every card
+    text = plan.render(four)
+    assert re.search(r"^\s+train_teacher\s+4\s", text, re.M) and "assumes linear scaling" in text, text
+    assert plan.header_comment(four).endswith(f"~{four.gpu_hours['total']:.1f} GPU-hours estimated, 4 GPUs per job")

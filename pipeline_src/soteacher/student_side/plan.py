@@ -16,6 +16,11 @@ inference forward) at a reference input size, scaled by the number of pixels of 
 
 Costs not modelled: data loading (matters for streamed ImageNet), MLflow logging, checkpoint writes; each
 job is charged ``JOB_OVERHEAD_S`` for starting Python and importing torch/MLflow.
+
+Jobs on several GPUs (``compute.gpus_per_job`` × ``compute.nodes_per_job`` cards, one rank each): a job's wall-clock
+time is its one-card compute divided by its cards, an ASSUMED linear scaling (gradient all-reduce, the per-rank
+batch getting smaller, and the evaluation passes are not modelled), plus the start-up, which does not shrink. Its
+GPU-hours are cards × wall-clock: what a cluster charges, the start-up paid on every card.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from soteacher.common.config import checkpoint_epochs, distill_pairs, input_shape, train_size
+from soteacher.common.config import checkpoint_epochs, distill_pairs, input_shape, ranks_of, train_size
 from soteacher.student_side import jobs
 from soteacher.teacher_side.data.registry import DATASETS
 from soteacher.teacher_side.jobs import teacher_jobs
@@ -51,7 +56,16 @@ class Plan:
     device_hours: dict[str, float]
     device_label: str
     arch_costs: dict[str, tuple[float, float]]  # train, forward seconds per image at the study's input size
+    # per training rule and total: cards (ranks) per job, summed wall-clock hours of its jobs, and cards × wall;
+    # with one card per job both hour figures are device_hours
+    cards: dict[str, int] = field(default_factory=dict)
+    wall_hours: dict[str, float] = field(default_factory=dict)
+    gpu_hours: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def multi_rank(self) -> bool:
+        return any(n > 1 for n in self.cards.values())
 
     @property
     def total_jobs(self) -> int:
@@ -194,15 +208,25 @@ def make_plan(config: dict, costs: dict[str, tuple[float, float, int]] | None = 
                         "total": (teacher_s + student_s) / 3600}
 
     label = device_label or ("measured device" if measured else "GPU (assumed factor)")
+    device_hours = results[True] if not measured else results[False]
+    # one compute section for every training job: teachers and students run on the same number of cards
+    ranks_per_node, nodes = ranks_of(config["compute"])
+    cards = {"train_teacher": ranks_per_node * nodes, "distill": ranks_per_node * nodes}
+    startup = {"train_teacher": len(teacher_jobs(config)) * JOB_OVERHEAD_S / 3600,
+               "distill": (n_distill + n_alone) * JOB_OVERHEAD_S / 3600}
+    wall = {rule: (device_hours[rule] - startup[rule]) / cards[rule] + startup[rule] for rule in cards}
+    gpu_hours = {rule: cards[rule] * wall[rule] for rule in cards}
     plan = Plan(study=config["name"], dataset=config["data"]["dataset"], train_images=n_train, test_images=n_test,
-                image_shape=tuple(shape), jobs=job_counts, cpu_hours=results[False], device_hours=results[True]
-                if not measured else results[False], device_label=label, arch_costs=arch_costs)
+                image_shape=tuple(shape), jobs=job_counts, cpu_hours=results[False], device_hours=device_hours,
+                device_label=label, arch_costs=arch_costs, cards=cards,
+                wall_hours={**wall, "total": sum(wall.values())},
+                gpu_hours={**gpu_hours, "total": sum(gpu_hours.values())})
     if plan.total_jobs > HUGE_JOBS:
         plan.warnings.append(f"huge study: {plan.total_jobs} jobs (> {HUGE_JOBS}); consider distill.pairs, "
                              "fewer teacher_epochs or seeds, or a cluster profile")
-    if plan.device_hours["total"] > HUGE_GPU_HOURS:
+    if plan.gpu_hours["total"] > HUGE_GPU_HOURS:
         unit = f"hours on {label}" if measured else "GPU-hours (estimated)"
-        plan.warnings.append(f"huge study: ~{plan.device_hours['total']:.0f} {unit} "
+        plan.warnings.append(f"huge study: ~{plan.gpu_hours['total']:.0f} {unit} "
                              f"(> {HUGE_GPU_HOURS:.0f}); run it on a cluster (workflow/profiles/slurm)")
     return plan
 
@@ -219,9 +243,20 @@ def render(plan: Plan, path: str = "") -> str:
     for rule, n in plan.jobs.items():
         lines.append(f"  {rule:<14} {n:>7}")
     lines.append(f"  {'total':<14} {plan.total_jobs:>7}")
-    lines.append(f"estimated compute, {plan.device_label}:")
-    for part in ("train_teacher", "distill", "total"):
-        lines.append(f"  {part:<14} {_fmt_hours(plan.device_hours[part]):>12}")
+    if plan.multi_rank:
+        unit = "GPU-hours" if plan.device_label.startswith("GPU") else "device-hours"
+        lines.append(f"estimated compute, {plan.device_label}:")
+        lines.append(f"  {'':<14} {'cards':>5} {'wall-clock':>12} {unit:>12}")
+        for part in ("train_teacher", "distill", "total"):
+            cards = str(plan.cards[part]) if part in plan.cards else ""
+            lines.append(f"  {part:<14} {cards:>5} {_fmt_hours(plan.wall_hours[part]):>12} "
+                         f"{_fmt_hours(plan.gpu_hours[part]):>12}")
+        lines.append(f"  (cards: ranks per job; wall-clock: the jobs' summed, one-card estimate / cards + start-up, "
+                     f"which assumes linear scaling over the ranks; {unit} = cards x wall-clock)")
+    else:
+        lines.append(f"estimated compute, {plan.device_label}:")
+        for part in ("train_teacher", "distill", "total"):
+            lines.append(f"  {part:<14} {_fmt_hours(plan.device_hours[part]):>12}")
     if plan.device_label.startswith("GPU"):
         lines.append(f"  (one CPU thread: {plan.cpu_hours['total']:.1f} h; GPU = CPU / {GPU_FACTOR:g}, "
                      f"at least {GPU_STEP_FLOOR_S * 1000:g} ms per step - an assumption, "
@@ -238,4 +273,5 @@ def header_comment(plan: Plan) -> str:
     """The one-line summary each preset states at its top."""
     jobs_text = ", ".join(f"{n} {rule}" for rule, n in plan.jobs.items())
     return (f"# Plan (python -m soteacher plan): {plan.total_jobs} jobs ({jobs_text}); "
-            f"~{plan.device_hours['total']:.1f} GPU-hours estimated")
+            f"~{plan.gpu_hours['total']:.1f} GPU-hours estimated"
+            + (f", {plan.cards['train_teacher']} GPUs per job" if plan.multi_rank else ""))
