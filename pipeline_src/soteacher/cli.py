@@ -304,6 +304,13 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     try:
+        if getattr(args, "spec", None) is not None and args.func in (cmd_train_teacher, cmd_distill):
+            from soteacher.common.launch import run_ranks
+
+            # a multi-rank job: this process starts the ranks (the same command line) and waits for them
+            code = run_ranks(sys.argv[1:] if argv is None else argv, args.spec["compute"])
+            if code is not None:
+                return code
         return args.func(args)
     except (ConfigError, DataError, DeviceError, CheckpointError, NonFiniteLossError) as err:
         print(f"error: {err}", file=sys.stderr)

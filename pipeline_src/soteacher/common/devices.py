@@ -114,7 +114,9 @@ def scheduler_assigned_gpus() -> bool:
     return bool(os.environ.get("SLURM_STEP_GPUS") or os.environ.get("SLURM_JOB_GPUS"))
 
 
-def select_device(preference: str) -> torch.device:
+def select_device(preference: str, local_rank: int | None = None) -> torch.device:
+    """``local_rank``: this process is that rank (on its node) of a multi-rank job, whose launcher locked (or whose
+    SLURM allocation holds) a card per rank: it takes visible card ``local_rank`` without a lock."""
     if preference == "cpu":
         log.info("device: CPU (compute.device=cpu)")
         return torch.device("cpu")
@@ -125,8 +127,14 @@ def select_device(preference: str) -> torch.device:
                               "(use 'auto' to fall back to the CPU)")
         log.info("device: CPU (no GPU found)")
         return torch.device("cpu")
-    # lock even a single card: without --resources gpu=1 two jobs would otherwise share it
-    index = 0 if scheduler_assigned_gpus() else acquire_gpu(n)
+    if local_rank is not None:
+        if local_rank >= n:
+            raise DeviceError(f"local rank {local_rank} of a multi-rank job has no GPU of its own: {n} visible "
+                              "(compute.gpus_per_job is more than the cards this node shows the job)")
+        index = local_rank
+    else:
+        # lock even a single card: without --resources gpu=1 two jobs would otherwise share it
+        index = 0 if scheduler_assigned_gpus() else acquire_gpu(n)
     torch.cuda.set_device(index)
     log.info("device: cuda:%d (%s) of %d visible GPU(s)", index, torch.cuda.get_device_name(index), n)
     return torch.device("cuda", index)
@@ -142,8 +150,8 @@ def use_deterministic_algorithms() -> None:
         set_flag(True, warn_only=True)
 
 
-def setup(compute: dict) -> torch.device:
-    """Threads, determinism and device for one job, from the config's ``compute`` section."""
+def setup(compute: dict, local_rank: int | None = None) -> torch.device:
+    """Threads, determinism and device for one job (or one rank of it), from the config's ``compute`` section."""
     torch.set_num_threads(compute["threads"])
     if compute["deterministic"]:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -151,4 +159,4 @@ def setup(compute: dict) -> torch.device:
         torch.backends.cudnn.benchmark = False
     else:
         torch.backends.cudnn.benchmark = bool(compute.get("cudnn_benchmark", False))
-    return select_device(compute["device"])
+    return select_device(compute["device"], local_rank)

@@ -13,8 +13,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from soteacher.common import devices, layout
+from soteacher.common import layout
 from soteacher.common.io import load_checkpoint, read_json, save_torch, write_json
+from soteacher.common.ranks import SINGLE, World, job_ranks
 from soteacher.common.tracking import Run, ending, log_links, open_runs, runtime_tags
 from soteacher.student_side.jobs import spec_students
 from soteacher.student_side.methods import METHODS, DistillMethod, InitStage
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 def init_stage(learners: list[Learner], methods: list[DistillMethod], seeds: list[int], spec: dict, data: Data,
                teacher: nn.Module | None, log_metrics: Callable[[Learner, dict, int], None],
-               resume_dir: Path) -> dict[str, list[dict]]:
+               resume_dir: Path, world: World = SINGLE) -> dict[str, list[dict]]:
     """Run the init phase of staged methods (AB, FT, FSP; see ``soteacher.student_side.methods.staged``).
 
     Learners whose method has ``init_epochs > 0`` train on the method's init objective alone, grouped by
@@ -68,7 +69,7 @@ def init_stage(learners: list[Learner], methods: list[DistillMethod], seeds: lis
             init_learners.append(Learner(learner.name, learner.model, InitStage(method), optimizer, scheduler))
         resume = Resume.of_job(resume_dir / layout.INIT_STATE.format(epochs=epochs), spec["compute"])
         train(init_learners, data, epochs=epochs, seed=[seed for _, _, seed in group], teacher=teacher,
-              on_epoch_end=on_epoch_end, resume=resume, eval_train_split=False, **job_options(spec))
+              on_epoch_end=on_epoch_end, resume=resume, eval_train_split=False, world=world, **job_options(spec))
         histories.update({lr.name: lr.history for lr in init_learners})
     for method in methods:
         method.end_init()
@@ -94,9 +95,14 @@ def student_summary(history: list[dict], teacher_test_logits: torch.Tensor | Non
 
 
 def run_distill(spec: dict, tracking_uri: str, experiment: str) -> list[Path]:
+    with job_ranks(spec["compute"]) as (device, world):
+        return _run_distill(spec, tracking_uri, experiment, device, world)
+
+
+def _run_distill(spec: dict, tracking_uri: str, experiment: str, device: torch.device, world: World) -> list[Path]:
+    """Every rank trains; rank 0 alone writes (MLflow, weights, metrics) and cleans up."""
     dataset = spec["data"]["dataset"]
     t = spec["teacher"]  # None: the student trained alone
-    device = devices.setup(spec["compute"])
     data = load_data(spec["data"], layout.data_dir(layout.data_id(spec["data"])), device)
     members = spec_students(spec)  # one student per seed x method, in this order
     teacher, teacher_info, teacher_sample, teacher_checkpoint = None, {}, None, None
@@ -116,7 +122,7 @@ def run_distill(spec: dict, tracking_uri: str, experiment: str) -> list[Path]:
         seed_everything(seed)
         student = prepare_model(build_model(spec["student"], data.num_classes).to(device), spec["compute"])
         method = METHODS[method_name](spec["methods"][method_name], feature_shapes(student, data.image_shape),
-                                      teacher_sample, len(data.train)).to(device)
+                                      teacher_sample, len(data.train), world).to(device)
         params = list(student.parameters()) + list(method.parameters())
         optimizer, scheduler = make_optimizer(params, spec["optim"], arch_lr(spec["optim"], spec["student"]))
         learners.append(Learner(f"{method_name} {spec['student']}-s{seed}", student, method, optimizer, scheduler))
@@ -142,10 +148,10 @@ def run_distill(spec: dict, tracking_uri: str, experiment: str) -> list[Path]:
                    params=member_spec(seed, method_name), parent_run_id=teacher_info.get("mlflow_run_id"))
 
     runs = open_runs(resume_dir, lambda: [make_run(seed, method_name) for seed, method_name, _ in members],
-                     tracking_uri)
+                     tracking_uri) if world.is_main else []
     run_of = {id(lr): r for lr, r in zip(learners, runs)}
 
-    def on_epoch_end(epoch: int, learner: Learner, metrics: dict) -> None:
+    def on_epoch_end(epoch: int, learner: Learner, metrics: dict) -> None:  # rank 0 only
         run_of[id(learner)].log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
 
     with ending(runs):
@@ -157,9 +163,11 @@ def run_distill(spec: dict, tracking_uri: str, experiment: str) -> list[Path]:
         else:
             init_histories = init_stage(
                 learners, methods, seeds, spec, data, teacher,
-                lambda learner, metrics, step: run_of[id(learner)].log_metrics(metrics, step=step), resume_dir)
+                lambda learner, metrics, step: run_of[id(learner)].log_metrics(metrics, step=step), resume_dir, world)
         train(learners, data, epochs=spec["epochs"], seed=seeds, teacher=teacher, on_epoch_end=on_epoch_end,
-              resume=main_state, eval_train_split=False, **job_options(spec))
+              resume=main_state, eval_train_split=False, world=world, **job_options(spec))
+        if not world.is_main:
+            return out_dirs
         teacher_test_logits = None if teacher is None else predict(teacher, data, "test")
         for learner, run, out_dir, (seed, method_name, _) in zip(learners, runs, out_dirs, members):
             summary = student_summary(learner.history, teacher_test_logits, predict(learner.model, data, "test"))

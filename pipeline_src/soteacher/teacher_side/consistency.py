@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from soteacher.common.ranks import SINGLE, World
+
 SCHEDULES = ("linear", "step", "cycle", "cosine")
 
 
@@ -51,10 +53,12 @@ def consistency_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
 
 class TemporalEnsemble(nn.Module):
     """The q ∈ R^{N×C} buffer and its update rule. A module so it moves with ``.to(device)`` and is
-    saved in ``state_dict`` (it is part of the resumable training state)."""
+    saved in ``state_dict`` (it is part of the resumable training state). With several ranks every rank updates it
+    with the predictions of the whole global batch, so it stays the one process's buffer on each."""
 
-    def __init__(self, num_samples: int, num_classes: int):
+    def __init__(self, num_samples: int, num_classes: int, world: World = SINGLE):
         super().__init__()
+        self.world = world
         self.register_buffer("targets", torch.zeros(num_samples, num_classes))
         self.register_buffer("momentum_k", torch.zeros((), dtype=torch.long))
 
@@ -68,7 +72,8 @@ class TemporalEnsemble(nn.Module):
             # τ in the buffer's float32, not the logits' dtype: under bf16 autocast (1 − τ) + τ ≠ 1 and the
             # rows of q would drift off the simplex over the epochs
             tau = 1.0 / (1.0 + self.momentum_k.to(self.targets.dtype))
-            probs = F.softmax(logits.detach().float(), dim=1)
+            probs = self.world.gather(F.softmax(logits.detach().float(), dim=1))
+            indices = self.world.gather(indices)
             self.targets[indices] = (1.0 - tau) * self.targets[indices] + tau * probs
         return loss
 

@@ -29,6 +29,7 @@ from torch import nn
 
 from soteacher.common.errors import CheckpointError, NonFiniteLossError, TrainingInterrupted
 from soteacher.common.io import save_torch
+from soteacher.common.ranks import SINGLE, World
 from soteacher.teacher_side.data import Data
 from soteacher.teacher_side.metrics import accuracy, kl_from, tv_to
 from soteacher.teacher_side.models.base import ModelOutput
@@ -176,7 +177,7 @@ def job_options(spec: dict) -> dict:
     """The ``train`` arguments every training of a job shares, from its spec: batch size, augmentation and the
     speed switches (so a job's init stage and its main phase run alike)."""
     return {"batch_size": spec["optim"]["batch_size"], "augment": spec["data"]["augment"],
-            "speed": Speed.from_compute(spec["compute"])}
+            "speed": Speed.from_compute(spec["compute"]), "sync_bn": spec["compute"].get("sync_bn", False)}
 
 
 class _StopRequest:
@@ -223,19 +224,25 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _save_state(resume: Resume, learners: list[Learner], epoch: int, batches_done: int,
-                generator_states: list[torch.Tensor], sums, correct, seen: int) -> None:
-    save_torch(resume.path, {
-        "epoch": epoch, "batches_done": batches_done, "generators": [s.cpu() for s in generator_states],
+                generator_states: list[torch.Tensor], sums, correct, seen: int, world: World) -> None:
+    """Rank 0 writes the state (every rank holds the same weights and buffers); what differs between ranks (RNG
+    states, the partial epoch sums of their shards) is kept per rank, under "ranks"."""
+    ranks = world.gather_objects({
         "sums": [{k: v.cpu() for k, v in s.items()} for s in sums], "correct": [c.cpu() for c in correct],
-        "seen": seen, "rng": _rng_state(), "extra": resume.extra,
-        "learners": [{
-            "name": lr.name, "model": lr.model.state_dict(), "objective": lr.objective.state_dict(),
-            "optimizer": lr.optimizer.state_dict(), "scheduler": lr.scheduler.state_dict(), "history": lr.history,
-        } for lr in learners],
-    })
+        "rng": _rng_state()})
+    if world.is_main:
+        save_torch(resume.path, {
+            "epoch": epoch, "batches_done": batches_done, "generators": [s.cpu() for s in generator_states],
+            "seen": seen, "ranks": ranks, "extra": resume.extra,
+            "learners": [{
+                "name": lr.name, "model": lr.model.state_dict(), "objective": lr.objective.state_dict(),
+                "optimizer": lr.optimizer.state_dict(), "scheduler": lr.scheduler.state_dict(), "history": lr.history,
+            } for lr in learners],
+        })
+    world.barrier()  # no rank goes on (or exits) before the state is on disk
 
 
-def _load_state(resume: Resume, learners: list[Learner], device: torch.device) -> dict:
+def _load_state(resume: Resume, learners: list[Learner], device: torch.device, world: World) -> dict:
     try:
         state = torch.load(resume.path, map_location=device, weights_only=True)
     except Exception as err:
@@ -245,16 +252,71 @@ def _load_state(resume: Resume, learners: list[Learner], device: torch.device) -
     if names != [lr.name for lr in learners]:
         raise CheckpointError(f"training state {resume.path} belongs to learners {names}, not "
                               f"{[lr.name for lr in learners]}; delete it to start from scratch")
+    # states saved before multi-rank jobs hold one process's sums and RNG states at the top level
+    per_rank = state.get("ranks") or [{k: state[k] for k in ("sums", "correct", "rng")}]
+    if len(per_rank) != world.size:
+        # the shards, and so every rank's partial sums and random draws, depend on the number of ranks
+        raise CheckpointError(f"training state {resume.path} was saved by a job of {len(per_rank)} rank(s); this "
+                              f"one runs {world.size}: run it with compute.gpus_per_job x nodes_per_job = "
+                              f"{len(per_rank)} again to resume, or delete the state to start from scratch")
     for lr, saved in zip(learners, state["learners"]):
         lr.model.load_state_dict(saved["model"])
         lr.objective.load_state_dict(saved["objective"])
         lr.optimizer.load_state_dict(saved["optimizer"])
         lr.scheduler.load_state_dict(saved["scheduler"])
         lr.history[:] = saved["history"]
-    _set_rng_state(state["rng"])
+    mine = per_rank[world.rank]
+    _set_rng_state(mine["rng"])
     resume.extra.clear()
     resume.extra.update(state["extra"])
-    return state
+    return {**state, "sums": mine["sums"], "correct": mine["correct"]}
+
+
+class _Joint(nn.Module):
+    """A learner's model and objective as one module, so DistributedDataParallel averages the gradients of both
+    (KD methods have parameters of their own: connectors, projection heads)."""
+
+    def __init__(self, model: nn.Module, objective: nn.Module):
+        super().__init__()
+        self.model = model
+        self.objective = objective
+
+    def forward(self, x: torch.Tensor, teacher_out: ModelOutput | None, y: torch.Tensor, idx: torch.Tensor,
+                with_features: bool) -> tuple[ModelOutput, dict[str, torch.Tensor]]:
+        out = _as_output(self.model(x, with_features=with_features))
+        return out, self.objective(out, teacher_out, y, idx)
+
+
+def _parallel(learners: list[Learner], world: World, device: torch.device, sync_bn: bool) -> list[nn.Module]:
+    """What each learner's step calls: its model and objective, in DDP when there are several ranks."""
+    if not world.distributed:
+        return [_Joint(lr.model, lr.objective) for lr in learners]
+    from torch.nn.parallel import DistributedDataParallel
+
+    out = []
+    for lr in learners:
+        if sync_bn and device.type == "cuda":
+            # the new modules keep the old parameters and buffers, so the optimiser's references hold
+            lr.model = nn.SyncBatchNorm.convert_sync_batchnorm(lr.model)
+        # buffers are not synchronised each step: the objectives keep theirs identical with gathers, BatchNorm's are
+        # averaged each epoch (_average_batchnorm); sending them every step would send the whole consistency buffer.
+        # static_graph: the same parameters take part in every step, though not all of them (a method's unused
+        # connector), which DDP then learns once instead of searching the graph every step
+        out.append(DistributedDataParallel(
+            _Joint(lr.model, lr.objective), device_ids=[device.index] if device.type == "cuda" else None,
+            forward_sync_buffers=False, static_graph=True))
+    return out
+
+
+def _average_batchnorm(model: nn.Module, world: World) -> None:
+    """Average the ranks' BatchNorm running statistics (each rank normalised its own shard) before evaluating."""
+    if not world.distributed:
+        return
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, nn.SyncBatchNorm):
+            for buffer in (module.running_mean, module.running_var):
+                if buffer is not None:
+                    world.sum(buffer).div_(world.size)
 
 
 def train(
@@ -270,6 +332,8 @@ def train(
     resume: Resume | None = None,
     speed: Speed = Speed(),
     eval_train_split: bool = True,
+    world: World = SINGLE,
+    sync_bn: bool = False,
 ) -> None:
     """Train every learner for ``epochs`` epochs; ``on_epoch_end`` sees each epoch's metrics.
 
@@ -284,6 +348,12 @@ def train(
 
     After each epoch every learner is evaluated on the test and validation splits, and with
     ``eval_train_split`` on the training split too where p*(x) is known (the teacher's TV-to-p* curve).
+
+    With several ranks (``world``), ``batch_size`` is the global batch: every rank draws it as one process would
+    and trains on its shard, the models in DistributedDataParallel; each rank's losses are weighted by its share of
+    the batch so the averaged gradient is the one process's. Epoch sums are summed over the ranks, BatchNorm running
+    statistics averaged (with ``sync_bn`` on CUDA they are synchronised every step). Only rank 0 calls
+    ``on_epoch_end`` and writes the training state.
     """
     started = time.perf_counter()
     callback_seconds = 0.0
@@ -309,9 +379,10 @@ def train(
         teacher.eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
+    steps = _parallel(learners, world, device, sync_bn)
     start_epoch, skip, saved = 1, 0, None
     if resume is not None and resume.path.is_file():
-        saved = _load_state(resume, learners, device)
+        saved = _load_state(resume, learners, device, world)
         start_epoch, skip = saved["epoch"], saved["batches_done"]
         # states saved before per-learner seeds hold one "generator"
         for generator, state in zip(generators, saved.get("generators") or [saved["generator"]]):
@@ -330,10 +401,14 @@ def train(
                 sums = [dict[str, torch.Tensor]() for _ in learners]
                 correct, seen = [torch.zeros((), device=device) for _ in learners], 0
             # resuming mid-epoch replays the epoch's data draws from its start, skipping the finished steps
-            batches = zip(*(data.train_batches(batch_size, generator, augment) for generator in generators))
+            batches = zip(*(data.train_batches(batch_size, generator, augment, world) for generator in generators))
             for step, stream_batches in enumerate(batches):
                 if step < skip:
                     continue
+                global_n = min(batch_size, len(data.train) - step * batch_size)
+                if world.distributed:
+                    world.batch_size = global_n  # what World.gather and its shards read during this step
+                share = world.size * stream_batches[0][1].numel() / global_n  # 1 in one process
                 for (x, y, idx), ks, with_features in zip(stream_batches, members, teacher_features):
                     x = speed.inputs(x)
                     teacher_out = None
@@ -341,32 +416,41 @@ def train(
                         with torch.no_grad(), speed.autocast(device):
                             teacher_out = _as_output(teacher(x, with_features=with_features))
                     for k in ks:
-                        _step(learners[k], x, y, idx, teacher_out, speed, device, sums[k], correct[k])
-                seen += y.numel()  # every stream's batch has the same size
-                if stop is not None and stop.signal is not None:
-                    _save_state(resume, learners, epoch, step + 1, epoch_generator_states, sums, correct, seen)
-                    raise TrainingInterrupted(f"stopped by signal {stop.signal} in epoch {epoch} after step "
-                                              f"{step + 1}; state saved to {resume.path}")
+                        _step(learners[k], steps[k], x, y, idx, teacher_out, speed, device, sums[k], correct[k],
+                              share)
+                seen += global_n  # every stream's batch has the same size
+                if stop is not None and world.any(stop.signal is not None):
+                    _save_state(resume, learners, epoch, step + 1, epoch_generator_states, sums, correct, seen, world)
+                    cause = f"signal {stop.signal}" if stop.signal is not None else "a signal to another rank"
+                    raise TrainingInterrupted(f"stopped by {cause} in epoch {epoch} after step {step + 1}; state "
+                                              f"saved to {resume.path}")
             skip = 0
+            for k in range(len(learners)):
+                world.sum(correct[k])
+                for value in sums[k].values():
+                    world.sum(value)
+                _average_batchnorm(learners[k].model, world)
             for k, learner in enumerate(learners):
-                _finish_epoch(k, learner, epoch, epochs, sums, correct, seen, data, on_epoch_end, eval_train_split)
+                _finish_epoch(k, learner, epoch, epochs, sums, correct, seen, data,
+                              on_epoch_end if world.is_main else None, eval_train_split)
             if resume is not None and resume.every > 0 and (epoch % resume.every == 0 or epoch == epochs):
                 _save_state(resume, learners, epoch + 1, 0, [g.get_state() for g in generators],
-                            [{} for _ in learners], [torch.zeros(()) for _ in learners], 0)
+                            [{} for _ in learners], [torch.zeros(()) for _ in learners], 0, world)
     # bench/bench_orchestration.py reads this line: the loop's own time vs. the job's wall time
     log.info("training loop: %d epoch(s) in %.2f s, %.2f s of it in epoch-end callbacks (tracking, checkpoints)",
              epochs - start_epoch + 1, time.perf_counter() - started, callback_seconds)
 
 
-def _step(learner: Learner, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, teacher_out: ModelOutput | None,
-          speed: Speed, device: torch.device, sums: dict[str, torch.Tensor], correct: torch.Tensor) -> None:
-    """One optimisation step of one learner; its losses and correct count accumulate on the device."""
+def _step(learner: Learner, joint: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
+          teacher_out: ModelOutput | None, speed: Speed, device: torch.device, sums: dict[str, torch.Tensor],
+          correct: torch.Tensor, share: float) -> None:
+    """One optimisation step of one learner; its losses and correct count accumulate on the device. ``share``: the
+    ranks times this rank's fraction of the global batch (DDP averages the ranks' gradients; 1 in one process)."""
     with speed.autocast(device):
-        out = _as_output(learner.model(x, with_features=learner.objective.needs_features))
-        losses = learner.objective(out, teacher_out, y, idx)
+        out, losses = joint(x, teacher_out, y, idx, learner.objective.needs_features)
         total = torch.stack([v.float() for v in losses.values()]).sum()
     learner.optimizer.zero_grad(set_to_none=True)
-    total.backward()
+    (total * share if share != 1 else total).backward()
     learner.optimizer.step()
     for name, value in (("loss", total), *losses.items()):
         sums[name] = sums.get(name, 0) + value.detach() * y.numel()

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from soteacher.common.ranks import SINGLE, World
 from soteacher.teacher_side.consistency import TemporalEnsemble, consistency_weight
 from soteacher.teacher_side.lipschitz import LipschitzPenalty
 from soteacher.teacher_side.models.base import ModelOutput
@@ -14,14 +15,15 @@ from soteacher.teacher_side.models.base import ModelOutput
 class TeacherObjective(nn.Module):
     needs_features = False
 
-    def __init__(self, net: nn.Module, recipe: dict, num_samples: int, num_classes: int, total_epochs: int):
+    def __init__(self, net: nn.Module, recipe: dict, num_samples: int, num_classes: int, total_epochs: int,
+                 world: World = SINGLE):
         super().__init__()
         self.recipe = recipe
         self.total_epochs = total_epochs
         self.lipschitz = (
             LipschitzPenalty(net, recipe["lipschitz_bound"]) if recipe["lambda_lr"] > 0 else None
         )
-        self.ensemble = TemporalEnsemble(num_samples, num_classes) if recipe["lambda_cr"] > 0 else None
+        self.ensemble = TemporalEnsemble(num_samples, num_classes, world) if recipe["lambda_cr"] > 0 else None
         # kept as a buffer so it is saved with the training state and never forces a host sync
         self.register_buffer("cr_weight", torch.zeros(()))
 

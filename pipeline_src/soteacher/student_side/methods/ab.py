@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from soteacher.common.ranks import SINGLE, World
 from soteacher.student_side.methods.features import HintRegressor, check_stage_pairs, stage_pairs
 from soteacher.student_side.methods.staged import StagedMethod
 from soteacher.teacher_side.models.base import ModelOutput
@@ -44,8 +45,9 @@ def ab_connector(student_shape: tuple[int, ...], teacher_shape: tuple[int, ...])
 class AB(StagedMethod):
     name = "ab"
 
-    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int):
-        super().__init__(cfg, student, teacher, num_samples)
+    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int,
+                 world: World = SINGLE):
+        super().__init__(cfg, student, teacher, num_samples, world)
         pairs = check_stage_pairs("ab", student, teacher, preact=True)
         self.connectors = nn.ModuleList(ab_connector(tuple(s.shape[1:]), tuple(t.shape[1:])) for s, t in pairs)
 

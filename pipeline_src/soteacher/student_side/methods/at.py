@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from soteacher.common.ranks import SINGLE, World
 from soteacher.student_side.methods.base import DistillMethod
 from soteacher.student_side.methods.features import check_stage_pairs, pool_to_common, stage_pairs
 from soteacher.teacher_side.models.base import ModelOutput
@@ -28,8 +29,9 @@ class AT(DistillMethod):
     name = "at"
     needs_features = True
 
-    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int):
-        super().__init__(cfg, student, teacher, num_samples)
+    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int,
+                 world: World = SINGLE):
+        super().__init__(cfg, student, teacher, num_samples, world)
         check_stage_pairs("at", student, teacher)
 
     def method_loss(self, student: ModelOutput, teacher: ModelOutput, labels: torch.Tensor,

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from soteacher.common.ranks import SINGLE, World
 from soteacher.teacher_side.models.base import ModelOutput
 
 
@@ -35,10 +36,14 @@ class DistillMethod(nn.Module):
     needs_features: ClassVar[bool] = False
     init_epochs: int = 0
 
-    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int):
-        """``student``/``teacher`` are sample outputs (batch of 2) used to size connectors."""
+    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int,
+                 world: World = SINGLE):
+        """``student``/``teacher`` are sample outputs (batch of 2) used to size connectors. ``world``: the job's ranks;
+        a loss that relates the samples of a batch computes it on ``self.world.gather``-ed outputs (the global
+        batch), which gives every rank one process's loss and gradient."""
         super().__init__()
         self.cfg = cfg
+        self.world = world
 
     def method_loss(self, student: ModelOutput, teacher: ModelOutput, labels: torch.Tensor,
                     indices: torch.Tensor) -> torch.Tensor | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from soteacher.common.ranks import SINGLE, World
 from soteacher.student_side.methods.base import DistillMethod
 from soteacher.student_side.methods.features import LinearEmbed
 from soteacher.teacher_side.models.base import ModelOutput
@@ -24,12 +25,15 @@ class CC(DistillMethod):
     name = "cc"
     needs_features = True
 
-    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int):
-        super().__init__(cfg, student, teacher, num_samples)
+    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int,
+                 world: World = SINGLE):
+        super().__init__(cfg, student, teacher, num_samples, world)
         s, t = student.feats[-1], teacher.feats[-1]
         self.embed_s = LinearEmbed(s.flatten(1).shape[1], cfg["feat_dim"])
         self.embed_t = LinearEmbed(t.flatten(1).shape[1], cfg["feat_dim"])
 
     def method_loss(self, student: ModelOutput, teacher: ModelOutput, labels: torch.Tensor,
                     indices: torch.Tensor) -> torch.Tensor:
-        return cc_loss(self.embed_s(student.feats[-1]), self.embed_t(teacher.feats[-1]))
+        # consecutive samples of the global batch
+        e_s, e_t = self.embed_s(student.feats[-1]), self.embed_t(teacher.feats[-1])
+        return cc_loss(self.world.gather(e_s), self.world.gather(e_t))

@@ -21,6 +21,7 @@ import math
 import torch
 from torch import nn
 
+from soteacher.common.ranks import SINGLE, World
 from soteacher.student_side.methods.base import DistillMethod
 from soteacher.student_side.methods.features import LinearEmbed
 from soteacher.teacher_side.models.base import ModelOutput
@@ -41,8 +42,9 @@ class CRD(DistillMethod):
     name = "crd"
     needs_features = True
 
-    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int):
-        super().__init__(cfg, student, teacher, num_samples)
+    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int,
+                 world: World = SINGLE):
+        super().__init__(cfg, student, teacher, num_samples, world)
         dim = cfg["feat_dim"]
         self.num_samples = num_samples
         self.embed_s = LinearEmbed(student.feats[-1].flatten(1).shape[1], dim, normalize=True)
@@ -71,8 +73,9 @@ class CRD(DistillMethod):
                 z: torch.Tensor) -> torch.Tensor:
         bank = memory[idx].detach()  # B×(1+K)×D
         out = torch.exp(torch.bmm(bank, anchor.unsqueeze(2)).squeeze(2) / self.cfg["nce_t"])
-        if z < 0:
-            z.fill_(out.mean().item() * self.num_samples)
+        if z < 0:  # the mean over the global batch
+            total = self.world.sum(torch.stack([out.sum(), torch.tensor(out.numel(), device=out.device)]).detach())
+            z.fill_((total[0] / total[1]).item() * self.num_samples)
         return out / z
 
     @torch.no_grad()
@@ -85,11 +88,15 @@ class CRD(DistillMethod):
         v_s = self.embed_s(student.feats[-1])
         v_t = self.embed_t(teacher.feats[-1])
         indices = indices.to(v_s.device)
-        idx = torch.cat([indices.view(-1, 1), self.draw_negatives(len(indices), v_s.device)], dim=1)
+        # drawn for the global batch, each rank taking its anchors' rows: one process's negatives
+        batch = self.world.batch_of(len(indices))
+        negatives = self.draw_negatives(batch, v_s.device)[self.world.shard(batch)]
+        idx = torch.cat([indices.view(-1, 1), negatives], dim=1)
         out_s = self._scores(v_s, self.memory_t, idx, self.z_s)  # student anchors vs teacher bank
         out_t = self._scores(v_t, self.memory_s, idx, self.z_t)  # teacher anchors vs student bank
         loss = nce_loss(out_s, self.num_samples) + nce_loss(out_t, self.num_samples)
         if self.training:
-            self._update(self.memory_s, v_s.detach(), indices)
-            self._update(self.memory_t, v_t.detach(), indices)
+            every = self.world.gather(indices)  # every rank's bank gets the whole batch's entries
+            self._update(self.memory_s, self.world.gather(v_s.detach()), every)
+            self._update(self.memory_t, self.world.gather(v_t.detach()), every)
         return loss

@@ -37,5 +37,6 @@ class DIST(DistillMethod):
     def method_loss(self, student: ModelOutput, teacher: ModelOutput, labels: torch.Tensor,
                     indices: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
-        return dist_loss(student.logits, teacher.logits, cfg["inter_weight"], cfg["intra_weight"],
-                         cfg["kd_temperature"])
+        # the intra-class term relates the samples of a batch: over the global batch
+        return dist_loss(self.world.gather(student.logits), self.world.gather(teacher.logits), cfg["inter_weight"],
+                         cfg["intra_weight"], cfg["kd_temperature"])

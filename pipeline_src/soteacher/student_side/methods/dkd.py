@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from soteacher.common.ranks import SINGLE, World
 from soteacher.student_side.methods.base import DistillMethod
 from soteacher.student_side.methods.logit_std import standardize
 from soteacher.teacher_side.models.base import ModelOutput
@@ -38,8 +39,9 @@ def dkd_loss(logits_s: torch.Tensor, logits_t: torch.Tensor, labels: torch.Tenso
 class DKD(DistillMethod):
     name = "dkd"
 
-    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int):
-        super().__init__(cfg, student, teacher, num_samples)
+    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int,
+                 world: World = SINGLE):
+        super().__init__(cfg, student, teacher, num_samples, world)
         self.register_buffer("epochs_done", torch.zeros((), dtype=torch.long))
 
     def warmup_factor(self) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from soteacher.common.ranks import SINGLE, World
 from soteacher.student_side.methods.base import DistillMethod
 from soteacher.student_side.methods.features import HintRegressor
 from soteacher.teacher_side.models.base import ModelOutput
@@ -23,8 +24,9 @@ class FitNet(DistillMethod):
     name = "fitnet"
     needs_features = True
 
-    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int):
-        super().__init__(cfg, student, teacher, num_samples)
+    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int,
+                 world: World = SINGLE):
+        super().__init__(cfg, student, teacher, num_samples, world)
         layer = cfg["hint_layer"]
         maps = min(len(student.feats), len(teacher.feats)) - 1  # the last entry is the pooled vector
         if not 0 <= layer < maps:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from soteacher.common.ranks import SINGLE, World
 from soteacher.student_side.methods.features import pool_to_common
 from soteacher.student_side.methods.staged import StagedMethod
 from soteacher.teacher_side.models.base import ModelOutput
@@ -34,8 +35,9 @@ def fsp_loss(feats_s: list[torch.Tensor], feats_t: list[torch.Tensor]) -> torch.
 class FSP(StagedMethod):
     name = "fsp"
 
-    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int):
-        super().__init__(cfg, student, teacher, num_samples)
+    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int,
+                 world: World = SINGLE):
+        super().__init__(cfg, student, teacher, num_samples, world)
         s_ch = [f.shape[1] for f in student.feats[:-1]]
         t_ch = [f.shape[1] for f in teacher.feats[:-1]]
         if s_ch != t_ch or len(s_ch) < 2:

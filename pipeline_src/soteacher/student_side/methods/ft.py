@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from soteacher.common.ranks import SINGLE, World
 from soteacher.student_side.methods.features import pool_to_common
 from soteacher.student_side.methods.staged import StagedMethod
 from soteacher.teacher_side.models.base import ModelOutput
@@ -53,8 +54,9 @@ def factor_loss(factor_s: torch.Tensor, factor_t: torch.Tensor) -> torch.Tensor:
 class FT(StagedMethod):
     name = "ft"
 
-    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int):
-        super().__init__(cfg, student, teacher, num_samples)
+    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int,
+                 world: World = SINGLE):
+        super().__init__(cfg, student, teacher, num_samples, world)
         s, t = student.feats[-2], teacher.feats[-2]
         if s.dim() != 4 or t.dim() != 4:
             raise ValueError("ft needs convolutional last-stage feature maps (feats[-2])")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from soteacher.common.ranks import SINGLE, World
 from soteacher.student_side.methods.base import DistillMethod
 from soteacher.student_side.methods.features import check_stage_pairs, pool_to_common, stage_pairs
 from soteacher.teacher_side.models.base import ModelOutput
@@ -31,8 +32,9 @@ class NST(DistillMethod):
     name = "nst"
     needs_features = True
 
-    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int):
-        super().__init__(cfg, student, teacher, num_samples)
+    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int,
+                 world: World = SINGLE):
+        super().__init__(cfg, student, teacher, num_samples, world)
         check_stage_pairs("nst", student, teacher)
 
     def method_loss(self, student: ModelOutput, teacher: ModelOutput, labels: torch.Tensor,

@@ -32,4 +32,5 @@ class PKT(DistillMethod):
 
     def method_loss(self, student: ModelOutput, teacher: ModelOutput, labels: torch.Tensor,
                     indices: torch.Tensor) -> torch.Tensor:
-        return pkt_loss(student.feats[-1], teacher.feats[-1])
+        # over the global batch
+        return pkt_loss(self.world.gather(student.feats[-1]), self.world.gather(teacher.feats[-1]))

@@ -44,4 +44,7 @@ class RKD(DistillMethod):
 
     def method_loss(self, student: ModelOutput, teacher: ModelOutput, labels: torch.Tensor,
                     indices: torch.Tensor) -> torch.Tensor:
-        return rkd_loss(student.feats[-1], teacher.feats[-1], self.cfg["distance_weight"], self.cfg["angle_weight"])
+        # over the global batch
+        cfg = self.cfg
+        return rkd_loss(self.world.gather(student.feats[-1]), self.world.gather(teacher.feats[-1]),
+                        cfg["distance_weight"], cfg["angle_weight"])

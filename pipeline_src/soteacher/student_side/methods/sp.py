@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from soteacher.common.ranks import SINGLE, World
 from soteacher.student_side.methods.base import DistillMethod
 from soteacher.teacher_side.models.base import ModelOutput
 
@@ -27,11 +28,13 @@ class SP(DistillMethod):
     name = "sp"
     needs_features = True
 
-    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int):
-        super().__init__(cfg, student, teacher, num_samples)
+    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int,
+                 world: World = SINGLE):
+        super().__init__(cfg, student, teacher, num_samples, world)
         if len(student.feats) < 2 or len(teacher.feats) < 2:
             raise ValueError("sp needs the last stage feature map (feats[-2]) of both networks")
 
     def method_loss(self, student: ModelOutput, teacher: ModelOutput, labels: torch.Tensor,
                     indices: torch.Tensor) -> torch.Tensor:
-        return sp_loss(student.feats[-2], teacher.feats[-2])
+        # over the global batch
+        return sp_loss(self.world.gather(student.feats[-2]), self.world.gather(teacher.feats[-2]))

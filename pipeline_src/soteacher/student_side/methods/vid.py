@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from soteacher.common.ranks import SINGLE, World
 from soteacher.student_side.methods.base import DistillMethod
 from soteacher.student_side.methods.features import check_stage_pairs, pool_to_common, stage_pairs
 from soteacher.teacher_side.models.base import ModelOutput
@@ -50,8 +51,9 @@ class VID(DistillMethod):
     name = "vid"
     needs_features = True
 
-    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int):
-        super().__init__(cfg, student, teacher, num_samples)
+    def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int,
+                 world: World = SINGLE):
+        super().__init__(cfg, student, teacher, num_samples, world)
         pairs = check_stage_pairs("vid", student, teacher)
         self.regressors = nn.ModuleList(
             VIDRegressor(s.shape[1], t.shape[1], t.shape[1], cfg["init_pred_var"], cfg["eps"]) for s, t in pairs)

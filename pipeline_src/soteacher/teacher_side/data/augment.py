@@ -11,18 +11,22 @@ import torch
 import torch.nn.functional as F
 
 
-def random_crop_flip(images: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+def random_crop_flip(images: torch.Tensor, padding: int, flip: bool, generator: torch.Generator,
+                     rows: slice | None = None, batch_size: int | None = None) -> torch.Tensor:
+    """``rows``: ``images`` are these rows of a batch of ``batch_size``; the draws are those of the whole batch
+    (one rank's shard is augmented as the same images in one process's batch)."""
     n, _, h, w = images.shape
     device = images.device
+    drawn, rows = (n, slice(None)) if rows is None else (batch_size, rows)
     if padding > 0:
         padded = F.pad(images, (padding, padding, padding, padding))
-        dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=device)
-        dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator, device=device)
-        rows = (dy[:, None] + torch.arange(h, device=device))[:, :, None]  # (n, h, 1)
+        dy = torch.randint(0, 2 * padding + 1, (drawn,), generator=generator, device=device)[rows]
+        dx = torch.randint(0, 2 * padding + 1, (drawn,), generator=generator, device=device)[rows]
+        rows_ = (dy[:, None] + torch.arange(h, device=device))[:, :, None]  # (n, h, 1)
         cols = (dx[:, None] + torch.arange(w, device=device))[:, None, :]  # (n, 1, w)
         batch = torch.arange(n, device=device)[:, None, None]
-        images = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+        images = padded.permute(0, 2, 3, 1)[batch, rows_, cols].permute(0, 3, 1, 2)
     if flip:
-        mask = torch.rand(n, generator=generator, device=device) < 0.5
+        mask = torch.rand(drawn, generator=generator, device=device)[rows] < 0.5
         images = torch.where(mask[:, None, None, None], images.flip(3), images)
     return images.contiguous()

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from soteacher.common.ranks import SINGLE, World
 from soteacher.teacher_side.data.augment import random_crop_flip
 from soteacher.teacher_side.data.common import DataError, subset_indices
 from soteacher.teacher_side.data.registry import DATASETS, published_samples
@@ -179,32 +180,38 @@ class StreamingData(Data):
     workers: int = 0
     prefetch: int = 4
 
-    def _batches(self, split: StreamSplit, items: list, batch_size: int) -> Iterator[tuple[torch.Tensor, ...]]:
+    def _batches(self, split: StreamSplit, batches: list[list]) -> Iterator[tuple[torch.Tensor, ...]]:
         device = split.labels.device
         loader = torch.utils.data.DataLoader(
-            DecodedImages(split.paths, self.size, self.resize), batch_size=batch_size, sampler=items,
+            DecodedImages(split.paths, self.size, self.resize), batch_sampler=batches,
             num_workers=self.workers, pin_memory=device.type == "cuda",
             prefetch_factor=self.prefetch if self.workers else None)
         for images, idx in loader:
             yield images.to(device, non_blocking=True), idx.to(device, non_blocking=True)
 
-    def train_batches(self, batch_size: int, generator: torch.Generator, augment: bool = True
-                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Shuffled (images, labels, sample indices); a trailing batch of one is dropped (BatchNorm)."""
+    def train_batches(self, batch_size: int, generator: torch.Generator, augment: bool = True,
+                      world: World = SINGLE) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Shuffled (images, labels, sample indices); a trailing batch of one is dropped (BatchNorm). With several
+        ranks, each decodes only its shard of every global batch."""
         order = torch.randperm(len(self.train), generator=generator, device=generator.device).tolist()
         items: list = order
         if augment and self.random_resized_crop:
             base = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
             items = [(i, base) for i in order]
-        for images, idx in self._batches(self.train, items, batch_size):
-            if idx.numel() < 2:
-                break
+        batches = [items[start:start + batch_size] for start in range(0, len(items), batch_size)]
+        if batches and len(batches[-1]) < 2:
+            batches.pop()
+        sizes = [len(b) for b in batches]
+        shards = [b[world.shard(len(b))] for b in batches]
+        for (images, idx), size in zip(self._batches(self.train, shards), sizes):
             if augment:
-                images = random_crop_flip(images, self.crop_padding, self.flip, generator)
+                images = random_crop_flip(images, self.crop_padding, self.flip, generator, world.shard(size), size)
             yield self.normalise(images), self.train.labels[idx], idx
 
     def eval_batches(self, split, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for images, idx in self._batches(split, list(range(len(split))), batch_size):
+        positions = list(range(len(split)))
+        batches = [positions[start:start + batch_size] for start in range(0, len(split), batch_size)]
+        for images, idx in self._batches(split, batches):
             yield self.normalise(images), split.labels[idx]
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from soteacher.common.ranks import SINGLE, World
 from soteacher.teacher_side.data.augment import random_crop_flip
 
 
@@ -40,19 +41,21 @@ class Data:
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         return (images.float() - self.mean) / self.std
 
-    def train_batches(self, batch_size: int, generator: torch.Generator, augment: bool = True
-                      ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Shuffled (images, labels, sample indices); a trailing batch of one is dropped (BatchNorm)."""
+    def train_batches(self, batch_size: int, generator: torch.Generator, augment: bool = True,
+                      world: World = SINGLE) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Shuffled (images, labels, sample indices); a trailing batch of one is dropped (BatchNorm). With several
+        ranks, each gets its shard of every global batch, drawn and augmented as in one process."""
         n = len(self.train)
         order = torch.randperm(n, generator=generator, device=generator.device)
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             if idx.numel() < 2:
                 break
-            images = self.train.images[idx]
+            rows = world.shard(idx.numel())
+            images = self.train.images[idx[rows]]
             if augment:
-                images = random_crop_flip(images, self.crop_padding, self.flip, generator)
-            yield self.normalise(images), self.train.labels[idx], idx
+                images = random_crop_flip(images, self.crop_padding, self.flip, generator, rows, idx.numel())
+            yield self.normalise(images), self.train.labels[idx[rows]], idx[rows]
 
     def eval_batches(self, split: Split, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, len(split), batch_size):
