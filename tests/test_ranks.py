@@ -182,3 +182,54 @@ def test_a_teacher_job_whose_rank_dies_exits_non_zero_within_the_timeout_and_pub
     assert not (tmp_path / layout.teacher_metrics(teacher_jobs.spec_teacher(spec))).exists()
     assert not list((tmp_path / teacher).glob("ep*.pt"))  # checkpoints are staged in .resume/ until the job succeeds
     assert not _rank_pids(tmp_path, 0)  # no rank left behind
+
+
+def _metrics(results: Path) -> dict[tuple, dict]:
+    """Every teacher's and student's metrics.json, keyed by its path without the folder hashes (the rank count is
+    part of the hashed compute settings, so the two runs' folders differ only there)."""
+    found = {}
+    for path in results.rglob("metrics.json"):
+        parts = path.relative_to(results).parts
+        if parts[0] in ("teachers", "students"):
+            found[tuple(p.rsplit("-", 1)[0] if i in (2, 4) else p for i, p in enumerate(parts))] = json.loads(
+                path.read_text())
+    return found
+
+
+@pytest.mark.slow
+def test_the_tiny_study_with_two_ranks_per_job_matches_one_rank_within_the_batchnorm_bound(tmp_path):
+    """A real Snakemake run of the tiny study (plus AB, a method with an init stage) with compute.gpus_per_job: 2 on
+    CPU (gloo), against the same study with one rank. Equal: the outputs, epochs, learning rates and MLflow runs
+    (rank 0 alone logs). Within the bound: resnet8 has BatchNorm and the ranks' shards are 8 samples, so training
+    losses differ by up to 0.05 (teachers) and test accuracy by up to 4 of the 32 test samples (measured: 0.012 and
+    2 samples for the teachers, 4.2 and 2 samples for the students, whose FitNet loss is ~40)."""
+    from mlflow.tracking import MlflowClient
+
+    from tests.helpers import copy_workflow
+
+    works = {}
+    for ranks in (1, 2):
+        raw = tiny_raw(**{"distill.methods.ab": {}, **({"compute.gpus_per_job": 2} if ranks > 1 else {})})
+        study = tmp_path / f"ranks{ranks}.yaml"
+        study.write_text(json.dumps(raw))
+        (tmp_path / f"work{ranks}").mkdir()
+        works[ranks] = copy_workflow(tmp_path / f"work{ranks}", study)
+        done = subprocess.run(["snakemake", "--cores", "2"], cwd=works[ranks], env=subprocess_env(),
+                              capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-5000:]
+    logs = "".join(p.read_text() for p in (works[2] / "logs").rglob("*.log"))
+    assert logs.count("starting 2 ranks") == 2 + 4  # every training job: 2 teachers, 4 distill jobs
+    one, two = _metrics(works[1] / "results"), _metrics(works[2] / "results")
+    assert sorted(one) == sorted(two) and len(one) == 2 + 12
+    for key, mine in one.items():
+        theirs = two[key]
+        assert [e["epoch"] for e in theirs["history"]] == [e["epoch"] for e in mine["history"]]
+        assert [e["lr"] for e in theirs["history"]] == [e["lr"] for e in mine["history"]]
+        for a, b in zip(mine["history"], theirs["history"]):
+            assert abs(a["test_acc"] - b["test_acc"]) <= 4 / 32 * 100 + 1e-9, key
+            if key[0] == "teachers":
+                assert abs(a["train_loss"] - b["train_loss"]) < 0.05, key
+    client = MlflowClient(f"sqlite:///{works[2]}/mlflow/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], max_results=100)
+    assert sorted(r.data.tags["role"] for r in runs) == ["student"] * 12 + ["teacher"] * 2
+    assert all(r.info.status == "FINISHED" for r in runs)
