@@ -233,3 +233,14 @@ def test_the_tiny_study_with_two_ranks_per_job_matches_one_rank_within_the_batch
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], max_results=100)
     assert sorted(r.data.tags["role"] for r in runs) == ["student"] * 12 + ["teacher"] * 2
     assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_a_job_on_several_nodes_outside_slurm_is_refused_in_plain_words(tmp_path):
+    cfg = config.validate(tiny_raw(**{"compute.gpus_per_job": 2, "compute.nodes_per_job": 2}), deep=False)
+    spec = teacher_jobs.teacher_spec(cfg, "resnet8", "standard", 0)
+    env = {k: v for k, v in subprocess_env().items() if not k.startswith("SLURM_")}
+    done = subprocess.run([sys.executable, "-m", "soteacher", "train-teacher", "--spec", json.dumps(spec)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "compute.nodes_per_job is 2: a job on several nodes runs only inside a SLURM allocation" in done.stderr
+    assert not (tmp_path / "results").exists()

@@ -27,6 +27,7 @@ import torch.distributed as dist
 log = logging.getLogger(__name__)
 
 LAUNCHED = "SOTEACHER_RANKS"  # set by soteacher.common.launch in every rank's environment: who started it
+RENDEZVOUS = "SOTEACHER_RENDEZVOUS"  # a one-node SLURM job's rendezvous file (no listening socket)
 
 
 @dataclass
@@ -178,11 +179,14 @@ def start(compute: dict, device: torch.device) -> World:
     if size != per_node * nodes:
         raise RuntimeError(f"rank {rank}: {size} ranks were started, the job's spec asks for {per_node * nodes} "
                            f"(compute.gpus_per_job={per_node} x nodes_per_job={nodes})")
-    if os.environ.get(LAUNCHED) == "srun" and "MASTER_ADDR" not in os.environ:
+    init_method = "env://"
+    if os.environ.get(RENDEZVOUS):
+        init_method = f"file://{os.environ[RENDEZVOUS]}"
+    elif os.environ.get(LAUNCHED) == "srun" and "MASTER_ADDR" not in os.environ:
         os.environ["MASTER_ADDR"] = _first_node_of_step()
     timeout = datetime.timedelta(seconds=compute.get("collective_timeout_s", 1800))
     backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend, rank=rank, world_size=size, timeout=timeout,
+    dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=size, timeout=timeout,
                             device_id=device if device.type == "cuda" else None)
     control = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else dist.group.WORLD
     log.info("rank %d of %d (local rank %d, %s, collective timeout %s s)", rank, size, local_rank, backend,
