@@ -208,6 +208,8 @@ def job_ranks(compute: dict) -> Iterator[tuple[torch.device, World]]:
     found = environment()
     device = devices.setup(compute, None if found is None else found[2])
     world = start(compute, device)
+    if not world.is_main:
+        logging.getLogger().setLevel(logging.WARNING)  # the job's log shows rank 0's progress once, every rank's errors
     try:
         yield device, world
     finally:
