@@ -81,6 +81,14 @@ class World:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
+    def mean(self, local: torch.Tensor) -> torch.Tensor:
+        """The mean of every element of ``local`` over the ranks (no gradient): ``local.mean()`` in one process."""
+        if not self.distributed:
+            return local.mean()
+        total = torch.stack([local.detach().sum().double(), local.new_tensor(local.numel(), dtype=torch.float64)])
+        self.sum(total)
+        return (total[0] / total[1]).to(local.dtype)
+
     def any(self, flag: bool) -> bool:
         """True when ``flag`` is True on any rank (a CPU collective: no GPU sync)."""
         if not self.distributed:
