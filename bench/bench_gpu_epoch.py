@@ -49,7 +49,7 @@ def measure(args: argparse.Namespace, device: torch.device, world: World) -> dic
     teacher = prepare_model(build_model("resnet32x4", 100).to(device), compute)
     objective = TeacherObjective(teacher, default_recipe("soteacher"), samples, 100, EPOCHS, world).to(device)
     objective.end_epoch(1)
-    learner = Learner("teacher", teacher, *(objective, *make_optimizer(teacher.parameters(), OPTIM, 0.05)))
+    learner = Learner("teacher", teacher, objective, *make_optimizer(teacher.parameters(), OPTIM, 0.05))
     with time_steps(args.warmup, args.steps, device) as per_step:
         train([learner], data, epochs=1, batch_size=batch, seed=0, speed=speed, world=world)
     t_teacher = per_step()[0]
