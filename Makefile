@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_loader.py
 	$(BIN)/python -m bench.bench_orchestration
 	$(BIN)/python -m bench.fault_resume
+	$(BIN)/python -m bench.bench_ranks
 
 dvc-repro: $(STAMP)
 	$(BIN)/dvc repro

@@ -5,8 +5,9 @@ and this process is not one of them yet, the CLI hands the same command line to 
 ranks with PyTorch's launchers and waits for them:
 
 * inside a SLURM allocation (``SLURM_JOB_ID`` set and ``srun`` found): ``srun`` with the job's tasks, one per rank,
-  ``--kill-on-bad-exit`` so one failed rank ends them all. A one-node job meets at 127.0.0.1; a multi-node job at
-  the first node of the step (``soteacher.common.ranks``). The port is derived from the SLURM job id.
+  ``--kill-on-bad-exit`` so one failed rank ends them all. A one-node job's ranks meet through a file in a fresh
+  temporary folder (no listening socket: PyTorch's TCP store would listen on every interface); a multi-node job's
+  at the first node of the step (``soteacher.common.ranks``), on a port derived from the SLURM job id.
 * elsewhere (a workstation): ``torchrun --standalone`` (``python -m torch.distributed.run``) with one process per
   rank, on 127.0.0.1 and a free port; its agent stops every rank when one fails. On a machine with GPUs this
   process first locks as many free cards as the job has ranks (all or none, ``devices.acquire_gpus``), holds the
@@ -24,10 +25,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from soteacher.common.config import ranks_of
 from soteacher.common.errors import DeviceError
-from soteacher.common.ranks import LAUNCHED, environment
+from soteacher.common.ranks import LAUNCHED, RENDEZVOUS, environment
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +40,26 @@ def slurm_port(job_id: str) -> int:
     return 20000 + int(job_id) % 20000
 
 
-def launch_command(argv: list[str], compute: dict, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
-    """The command that starts the ranks of ``python -m soteacher <argv>``, and its environment."""
+def in_slurm(env: dict[str, str]) -> bool:
+    return bool(env.get("SLURM_JOB_ID")) and shutil.which("srun", path=env.get("PATH")) is not None
+
+
+def launch_command(argv: list[str], compute: dict, env: dict[str, str],
+                   rendezvous: Path | None = None) -> tuple[list[str], dict[str, str]]:
+    """The command that starts the ranks of ``python -m soteacher <argv>``, and its environment. ``rendezvous``: the
+    file a one-node SLURM job's ranks meet through (a path in a fresh folder)."""
     per_node, nodes = ranks_of(compute)
     env = dict(env)
     job = [sys.executable, "-m", "soteacher", *argv]
-    if env.get("SLURM_JOB_ID") and shutil.which("srun", path=env.get("PATH")):
+    if in_slurm(env):
         env[LAUNCHED] = "srun"
-        env["MASTER_PORT"] = str(slurm_port(env["SLURM_JOB_ID"]))
         if nodes == 1:
-            env["MASTER_ADDR"] = "127.0.0.1"
+            if rendezvous is None:
+                raise ValueError("a one-node SLURM job needs a rendezvous file")
+            env[RENDEZVOUS] = str(rendezvous)
         else:
-            env.pop("MASTER_ADDR", None)  # each rank takes the step's first node (ranks.environment)
+            env["MASTER_PORT"] = str(slurm_port(env["SLURM_JOB_ID"]))
+            env.pop("MASTER_ADDR", None)  # each rank takes the step's first node (ranks.start)
         return ["srun", f"--ntasks={per_node * nodes}", f"--nodes={nodes}", f"--ntasks-per-node={per_node}",
                 f"--cpus-per-task={compute['threads']}", "--kill-on-bad-exit=1", "--export=ALL", *job], env
     if nodes > 1:
@@ -86,11 +97,16 @@ def run_ranks(argv: list[str], compute: dict) -> int | None:
     per_node, nodes = ranks_of(compute)
     if per_node * nodes == 1 or environment() is not None:
         return None
-    command, env = launch_command(argv, compute, dict(os.environ))
-    if env[LAUNCHED] == "torchrun":
-        env = _lock_cards(compute, per_node, env)
-    log.info("starting %d ranks: %s", per_node * nodes, " ".join(command[:8]))
-    proc = subprocess.Popen(command, env=env)
+    with tempfile.TemporaryDirectory(prefix="soteacher-ranks-") as folder:
+        command, env = launch_command(argv, compute, dict(os.environ), Path(folder) / "rendezvous")
+        if env[LAUNCHED] == "torchrun":
+            env = _lock_cards(compute, per_node, env)
+        log.info("starting %d ranks: %s", per_node * nodes, " ".join(command[:8]))
+        return _wait(subprocess.Popen(command, env=env))
+
+
+def _wait(proc: subprocess.Popen) -> int:
+    """The ranks' exit status; SIGTERM and SIGINT meanwhile go to their launcher."""
 
     def forward(signum, _frame) -> None:
         proc.send_signal(signum)

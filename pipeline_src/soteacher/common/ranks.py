@@ -27,6 +27,7 @@ import torch.distributed as dist
 log = logging.getLogger(__name__)
 
 LAUNCHED = "SOTEACHER_RANKS"  # set by soteacher.common.launch in every rank's environment: who started it
+RENDEZVOUS = "SOTEACHER_RENDEZVOUS"  # a one-node SLURM job's rendezvous file (no listening socket)
 
 
 @dataclass
@@ -79,6 +80,14 @@ class World:
         if self.distributed:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
+
+    def mean(self, local: torch.Tensor) -> torch.Tensor:
+        """The mean of every element of ``local`` over the ranks (no gradient): ``local.mean()`` in one process."""
+        if not self.distributed:
+            return local.mean()
+        total = torch.stack([local.detach().sum().double(), local.new_tensor(local.numel(), dtype=torch.float64)])
+        self.sum(total)
+        return (total[0] / total[1]).to(local.dtype)
 
     def any(self, flag: bool) -> bool:
         """True when ``flag`` is True on any rank (a CPU collective: no GPU sync)."""
@@ -178,11 +187,14 @@ def start(compute: dict, device: torch.device) -> World:
     if size != per_node * nodes:
         raise RuntimeError(f"rank {rank}: {size} ranks were started, the job's spec asks for {per_node * nodes} "
                            f"(compute.gpus_per_job={per_node} x nodes_per_job={nodes})")
-    if os.environ.get(LAUNCHED) == "srun" and "MASTER_ADDR" not in os.environ:
+    init_method = "env://"
+    if os.environ.get(RENDEZVOUS):
+        init_method = f"file://{os.environ[RENDEZVOUS]}"
+    elif os.environ.get(LAUNCHED) == "srun" and "MASTER_ADDR" not in os.environ:
         os.environ["MASTER_ADDR"] = _first_node_of_step()
     timeout = datetime.timedelta(seconds=compute.get("collective_timeout_s", 1800))
     backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend, rank=rank, world_size=size, timeout=timeout,
+    dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=size, timeout=timeout,
                             device_id=device if device.type == "cuda" else None)
     control = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else dist.group.WORLD
     log.info("rank %d of %d (local rank %d, %s, collective timeout %s s)", rank, size, local_rank, backend,
@@ -204,6 +216,8 @@ def job_ranks(compute: dict) -> Iterator[tuple[torch.device, World]]:
     found = environment()
     device = devices.setup(compute, None if found is None else found[2])
     world = start(compute, device)
+    if not world.is_main:
+        logging.getLogger().setLevel(logging.WARNING)  # the job's log shows rank 0's progress once, every rank's errors
     try:
         yield device, world
     finally:

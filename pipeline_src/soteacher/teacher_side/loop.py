@@ -293,6 +293,9 @@ def _parallel(learners: list[Learner], world: World, device: torch.device, sync_
         return [_Joint(lr.model, lr.objective) for lr in learners]
     from torch.nn.parallel import DistributedDataParallel
 
+    if sync_bn and device.type != "cuda" and world.is_main:
+        log.warning("compute.sync_bn has no effect on %s (PyTorch's SyncBatchNorm runs on CUDA): each rank normalises "
+                    "its shard with the shard's statistics", device.type)
     out = []
     for lr in learners:
         if sync_bn and device.type == "cuda":

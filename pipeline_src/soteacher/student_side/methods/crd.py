@@ -73,9 +73,8 @@ class CRD(DistillMethod):
                 z: torch.Tensor) -> torch.Tensor:
         bank = memory[idx].detach()  # B×(1+K)×D
         out = torch.exp(torch.bmm(bank, anchor.unsqueeze(2)).squeeze(2) / self.cfg["nce_t"])
-        if z < 0:  # the mean over the global batch
-            total = self.world.sum(torch.stack([out.sum(), torch.tensor(out.numel(), device=out.device)]).detach())
-            z.fill_((total[0] / total[1]).item() * self.num_samples)
+        if z < 0:
+            z.fill_(self.world.mean(out.detach()).item() * self.num_samples)  # over the global batch
         return out / z
 
     @torch.no_grad()
