@@ -35,8 +35,8 @@ for _import in teacher_jobs.import_jobs(config):
         log:
             _import["log"],
         threads: JOB_THREADS
-        # one evaluation pass on one device, whatever compute.gpus_per_job says; set here because the rule's name comes from the config, so the SLURM profile's
-        # set-resources cannot list it
+        # one evaluation pass on one device, whatever compute.gpus_per_job says; set here because the rule's name
+        # comes from the config, so the SLURM profile's set-resources cannot list it
         resources:
             gpu=1,
             runtime=60,
