@@ -8,6 +8,7 @@ the config key and what is allowed, before any job starts.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import os
@@ -101,11 +102,17 @@ def _validator():
 RANK_SETTINGS = ("gpus_per_job", "nodes_per_job", "sync_bn", "collective_timeout_s")
 
 
+@functools.cache
+def _rank_defaults() -> dict:
+    properties = load_schema()["properties"]["compute"]["properties"]
+    return {k: properties[k]["default"] for k in RANK_SETTINGS}
+
+
 def job_compute(compute: dict) -> dict:
     """A job's ``compute`` section as its spec carries it: the multi-rank settings only where they differ from the
     schema's defaults. Jobs read them with ``ranks_of``."""
-    defaults = load_schema()["properties"]["compute"]["properties"]
-    return {k: v for k, v in compute.items() if k not in RANK_SETTINGS or v != defaults[k]["default"]}
+    defaults = _rank_defaults()  # read once: every job spec of a study passes here
+    return {k: v for k, v in compute.items() if k not in RANK_SETTINGS or v != defaults[k]}
 
 
 def ranks_of(compute: dict) -> tuple[int, int]:
