@@ -3,6 +3,7 @@ recipes as the schema fills them, tiny in-memory data and learners."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -85,6 +86,13 @@ def job_stats(out: subprocess.CompletedProcess) -> dict[str, int]:
         return {}
     table = text[text.index("Job stats:"):]
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
+
+
+def results_without_hashes(results: Path) -> dict[str, dict]:
+    """Every teacher's and student's metrics.json under ``results``, keyed by its path with the folders' hashes
+    dropped: settings in the hashed compute section (e.g. gpus_per_job) move a result to other folders."""
+    return {re.sub(r"-[0-9a-f]{8}(?=/|$)", "", str(p.relative_to(results))): json.loads(p.read_text())
+            for p in results.rglob("metrics.json") if p.relative_to(results).parts[0] in ("teachers", "students")}
 
 
 def dry_run_jobs(cwd: Path) -> dict[str, int]:

@@ -23,7 +23,7 @@ import torch
 from soteacher.common import config, layout
 from soteacher.common.ranks import LAUNCHED
 from soteacher.teacher_side import jobs as teacher_jobs
-from tests.helpers import REPO, subprocess_env, tiny_raw
+from tests.helpers import REPO, results_without_hashes, subprocess_env, tiny_raw
 
 TOL = {"rtol": 1e-5, "atol": 5e-6}
 SCENARIOS = ("teacher", "students", "teacher-bn")
@@ -184,18 +184,6 @@ def test_a_teacher_job_whose_rank_dies_exits_non_zero_within_the_timeout_and_pub
     assert not _rank_pids(tmp_path, 0)  # no rank left behind
 
 
-def _metrics(results: Path) -> dict[tuple, dict]:
-    """Every teacher's and student's metrics.json, keyed by its path without the folder hashes (the rank count is
-    part of the hashed compute settings, so the two runs' folders differ only there)."""
-    found = {}
-    for path in results.rglob("metrics.json"):
-        parts = path.relative_to(results).parts
-        if parts[0] in ("teachers", "students"):
-            found[tuple(p.rsplit("-", 1)[0] if i in (2, 4) else p for i, p in enumerate(parts))] = json.loads(
-                path.read_text())
-    return found
-
-
 @pytest.mark.slow
 def test_the_tiny_study_with_two_ranks_per_job_matches_one_rank_within_the_batchnorm_bound(tmp_path):
     """A real Snakemake run of the tiny study (plus AB, a method with an init stage) with compute.gpus_per_job: 2 on
@@ -219,7 +207,7 @@ def test_the_tiny_study_with_two_ranks_per_job_matches_one_rank_within_the_batch
         assert done.returncode == 0, done.stderr[-5000:]
     logs = "".join(p.read_text() for p in (works[2] / "logs").rglob("*.log"))
     assert logs.count("starting 2 ranks") == 2 + 4  # every training job: 2 teachers, 4 distill jobs
-    one, two = _metrics(works[1] / "results"), _metrics(works[2] / "results")
+    one, two = (results_without_hashes(works[r] / "results") for r in (1, 2))
     assert sorted(one) == sorted(two) and len(one) == 2 + 12
     for key, mine in one.items():
         theirs = two[key]
@@ -227,7 +215,7 @@ def test_the_tiny_study_with_two_ranks_per_job_matches_one_rank_within_the_batch
         assert [e["lr"] for e in theirs["history"]] == [e["lr"] for e in mine["history"]]
         for a, b in zip(mine["history"], theirs["history"]):
             assert abs(a["test_acc"] - b["test_acc"]) <= 4 / 32 * 100 + 1e-9, key
-            if key[0] == "teachers":
+            if key.startswith("teachers/"):
                 assert abs(a["train_loss"] - b["train_loss"]) < 0.05, key
     client = MlflowClient(f"sqlite:///{works[2]}/mlflow/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], max_results=100)

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import BIN, REPO, TINY_CONFIG, copy_workflow, tiny_raw
+from tests.helpers import BIN, REPO, TINY_CONFIG, copy_workflow, results_without_hashes, tiny_raw
 
 pytestmark = pytest.mark.slow
 SLURM_DIR = REPO / "tests" / "slurm"
@@ -241,13 +241,6 @@ def test_two_rank_runs_log_one_mlflow_run_per_job_result(two_rank_runs):
     assert len(mlflow_runs) == 2 + 8 and all(r.info.status == "FINISHED" for r in mlflow_runs)  # rank 0 logs
 
 
-def _metrics(results: Path) -> dict[str, dict]:
-    """metrics.json per result folder, the folders' hashes dropped (gpus_per_job is in every job's spec, so a
-    2-rank result lives in other folders than the 1-rank one)."""
-    return {re.sub(r"-[0-9a-f]{8}(?=/|$)", "", str(p.relative_to(results))): json.loads(p.read_text())
-            for p in results.rglob("metrics.json")}
-
-
 def test_two_rank_slurm_results_equal_the_local_two_rank_run(two_rank_runs):
     local, remote = two_rank_runs["local"] / "results", two_rank_runs["remote"] / "results"
     rels = sorted(p.relative_to(local) for p in local.rglob("metrics.json"))
@@ -274,7 +267,7 @@ ACC_TOLERANCE = 4 * 100 / 32  # points: four of the 32 test images
 
 
 def test_two_ranks_match_one_rank(runs, two_rank_runs):
-    one, two = _metrics(runs["remote"] / "results"), _metrics(two_rank_runs["remote"] / "results")
+    one, two = (results_without_hashes(r["remote"] / "results") for r in (runs, two_rank_runs))
     assert sorted(one) == sorted(two) and len(one) == 2 + 8  # the same results, checkpoints and students
     for rel, a in one.items():
         b = two[rel]
