@@ -62,6 +62,14 @@ def _tensors(learner: dict):
             yield f"{part}.{name}", value
 
 
+def test_shards_are_contiguous_rank_ordered_and_differ_by_at_most_one():
+    from soteacher.common.ranks import World
+
+    assert [World(rank=r, size=3).shard(13) for r in range(3)] == [slice(0, 5), slice(5, 9), slice(9, 13)]
+    assert World(rank=1, size=2).shard_sizes(13) == [7, 6] and World().shard(13) == slice(0, 13)
+    assert World(rank=0, size=4).shard_sizes(2) == [1, 1, 0, 0]
+
+
 def test_every_rank_trains_on_its_shard_of_the_one_process_batches(runs):
     one, (rank0, rank1) = runs["teacher"]
     assert len(one["batches"]) == len(rank0["batches"]) == 5
