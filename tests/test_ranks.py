@@ -70,6 +70,20 @@ def test_shards_are_contiguous_rank_ordered_and_differ_by_at_most_one():
     assert World(rank=0, size=4).shard_sizes(2) == [1, 1, 0, 0]
 
 
+def test_a_last_batch_smaller_than_the_ranks_is_left_out_and_no_shard_is_empty():
+    from soteacher.common.ranks import World
+    from tests.helpers import TINY_CONFIG, tiny_data
+
+    data = tiny_data(config.load(TINY_CONFIG))  # 64 training samples: batches of 31, 31 and 2
+    one = [idx for _, _, idx in data.train_batches(31, torch.Generator().manual_seed(0))]
+    assert [len(i) for i in one] == [31, 31, 2]
+    for rank in range(3):
+        shards = [idx for _, _, idx in data.train_batches(31, torch.Generator().manual_seed(0), True,
+                                                          World(rank=rank, size=3))]
+        assert [len(i) for i in shards] == [11 if rank == 0 else 10] * 2  # the third batch, 2 < 3 ranks, is not
+        assert all(torch.equal(s, o[World(rank=rank, size=3).shard(31)]) for s, o in zip(shards, one))
+
+
 def test_every_rank_trains_on_its_shard_of_the_one_process_batches(runs):
     one, (rank0, rank1) = runs["teacher"]
     assert len(one["batches"]) == len(rank0["batches"]) == 5

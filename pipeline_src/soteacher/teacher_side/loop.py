@@ -383,6 +383,10 @@ def train(
         for p in teacher.parameters():
             p.requires_grad_(False)
     steps = _parallel(learners, world, device, sync_bn)
+    trailing = len(data.train) % batch_size
+    if world.is_main and 2 <= trailing < world.size:
+        log.warning("the last batch of every epoch (%d samples) is left out: it has fewer samples than the job has "
+                    "ranks (%d), so a rank would train on none; one process trains on it", trailing, world.size)
     start_epoch, skip, saved = 1, 0, None
     if resume is not None and resume.path.is_file():
         saved = _load_state(resume, learners, device, world)

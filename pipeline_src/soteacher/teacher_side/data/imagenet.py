@@ -199,7 +199,7 @@ class StreamingData(Data):
             base = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
             items = [(i, base) for i in order]
         batches = [items[start:start + batch_size] for start in range(0, len(items), batch_size)]
-        if batches and len(batches[-1]) < 2:
+        if batches and len(batches[-1]) < max(2, world.size):  # as Data.train_batches
             batches.pop()
         sizes = [len(b) for b in batches]
         shards = [b[world.shard(len(b))] for b in batches]

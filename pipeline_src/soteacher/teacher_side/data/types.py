@@ -44,12 +44,13 @@ class Data:
     def train_batches(self, batch_size: int, generator: torch.Generator, augment: bool = True,
                       world: World = SINGLE) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Shuffled (images, labels, sample indices); a trailing batch of one is dropped (BatchNorm). With several
-        ranks, each gets its shard of every global batch, drawn and augmented as in one process."""
+        ranks, each gets its shard of every global batch, drawn and augmented as in one process; a trailing batch
+        smaller than the ranks is dropped too (some rank's shard would be empty; ``train`` warns)."""
         n = len(self.train)
         order = torch.randperm(n, generator=generator, device=generator.device)
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
-            if idx.numel() < 2:
+            if idx.numel() < max(2, world.size):
                 break
             rows = world.shard(idx.numel())
             images = self.train.images[idx[rows]]
