@@ -16,6 +16,7 @@ import os
 import re
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -146,18 +147,24 @@ def _rule_of(job: dict[str, str]) -> str:
     return re.match(r"rule_([a-z_]+?)(_wildcards_|$)", job["Comment"]).group(1)
 
 
+def _completed_jobs(run: dict) -> list[tuple[str, dict[str, str], str]]:
+    """(rule, scontrol fields, log) of every job a run submitted, each checked to have completed with status 0."""
+    found = []
+    for job_id, log in run["submitted"]:
+        job = _scontrol_job(job_id, run["cluster"])
+        assert job["JobState"] == "COMPLETED" and job["ExitCode"] == "0:0", job
+        found.append((_rule_of(job), job, log))
+    return found
+
+
 def test_every_job_was_a_slurm_job_with_its_resources(runs, capsys):
     ids = [job_id for job_id, _ in runs["submitted"]]
     with capsys.disabled():
         print(f"\nsbatch job ids: {', '.join(ids)}; SLURM run took {runs['seconds']:.0f} s")
     assert len(set(ids)) == sum(EXPECTED_JOBS.values()), runs["log"][-3000:]  # one per job, no resubmissions
     assert "localrule" not in runs["log"].replace("localrule all", "")  # only the target rule ran locally
-    per_rule: dict[str, int] = {}
-    for job_id, log in runs["submitted"]:
-        job = _scontrol_job(job_id, runs["cluster"])
-        rule = _rule_of(job)
-        per_rule[rule] = per_rule.get(rule, 0) + 1
-        assert job["JobState"] == "COMPLETED" and job["ExitCode"] == "0:0", job
+    jobs = _completed_jobs(runs)
+    for rule, job, log in jobs:
         assert job["JobName"].startswith("soteacher_")  # slurm-jobname-prefix from the profile
         assert job["Requeue"] == "1"  # slurm-requeue from the profile
         assert (job.get("TresPerJob") == "gres:gpu:1") == (rule in GPU_RULES), (rule, job)  # sbatch --gpus=1
@@ -165,7 +172,7 @@ def test_every_job_was_a_slurm_job_with_its_resources(runs, capsys):
         log_path = Path(log)  # the profile's log dir, kept for successful jobs too
         assert log_path.is_relative_to(runs["remote"] / "logs" / "slurm"), log_path
         assert log_path.is_file() and "Finished job" in log_path.read_text()
-    assert per_rule == EXPECTED_JOBS
+    assert Counter(rule for rule, _, _ in jobs) == EXPECTED_JOBS
 
 
 def test_every_mlflow_run_carries_its_slurm_job_id(runs):
@@ -212,18 +219,14 @@ def test_slurm_results_equal_the_local_run(runs):
 
 
 def test_two_rank_training_jobs_were_two_task_slurm_jobs_whose_ranks_srun_started(two_rank_runs):
-    per_rule: dict[str, int] = {}
-    for job_id, _ in two_rank_runs["submitted"]:
-        job = _scontrol_job(job_id, two_rank_runs["cluster"])
-        rule = _rule_of(job)
-        per_rule[rule] = per_rule.get(rule, 0) + 1
-        assert job["JobState"] == "COMPLETED" and job["ExitCode"] == "0:0", job
+    jobs = _completed_jobs(two_rank_runs)
+    for rule, job, _ in jobs:
         if rule in GPU_RULES:  # sbatch --gpus=2 --nodes=1 --ntasks-per-node=2 --cpus-per-task=1
             assert (job["NumTasks"], job["NumNodes"], job.get("TresPerJob")) == ("2", "1", "gres:gpu:2"), job
             assert job["NumCPUs"] == "2", job  # one per task: cpus_per_task, not the job's two threads per task
         else:
             assert job["NumTasks"] == "1" and "TresPerJob" not in job, (rule, job)
-    assert per_rule == EXPECTED_JOBS
+    assert Counter(rule for rule, _, _ in jobs) == EXPECTED_JOBS
     logs = two_rank_runs["remote"] / "logs"
     job_logs = sorted([*(logs / "teachers").rglob("*.log"), *(logs / "students").rglob("*.log")])
     assert len(job_logs) == EXPECTED_JOBS["train_teacher"] + EXPECTED_JOBS["distill"], job_logs
