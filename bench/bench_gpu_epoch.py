@@ -20,12 +20,12 @@ import torch
 
 from bench.bench_ranks import cores, cpu_caveat, device_label, emit, join, launch, time_steps
 from bench.common import default_recipe, kd_defaults, random_data
-from soteacher.common import ranks
-from soteacher.common.ranks import World
-from soteacher.student_side.methods import METHODS
-from soteacher.teacher_side.loop import Learner, Speed, make_optimizer, prepare_model, train
-from soteacher.teacher_side.models import build_model, feature_shapes
-from soteacher.teacher_side.objective import TeacherObjective
+from soteacher.core import ranks
+from soteacher.core.ranks import World
+from soteacher.methods import METHODS
+from soteacher.models import build_model, feature_shapes
+from soteacher.teachers.objective import TeacherObjective
+from soteacher.training.loop import Learner, Speed, make_optimizer, prepare_model, train
 
 OPTIM = {"momentum": 0.9, "weight_decay": 5e-4, "lr_milestones": [], "lr_gamma": 0.1}
 CIFAR_TRAIN, EPOCHS = 50_000, 240

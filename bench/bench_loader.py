@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from soteacher.teacher_side.data import Data, Split, cifar100
+from soteacher.data import Data, Split, cifar100
 
 TARGET = 5.0
 

@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 
 from bench.common import default_recipe, random_data, report
-from soteacher.common import devices, ranks
-from soteacher.common.ranks import LAUNCHED, World
+from soteacher.core import devices, ranks
+from soteacher.core.ranks import LAUNCHED, World
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT = "BENCH_RESULT "  # the prefix of the JSON line a worker's rank 0 prints
@@ -107,7 +107,7 @@ def time_steps(warmup: int, steps: int, device: torch.device) -> Iterator[Callab
     gives the wall and CPU seconds per step of steps ``warmup`` + 1 … ``warmup`` + ``steps`` (from the end of the
     last warm-up step to the end of the last timed one: drawing and augmenting the batches is in, the epoch's end
     is not)."""
-    import soteacher.teacher_side.loop as loop
+    import soteacher.training.loop as loop
 
     marks: list[tuple[float, float]] = []
     count = [0]
@@ -140,9 +140,9 @@ def emit(world: World, result: dict) -> None:
 
 
 def worker(args: argparse.Namespace) -> None:
-    from soteacher.teacher_side.loop import Learner, make_optimizer, train
-    from soteacher.teacher_side.models import build_model
-    from soteacher.teacher_side.objective import TeacherObjective
+    from soteacher.models import build_model
+    from soteacher.teachers.objective import TeacherObjective
+    from soteacher.training.loop import Learner, make_optimizer, train
 
     device, world = join(args.device, args.threads)
     try:

@@ -11,9 +11,9 @@ import argparse
 import torch
 
 from bench.common import kd_defaults, random_data, report, timed
-from soteacher.student_side.methods import METHODS
-from soteacher.teacher_side.loop import Learner, make_optimizer, train
-from soteacher.teacher_side.models import build_model, feature_shapes
+from soteacher.methods import METHODS
+from soteacher.models import build_model, feature_shapes
+from soteacher.training.loop import Learner, make_optimizer, train
 
 OPTIM = {"momentum": 0.9, "weight_decay": 5e-4, "lr_milestones": [], "lr_gamma": 0.1}
 

@@ -11,9 +11,9 @@ import argparse
 import torch
 
 from bench.common import default_recipe, random_data, report, timed
-from soteacher.teacher_side.loop import Learner, make_optimizer, train
-from soteacher.teacher_side.models import build_model
-from soteacher.teacher_side.objective import TeacherObjective
+from soteacher.models import build_model
+from soteacher.teachers.objective import TeacherObjective
+from soteacher.training.loop import Learner, make_optimizer, train
 
 OPTIM = {"momentum": 0.9, "weight_decay": 5e-4, "lr_milestones": [], "lr_gamma": 0.1}
 

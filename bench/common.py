@@ -6,12 +6,12 @@ import time
 
 import torch
 
-from soteacher.teacher_side.data import Data, Split
+from soteacher.data import Data, Split
 
 
 def default_recipe(name: str) -> dict:
     """A teacher recipe as the schema's default ``teacher.recipes`` fill it (``standard`` or ``soteacher``)."""
-    from soteacher.common.config import validate
+    from soteacher.study.config import validate
 
     return validate({}, deep=False)["teacher"]["recipes"][name]
 
@@ -42,7 +42,7 @@ def timed(fn, repeats: int = 1) -> float:
 
 def kd_defaults() -> dict:
     """KD's hyper-parameters as the schema fills them in (γ = α = 0.5, T = 4: the paper's recipe)."""
-    from soteacher.common.config import validate
+    from soteacher.study.config import validate
 
     return validate({"distill": {"methods": {"kd": {}}}}, deep=False)["distill"]["methods"]["kd"]
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 
 from bench.common import default_recipe
-from soteacher.teacher_side.data import load, prepare
-from soteacher.teacher_side.loop import Learner, make_optimizer, seed_everything, train
-from soteacher.teacher_side.models import build_model
-from soteacher.teacher_side.objective import TeacherObjective
+from soteacher.data import load, prepare
+from soteacher.models import build_model
+from soteacher.teachers.objective import TeacherObjective
+from soteacher.training.loop import Learner, make_optimizer, seed_everything, train
 
 GENERATOR = {"seed": 0, "num_classes": 10, "num_features": 20, "features_per_image": 2, "feature_purity_min": 0.6,
              "image_size": 16, "patch_size": 4, "noise_std": 0.15, "train_size": 2000, "test_size": 1000}

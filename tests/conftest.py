@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from soteacher.common import config as config_mod
+from soteacher.study import config as config_mod
 from tests.helpers import TINY_CONFIG, copy_workflow
 
 

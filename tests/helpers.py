@@ -14,13 +14,13 @@ from pathlib import Path
 import torch
 import yaml
 
-from soteacher.common import config as config_mod
-from soteacher.student_side.methods import METHODS
-from soteacher.teacher_side.data import Data, Split
-from soteacher.teacher_side.data.synthetic import generate
-from soteacher.teacher_side.loop import Learner, make_optimizer, seed_everything
-from soteacher.teacher_side.models import build_model, feature_shapes
-from soteacher.teacher_side.objective import TeacherObjective
+from soteacher.data import Data, Split
+from soteacher.data.synthetic import generate
+from soteacher.methods import METHODS
+from soteacher.models import build_model, feature_shapes
+from soteacher.study import config as config_mod
+from soteacher.teachers.objective import TeacherObjective
+from soteacher.training.loop import Learner, make_optimizer, seed_everything
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "tests" / "configs" / "tiny.yaml"
@@ -105,7 +105,7 @@ def dry_run_jobs(cwd: Path) -> dict[str, int]:
 
 def tiny_raw(**changes) -> dict:
     """The tiny config as read (defaults not filled), with dotted keys (``"teacher.seeds"``) replaced."""
-    from soteacher.common import config as config_mod
+    from soteacher.study import config as config_mod
 
     raw = config_mod.read_yaml(TINY_CONFIG)
     for dotted, value in changes.items():

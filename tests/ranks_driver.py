@@ -20,12 +20,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from soteacher.common import config, ranks
-from soteacher.common.errors import TrainingInterrupted
-from soteacher.student_side.methods import METHODS
-from soteacher.teacher_side.loop import Learner, Resume, make_optimizer, seed_everything, train
-from soteacher.teacher_side.models import build_model, feature_shapes
-from soteacher.teacher_side.objective import TeacherObjective
+from soteacher.core import ranks
+from soteacher.core.errors import TrainingInterrupted
+from soteacher.methods import METHODS
+from soteacher.models import build_model, feature_shapes
+from soteacher.study import config
+from soteacher.teachers.objective import TeacherObjective
+from soteacher.training.loop import Learner, Resume, make_optimizer, seed_everything, train
 from tests.helpers import OPTIM, TINY_CONFIG, soteacher_recipe, tiny_data
 
 BATCH = 13

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from soteacher.common import config
-from soteacher.teacher_side.loop import Resume, train
+from soteacher.study import config
+from soteacher.training.loop import Resume, train
 from tests.helpers import TINY_CONFIG, soteacher_recipe, teacher_learner, tiny_data
 
 EPOCHS = 3
@@ -38,7 +38,7 @@ def main() -> int:
         return forward(*args, **kwargs)
 
     learner.objective.forward = counting_forward
-    from soteacher.teacher_side.loop import TrainingInterrupted
+    from soteacher.training.loop import TrainingInterrupted
 
     try:
         train([learner], data, epochs=EPOCHS, batch_size=16, seed=0, resume=Resume(out / "state.pt", every=1))

@@ -12,11 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from soteacher.common import config as config_mod
-from soteacher.common import layout
-from soteacher.student_side import aggregate, jobs
-from soteacher.student_side.aggregate.outputs import FIGURES, outputs
-from soteacher.teacher_side import jobs as teacher_jobs
+from soteacher import report as aggregate
+from soteacher.core import layout
+from soteacher.report.outputs import FIGURES, outputs
+from soteacher.study import config as config_mod
+from soteacher.study import student_jobs as jobs
+from soteacher.study import teacher_jobs
 from tests.helpers import REPO, TINY_CONFIG, copy_workflow, run, tiny_raw
 
 T975 = {1: 12.706205, 3: 3.182446}  # t_{0.975, df}, from a t table

@@ -8,10 +8,10 @@ import sys
 import pytest
 import yaml
 
-from soteacher.common import config as config_mod
-from soteacher.student_side import jobs
-from soteacher.teacher_side import jobs as teacher_jobs
-from soteacher.teacher_side.data import DATASETS
+from soteacher.data import DATASETS
+from soteacher.study import config as config_mod
+from soteacher.study import student_jobs as jobs
+from soteacher.study import teacher_jobs
 from tests.helpers import REPO, TINY_CONFIG
 
 BAD_CONFIGS = [
@@ -98,9 +98,9 @@ def test_dataset_choices_are_the_registry():
 
 def test_config_checks_do_not_import_torch():
     """Snakemake's start-up and the aggregate job check configs; the registries they read need no torch."""
-    code = ("import sys; from soteacher.common import config; "
+    code = ("import sys; from soteacher.study import config; "
             "cfg = config.load(sys.argv[1], deep=False); config.input_shape(cfg); "
-            "from soteacher.teacher_side.models import MODELS; "
+            "from soteacher.models import MODELS; "
             "assert 'torch' not in sys.modules, 'torch imported'; print(len(MODELS))")
     out = subprocess.run([sys.executable, "-c", code, str(REPO / "config" / "fashion_mnist.yaml")],
                          capture_output=True, text=True)
@@ -127,7 +127,7 @@ def test_settings_that_never_take_effect_are_named(caplog):
                                    "fine": {"lambda_cr": 1.0, "cr_schedule": "step", "cr_start_epoch": 9}}},
            "distill": {"epochs": 4, "optim": {"lr_milestones": [3]}, "methods": {"crd": {"nce_k": 5000}}},
            "data": {"synthetic": {"train_size": 1000}}}
-    with caplog.at_level("WARNING", logger="soteacher.common.config"):
+    with caplog.at_level("WARNING", logger="soteacher.study.config"):
         config_mod.validate(raw)
     said = [r.getMessage() for r in caplog.records]
     assert said == [
@@ -138,7 +138,7 @@ def test_settings_that_never_take_effect_are_named(caplog):
         "config key distill.methods.crd.nce_k: 5000 exceeds the 1000 training samples: an anchor's negatives "
         "repeat samples (at most 1000 distinct)"]
     caplog.clear()
-    with caplog.at_level("WARNING", logger="soteacher.common.config"):
+    with caplog.at_level("WARNING", logger="soteacher.study.config"):
         config_mod.validate(raw, deep=False)  # the jobs' own checks stay quiet: Snakemake's start-up said it
         config_mod.validate({})
     assert caplog.records == []

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from soteacher.teacher_side.consistency import TemporalEnsemble, consistency_loss, consistency_weight
+from soteacher.teachers.consistency import TemporalEnsemble, consistency_loss, consistency_weight
 
 
 def softmax_row(row: list[float]) -> list[float]:

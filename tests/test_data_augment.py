@@ -14,9 +14,9 @@ from PIL import Image
 from torchvision.transforms import RandomResizedCrop
 from torchvision.transforms import functional as TF
 
-from soteacher.teacher_side.data import Data, Split, imagenet
-from soteacher.teacher_side.data.augment import random_crop_flip
-from soteacher.teacher_side.data.common import decode_many
+from soteacher.data import Data, Split, imagenet
+from soteacher.data.augment import random_crop_flip
+from soteacher.data.common import decode_many
 
 
 def test_identical_images_get_different_crops_and_flips():

@@ -20,8 +20,8 @@ import pytest
 import torch
 from PIL import Image
 
-from soteacher.teacher_side import data as data_mod
-from soteacher.teacher_side.data import DATASETS, DataError, cifar100, fashion_mnist, imagenet, tiny_imagenet
+from soteacher import data as data_mod
+from soteacher.data import DATASETS, DataError, cifar100, fashion_mnist, imagenet, tiny_imagenet
 
 REAL_FASHION = Path(fashion_mnist.DEFAULT_ROOT)
 

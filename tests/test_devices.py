@@ -1,4 +1,4 @@
-"""Workstation GPU assignment, for real: concurrent processes lock cards through soteacher.common.devices;
+"""Workstation GPU assignment, for real: concurrent processes lock cards through soteacher.core.devices;
 and its deterministic set-up.
 
 The GPU count is simulated with SOTEACHER_NUM_GPUS (no GPU needed); the locks, processes, kills and the
@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from soteacher.common import devices
-from soteacher.common.errors import DeviceError
+from soteacher.core import devices
+from soteacher.core.errors import DeviceError
 from tests.helpers import BIN, REPO, python_output
 
 # A job stand-in: announce, lock its cards the way select_device (one) or the launcher (several) does, report
@@ -29,7 +29,7 @@ from tests.helpers import BIN, REPO, python_output
 HOLDER = """
 import sys, time
 from pathlib import Path
-from soteacher.common import devices
+from soteacher.core import devices
 release, count, hold = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 print("waiting", flush=True)
 indices = devices.acquire_gpus(count, devices.gpu_count(), poll_seconds=0.1)
@@ -247,7 +247,7 @@ def test_locks_are_named_by_the_physical_card_so_studies_on_other_visible_sets_a
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_without_gpus_auto_runs_on_cpu_and_says_so(caplog, monkeypatch):
     monkeypatch.setenv("SOTEACHER_NUM_GPUS", "3")  # the override simulates cards for locking, not for CUDA
-    with caplog.at_level(logging.INFO, logger="soteacher.common.devices"):
+    with caplog.at_level(logging.INFO, logger="soteacher.core.devices"):
         assert devices.select_device("auto") == torch.device("cpu")
     assert "device: CPU (no GPU found)" in caplog.text
     with pytest.raises(RuntimeError, match="no CUDA GPU is visible"):
@@ -307,7 +307,7 @@ def test_deterministic_setup_sets_torch_flags_without_importing_inductor():
     # torch.use_deterministic_algorithms imports torch._inductor (1.6 s per job); devices.setup sets the same flags
     flags = python_output(
         "import sys, torch\n"
-        "from soteacher.common import devices\n"
+        "from soteacher.core import devices\n"
         "devices.setup({'threads': 1, 'deterministic': True, 'device': 'cpu'})\n"
         "print(torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),"
         " 'torch._inductor' in sys.modules)")

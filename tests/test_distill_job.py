@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from soteacher.common.config import validate
-from soteacher.student_side.distill_job import init_stage, student_summary
+from soteacher.students.job import init_stage, student_summary
+from soteacher.study.config import validate
 from tests.helpers import OPTIM, student_learner, teacher_learner, tiny_data
 
 

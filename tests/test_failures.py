@@ -13,7 +13,7 @@ from tests.helpers import TINY_CONFIG, run
 
 WRITER = """
 import sys
-from soteacher.common.tracking import Run
+from soteacher.core.tracking import Run
 run = Run(sys.argv[1], "concurrent", f"writer{sys.argv[2]}", tags={"writer": sys.argv[2]}, params={"i": sys.argv[2]})
 for step in range(20):
     run.log_metrics({"a": step * 1.0, "b": -step * 1.0}, step=step)

@@ -9,8 +9,8 @@ import stat
 import pytest
 import torch
 
-from soteacher.common import io
-from soteacher.common.io import CheckpointError, load_checkpoint
+from soteacher.core import io
+from soteacher.core.io import CheckpointError, load_checkpoint
 
 
 def test_written_files_get_the_permissions_the_umask_gives(tmp_path):

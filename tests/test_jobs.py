@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from soteacher.common import config as config_mod
-from soteacher.common import layout
-from soteacher.student_side import jobs
+from soteacher.core import layout
+from soteacher.study import config as config_mod
+from soteacher.study import student_jobs as jobs
 
 
 def _with_vanilla(tiny_config: dict, **distill) -> dict:

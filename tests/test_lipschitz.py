@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from soteacher.teacher_side.lipschitz import LipschitzPenalty
+from soteacher.teachers.lipschitz import LipschitzPenalty
 
 
 def tiny_net() -> nn.Sequential:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from soteacher.teacher_side.loop import NonFiniteLossError, Speed, predict, prepare_model, train
-from soteacher.teacher_side.metrics import accuracy, kl_from, tv_to
+from soteacher.training.loop import NonFiniteLossError, Speed, predict, prepare_model, train
+from soteacher.training.metrics import accuracy, kl_from, tv_to
 from tests.helpers import python_output, soteacher_recipe, student_learner, teacher_learner, tiny_data
 
 
@@ -98,7 +98,7 @@ def test_students_of_several_seeds_in_one_loop_match_each_seed_trained_alone(tin
 
 
 def test_vanilla_student_trains_the_same_with_any_teacher_or_none(tiny_config):
-    from soteacher.teacher_side.models import build_model
+    from soteacher.models import build_model
 
     data = tiny_data(tiny_config)
     runs = []
@@ -186,8 +186,8 @@ def test_torch_compile_matches_eager_and_keeps_state_dict_names():
 def test_compiling_a_model_carries_determinism_over_to_inductor():
     flags = python_output(
         "import torch\n"
-        "from soteacher.common import devices\n"
-        "from soteacher.teacher_side.loop import prepare_model\n"
+        "from soteacher.core import devices\n"
+        "from soteacher.training.loop import prepare_model\n"
         "devices.setup({'threads': 1, 'deterministic': True, 'device': 'cpu'})\n"
         "prepare_model(torch.nn.Linear(2, 2), {'compile': True})\n"
         "import torch._inductor.config as c\n"

@@ -11,26 +11,26 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from soteacher.common.config import ConfigError, load_schema, validate
-from soteacher.student_side.methods import METHODS, InitStage, StagedMethod
-from soteacher.student_side.methods.ab import ab_loss
-from soteacher.student_side.methods.at import at_loss
-from soteacher.student_side.methods.base import kd_loss
-from soteacher.student_side.methods.cc import cc_loss
-from soteacher.student_side.methods.crd import CRD, nce_loss
-from soteacher.student_side.methods.dist import dist_loss
-from soteacher.student_side.methods.dkd import DKD, dkd_loss
-from soteacher.student_side.methods.features import HintRegressor
-from soteacher.student_side.methods.fitnet import fitnet_loss
-from soteacher.student_side.methods.fsp import fsp_loss
-from soteacher.student_side.methods.ft import factor_loss
-from soteacher.student_side.methods.logit_std import standardize
-from soteacher.student_side.methods.nst import nst_loss
-from soteacher.student_side.methods.pkt import pkt_loss
-from soteacher.student_side.methods.rkd import rkd_loss
-from soteacher.student_side.methods.sp import sp_loss
-from soteacher.student_side.methods.vid import VIDRegressor, vid_loss
-from soteacher.teacher_side.models import MODELS, ModelOutput, build_model
+from soteacher.methods import METHODS, InitStage, StagedMethod
+from soteacher.methods.ab import ab_loss
+from soteacher.methods.at import at_loss
+from soteacher.methods.base import kd_loss
+from soteacher.methods.cc import cc_loss
+from soteacher.methods.crd import CRD, nce_loss
+from soteacher.methods.dist import dist_loss
+from soteacher.methods.dkd import DKD, dkd_loss
+from soteacher.methods.features import HintRegressor
+from soteacher.methods.fitnet import fitnet_loss
+from soteacher.methods.fsp import fsp_loss
+from soteacher.methods.ft import factor_loss
+from soteacher.methods.logit_std import standardize
+from soteacher.methods.nst import nst_loss
+from soteacher.methods.pkt import pkt_loss
+from soteacher.methods.rkd import rkd_loss
+from soteacher.methods.sp import sp_loss
+from soteacher.methods.vid import VIDRegressor, vid_loss
+from soteacher.models import MODELS, ModelOutput, build_model
+from soteacher.study.config import ConfigError, load_schema, validate
 
 torch.set_num_threads(1)
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from soteacher.teacher_side.metrics import accuracy, agreement, kl_between, kl_from, tv_to
+from soteacher.training.metrics import accuracy, agreement, kl_between, kl_from, tv_to
 
 
 def _logits(*rows):

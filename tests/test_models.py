@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from soteacher.teacher_side.models import MODELS, ModelOutput, build_model
-from soteacher.teacher_side.models.zoo import ZOO
+from soteacher.models import MODELS, ModelOutput, build_model
+from soteacher.models.zoo import ZOO
 
 torch.set_num_threads(1)
 
@@ -140,7 +140,7 @@ def test_all_new_models_registered():
 
 def test_zoo_rows_name_a_factory_and_a_measured_cost():
     for name, arch in ZOO.items():
-        module = importlib.import_module(f"soteacher.teacher_side.models.{arch.module}")
+        module = importlib.import_module(f"soteacher.models.{arch.module}")
         assert callable(getattr(module, arch.factory)), name
         train, forward, side = arch.cpu_cost  # the planner's per-image seconds and the side measured at
         assert train > forward > 0 and side in (32, 64, 112), name

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from soteacher.teacher_side.models.base import ModelOutput
-from soteacher.teacher_side.objective import TeacherObjective
+from soteacher.models.base import ModelOutput
+from soteacher.teachers.objective import TeacherObjective
 from tests.helpers import soteacher_recipe, standard_recipe
 
 

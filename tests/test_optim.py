@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from soteacher.teacher_side.optim import SGD, MultiStepLR
+from soteacher.training.optim import SGD, MultiStepLR
 
 
 class _TwoHeads(torch.nn.Module):

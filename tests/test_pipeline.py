@@ -13,9 +13,9 @@ import pytest
 import torch
 import yaml
 
-from soteacher.common import config as config_mod
-from soteacher.common import layout
-from soteacher.student_side import jobs as student_jobs
+from soteacher.core import layout
+from soteacher.study import config as config_mod
+from soteacher.study import student_jobs
 from tests.helpers import REPO, TINY_CONFIG, copy_workflow, dry_run_jobs, run, subprocess_env
 
 TABLES, FIGURES = layout.tables_dir("tiny"), layout.figures_dir("tiny")  # the tiny study's own folders
@@ -146,8 +146,8 @@ def test_missing_data_says_where_it_looked(tmp_path):
 def test_planned_distill_jobs_are_the_jobs_snakemake_schedules(tmp_path, group_methods, group_seeds):
     """The planner's distill job count (student_side.jobs, which the distill rule's outputs also come from) is the
     number of jobs Snakemake schedules, for each grouping."""
-    from soteacher.common import config as config_mod
-    from soteacher.student_side import jobs
+    from soteacher.study import config as config_mod
+    from soteacher.study import student_jobs as jobs
 
     cfg = yaml.safe_load(TINY_CONFIG.read_text())
     cfg["distill"].update(seeds=[0, 1], group_methods=group_methods, group_seeds=group_seeds)
@@ -197,8 +197,8 @@ def test_dvc_repro_runs_then_is_a_noop_then_reruns_only_students(work):
         f.write("# edited\n")
     assert "teachers@tiny" in json.loads(run(["dvc", "status", "--json"], work).stdout)
     # every module a teacher job loads is a dependency of the teachers stage, and none is on the student side
-    loaded = run([sys.executable, "-c", "import sys, soteacher.cli, soteacher.teacher_side.teacher_job, "
-                  "soteacher.teacher_side.importer; "
+    loaded = run([sys.executable, "-c", "import sys, soteacher.cli, soteacher.teachers.job, "
+                  "soteacher.teachers.importer; "
                   "print(' '.join(m.__file__ for n, m in sys.modules.items() if n.startswith('soteacher')))"],
                  work).stdout.split()
     root = Path(loaded[0]).parent.parent  # pipeline_src, wherever soteacher was imported from

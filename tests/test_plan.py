@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from soteacher.common import config as config_mod
-from soteacher.student_side import plan
+from soteacher.study import config as config_mod
+from soteacher.study import plan
 from tests.helpers import REPO, TINY_CONFIG, tiny_raw
 
 
@@ -42,7 +42,7 @@ def test_plan_cli_and_measure(tmp_path):
 
 
 def test_plan_counts_the_registry_sizes():
-    from soteacher.teacher_side.data import DATASETS
+    from soteacher.data import DATASETS
 
     cfg = config_mod.validate({"data": {"dataset": "tiny_imagenet"}}, deep=False)
     assert plan.data_sizes(cfg) == DATASETS["tiny_imagenet"].full_size == (100_000, 10_000)

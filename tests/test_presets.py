@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from soteacher.common import config as config_mod
-from soteacher.common import layout
-from soteacher.student_side import jobs, plan
-from soteacher.student_side.aggregate import ablation
-from soteacher.student_side.aggregate.outputs import outputs
-from soteacher.teacher_side import jobs as teacher_jobs
+from soteacher.core import layout
+from soteacher.report import ablation
+from soteacher.report.outputs import outputs
+from soteacher.study import config as config_mod
+from soteacher.study import plan, teacher_jobs
+from soteacher.study import student_jobs as jobs
 from tests.helpers import REPO, TINY_CONFIG, copy_workflow, tiny_raw
 
 PRESETS = sorted((REPO / "config" / "paper").glob("*.yaml"))
@@ -94,7 +94,7 @@ def test_preset_passes_check_config_and_states_its_plan(path):
 
 
 def test_cifar100_table_preset_has_the_papers_pairs_and_every_method():
-    from soteacher.student_side.methods import METHODS
+    from soteacher.methods import METHODS
 
     table = config_mod.load(REPO / "config/paper/cifar100_table.yaml", deep=False)
     fsp = config_mod.load(REPO / "config/paper/cifar100_table_fsp.yaml", deep=False)

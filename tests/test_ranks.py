@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from soteacher.common import config, layout
-from soteacher.common.ranks import LAUNCHED
-from soteacher.teacher_side import jobs as teacher_jobs
+from soteacher.core import layout
+from soteacher.core.ranks import LAUNCHED
+from soteacher.study import config, teacher_jobs
 from tests.helpers import REPO, results_without_hashes, subprocess_env, tiny_raw
 
 TOL = {"rtol": 1e-5, "atol": 5e-6}
@@ -63,7 +63,7 @@ def _tensors(learner: dict):
 
 
 def test_shards_are_contiguous_rank_ordered_and_differ_by_at_most_one():
-    from soteacher.common.ranks import World
+    from soteacher.core.ranks import World
 
     assert [World(rank=r, size=3).shard(13) for r in range(3)] == [slice(0, 5), slice(5, 9), slice(9, 13)]
     assert World(rank=1, size=2).shard_sizes(13) == [7, 6] and World().shard(13) == slice(0, 13)
@@ -71,7 +71,7 @@ def test_shards_are_contiguous_rank_ordered_and_differ_by_at_most_one():
 
 
 def test_a_last_batch_smaller_than_the_ranks_is_left_out_and_no_shard_is_empty():
-    from soteacher.common.ranks import World
+    from soteacher.core.ranks import World
     from tests.helpers import TINY_CONFIG, tiny_data
 
     data = tiny_data(config.load(TINY_CONFIG))  # 64 training samples: batches of 31, 31 and 2

@@ -1,4 +1,4 @@
-"""A training job's threads and resources (soteacher.common.resources): what they are for 1 rank, N ranks on one
+"""A training job's threads and resources (soteacher.study.resources): what they are for 1 rank, N ranks on one
 node and N ranks on several nodes; the sbatch line the installed SLURM plugin builds from them; and what a real
 `snakemake --dry-run` of the tiny study gives its jobs with compute.gpus_per_job: 2."""
 
@@ -10,7 +10,7 @@ import yaml
 from snakemake_executor_plugin_slurm.submit_string import get_submit_command
 from snakemake_executor_plugin_slurm.utils import set_gres_string
 
-from soteacher.common.resources import job_resources, job_threads
+from soteacher.study.resources import job_resources, job_threads
 from tests.helpers import copy_workflow, run, tiny_raw
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from soteacher.common import config, layout
-from soteacher.teacher_side import jobs as teacher_jobs
+from soteacher.core import layout
+from soteacher.study import config, teacher_jobs
 from tests.helpers import REPO, TINY_CONFIG
 from tests.resume_driver import identical
 

@@ -17,13 +17,13 @@ import pytest
 import torch
 import yaml
 
-from soteacher.common import config as config_mod
-from soteacher.common.io import CheckpointError
-from soteacher.common.tracking import file_md5
-from soteacher.student_side import jobs
-from soteacher.teacher_side import jobs as teacher_jobs
-from soteacher.teacher_side.importer import convert, load_strict, read_reference, state_dict_of
-from soteacher.teacher_side.models import build_model
+from soteacher.core.io import CheckpointError
+from soteacher.core.tracking import file_md5
+from soteacher.models import build_model
+from soteacher.study import config as config_mod
+from soteacher.study import student_jobs as jobs
+from soteacher.study import teacher_jobs
+from soteacher.teachers.importer import convert, load_strict, read_reference, state_dict_of
 from tests.helpers import BIN, REPO, TINY_CONFIG, copy_workflow, dry_run_jobs, run, subprocess_env
 
 REF_PATH = "refs/resnet8_vanilla/ckpt_epoch_240.pth"
@@ -82,7 +82,7 @@ def test_strict_loading_names_missing_unexpected_and_misshaped_keys(tmp_path):
 
 
 def test_git_tags_say_which_commit_ran_and_whether_the_tree_was_dirty(tmp_path, monkeypatch):
-    from soteacher.common import tracking
+    from soteacher.core import tracking
 
     monkeypatch.setattr(tracking, "REPO_ROOT", tmp_path)
     assert (tracking.git_commit(), tracking.git_dirty()) == ("unknown", "unknown")  # not a repository

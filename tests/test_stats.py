@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from soteacher.student_side import stats
+from soteacher.report import stats
 
 
 def test_interval_of_four_differences_by_hand():

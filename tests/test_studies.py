@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from soteacher.common import layout
+from soteacher.core import layout
 from tests.helpers import copy_workflow, job_stats, list_studies, run, tiny_raw
 
 pytestmark = pytest.mark.slow

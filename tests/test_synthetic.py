@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from soteacher.teacher_side import data as data_mod
-from soteacher.teacher_side.data import DataError
-from soteacher.teacher_side.data.synthetic import bayes_reference, generate
+from soteacher import data as data_mod
+from soteacher.data import DataError
+from soteacher.data.synthetic import bayes_reference, generate
 
 
 def test_synthetic_data_depend_on_the_seed_only(tiny_config):

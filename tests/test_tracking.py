@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from soteacher.common import layout, tracking
-from soteacher.common.tracking import EXPERIMENT_KIND
-from soteacher.teacher_side import data
+from soteacher import data
+from soteacher.core import layout, tracking
+from soteacher.core.tracking import EXPERIMENT_KIND
 from tests.helpers import copy_workflow, run
 
 KIND, MODEL_TRAINING = EXPERIMENT_KIND

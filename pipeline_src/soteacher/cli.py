@@ -30,9 +30,9 @@ def _tracking_uri(args, spec_or_config: dict) -> str:
 
 
 def cmd_check_config(args) -> int:
-    from soteacher.common import config
-    from soteacher.student_side.jobs import student_jobs
-    from soteacher.teacher_side.jobs import teacher_jobs
+    from soteacher.study import config
+    from soteacher.study.student_jobs import student_jobs
+    from soteacher.study.teacher_jobs import teacher_jobs
 
     cfg = config.load(args.config)
     n_teachers, n_students = len(teacher_jobs(cfg)), len(student_jobs(cfg))
@@ -41,8 +41,7 @@ def cmd_check_config(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from soteacher.common import config
-    from soteacher.student_side import plan
+    from soteacher.study import config, plan
 
     cfg = config.load(args.config, deep=False)
     costs, label = None, None
@@ -58,8 +57,8 @@ def cmd_plan(args) -> int:
                              steps=args.steps)
         label = f"{device} (measured here, {cfg['compute']['threads']} thread(s))" if device == "cpu" \
             else f"{device} (measured here)"
-    from soteacher.common import layout
-    from soteacher.common.io import write_text
+    from soteacher.core import layout
+    from soteacher.core.io import write_text
 
     result = plan.make_plan(cfg, costs, label)
     text = plan.render(result, args.config)
@@ -71,8 +70,8 @@ def cmd_plan(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from soteacher.student_side.methods import METHODS
-    from soteacher.teacher_side.models import MODELS, build_model
+    from soteacher.methods import METHODS
+    from soteacher.models import MODELS, build_model
 
     print("KD methods:")
     for name, cls in sorted(METHODS.items()):
@@ -86,8 +85,9 @@ def cmd_list(args) -> int:
 
 
 def cmd_prepare_data(args) -> int:
-    from soteacher.common import config, layout
-    from soteacher.teacher_side import data
+    from soteacher import data
+    from soteacher.core import layout
+    from soteacher.study import config
 
     cfg = config.load(args.config, deep=False) if args.config else {"data": args.spec["data"]}
     out = layout.data_dir(layout.data_id(cfg["data"]))
@@ -99,7 +99,7 @@ def cmd_prepare_data(args) -> int:
 
 
 def cmd_train_teacher(args) -> int:
-    from soteacher.teacher_side.teacher_job import run_teacher
+    from soteacher.teachers.job import run_teacher
 
     out = run_teacher(args.spec, _tracking_uri(args, args.spec), args.experiment)
     logging.info("teacher done: %s", out)
@@ -107,7 +107,7 @@ def cmd_train_teacher(args) -> int:
 
 
 def cmd_distill(args) -> int:
-    from soteacher.student_side.distill_job import run_distill
+    from soteacher.students.job import run_distill
 
     outs = run_distill(args.spec, _tracking_uri(args, args.spec), args.experiment)
     logging.info("students done: %s", ", ".join(map(str, outs)))
@@ -115,7 +115,7 @@ def cmd_distill(args) -> int:
 
 
 def cmd_import_teacher(args) -> int:
-    from soteacher.teacher_side.importer import run_import
+    from soteacher.teachers.importer import run_import
 
     out = run_import(args.spec, _tracking_uri(args, args.spec), args.experiment)
     logging.info("teacher imported: %s", out)
@@ -123,7 +123,7 @@ def cmd_import_teacher(args) -> int:
 
 
 def cmd_convert_checkpoint(args) -> int:
-    from soteacher.teacher_side.importer import convert
+    from soteacher.teachers.importer import convert
 
     if not args.trust_source:
         print("error: converting unpickles the file with weights_only=False, which can run code from it; "
@@ -135,8 +135,8 @@ def cmd_convert_checkpoint(args) -> int:
 
 
 def cmd_aggregate(args) -> int:
-    from soteacher.common import config
-    from soteacher.student_side import aggregate
+    from soteacher import report as aggregate
+    from soteacher.study import config
 
     cfg = config.load(args.config, deep=False) if args.config else config.validate(args.spec, deep=False)
     aggregate.run(cfg, allow_partial=args.allow_partial)
@@ -144,11 +144,11 @@ def cmd_aggregate(args) -> int:
 
 
 def cmd_init_tracking(args) -> int:
-    from soteacher.common import tracking
+    from soteacher.core import tracking
 
     experiment, uri = args.experiment, args.tracking_uri
     if args.config:
-        from soteacher.common import config
+        from soteacher.study import config
 
         cfg = config.load(args.config, deep=False)
         experiment, uri = cfg["name"], uri or _tracking_uri(args, cfg)
@@ -163,14 +163,16 @@ def cmd_init_tracking(args) -> int:
 
 
 def cmd_report_path(args) -> int:
-    from soteacher.common import config, layout
+    from soteacher.core import layout
+    from soteacher.study import config
 
     print(layout.study_report(config.load(args.config, deep=False)["name"]))
     return 0
 
 
 def cmd_link_study(args) -> int:
-    from soteacher.common import config, study_links
+    from soteacher.study import config
+    from soteacher.study import links as study_links
 
     if args.restore:
         study_links.restore()
@@ -191,7 +193,7 @@ def cmd_link_study(args) -> int:
 
 
 def cmd_unlock_if_stale(args) -> int:
-    from soteacher.common import locks
+    from soteacher.core import locks
 
     # the snakemake next to this interpreter (the venv's), as `make run` calls it
     beside = Path(sys.executable).parent / "snakemake"
@@ -294,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("alembic", "mlflow", "urllib3", "matplotlib", "git"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from soteacher.common.errors import (
+    from soteacher.core.errors import (
         CheckpointError,
         ConfigError,
         DataError,
@@ -305,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if getattr(args, "spec", None) is not None and args.func in (cmd_train_teacher, cmd_distill):
-            from soteacher.common.launch import run_ranks
+            from soteacher.core.launch import run_ranks
 
             # a multi-rank job: this process starts the ranks (the same command line) and waits for them
             code = run_ranks(sys.argv[1:] if argv is None else argv, args.spec["compute"])

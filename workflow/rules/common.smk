@@ -1,14 +1,14 @@
 # Config validation and the wildcards. Paths, the job grid, grouping and specs come from the package
-# (soteacher.common.layout, soteacher.teacher_side.jobs, soteacher.student_side.jobs); a training job's threads and
-# resources (one GPU, or N ranks) from soteacher.common.resources.
+# (soteacher.core.layout, soteacher.study.teacher_jobs, soteacher.study.student_jobs); a training job's threads and
+# resources (one GPU, or N ranks) from soteacher.study.resources.
 import json
 import sys
 
-from soteacher.common import config as soteacher_config
-from soteacher.common import layout
-from soteacher.common import resources as compute_resources
-from soteacher.student_side import jobs as student_jobs
-from soteacher.teacher_side import jobs as teacher_jobs
+from soteacher.study import config as soteacher_config
+from soteacher.core import layout
+from soteacher.study import resources as compute_resources
+from soteacher.study import student_jobs
+from soteacher.study import teacher_jobs
 
 # `--configfile STUDY` (make run CONFIG=...) is the whole study: without this Snakemake would merge it key by key
 # into config/config.yaml, adding e.g. the default's fitnet to a study that lists only kd

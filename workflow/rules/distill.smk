@@ -1,5 +1,5 @@
 # Distillation of every teacher checkpoint, and the student trained alone. What a job groups, its outputs, log
-# and spec: soteacher.student_side.jobs.
+# and spec: soteacher.study.student_jobs.
 
 
 rule distill:

@@ -1,5 +1,5 @@
 # The aggregate job's outputs and their report captions are declared once, in the package.
-from soteacher.student_side.aggregate import outputs as aggregate_outputs
+from soteacher.report import outputs as aggregate_outputs
 
 
 rule aggregate:

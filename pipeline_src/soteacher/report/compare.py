@@ -1,0 +1,157 @@
+"""Summaries and seed-paired comparisons of the student runs: the summary table, recipe − standard and KD −
+vanilla differences with their 95 % paired t-intervals (``stats``), per row, per method and per recipe (the
+numbers of summary.json).
+
+recipe − standard pairs runs that differ only in the teacher recipe; student − vanilla pairs a KD run with the
+vanilla run of its student and seed (one run, listed under every teacher checkpoint: the same batches).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from soteacher.report import stats
+from soteacher.report.collect import GROUP, STANDARD, VANILLA
+
+STANDARD_PAIR = ["teacher", "teacher_epoch", "method", "student", "teacher_seed", "seed"]
+VANILLA_PAIR = ["teacher", "recipe", "teacher_seed", "teacher_epoch", "student", "seed"]
+SEED_PAIR = ["teacher_seed", "seed"]
+SUMMARY_DELTAS = ["delta_last_mean", "delta_last_low", "delta_last_high", "delta_last_n", "delta_last_verdict",
+                  "delta_best_mean", "delta_teacher_acc_mean", "delta_teacher_tv_pstar_mean"]
+
+
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per GROUP. Stds are sample stds (ddof 1), NaN where there is one run: no spread is known."""
+    students = df.groupby(GROUP, sort=False).agg(
+        student_last_mean=("student_last_acc", "mean"),
+        student_last_std=("student_last_acc", "std"),
+        student_best_mean=("student_best_acc", "mean"),
+        student_best_std=("student_best_acc", "std"),
+        n=("student_last_acc", "size"),
+        best_chosen_on=("best_chosen_on", lambda v: "/".join(sorted(set(v)))),
+    ).reset_index()
+    # teacher figures over teacher seeds, each teacher counted once (not once per student run: with runs
+    # missing, a per-run mean would weight teachers unequally)
+    teachers = df.drop_duplicates(GROUP + ["teacher_seed"]).groupby(GROUP, sort=False).agg(
+        teacher_acc=("teacher_acc", "mean"), teacher_tv_pstar=("teacher_tv_pstar", "mean"),
+        teacher_acc_std=("teacher_acc", "std"), n_teachers=("teacher_acc", "size")).reset_index()
+    agg = students.merge(teachers, on=GROUP, how="left")
+    columns = [*GROUP, "teacher_acc", "teacher_tv_pstar", "student_last_mean", "student_last_std",
+               "student_best_mean", "student_best_std", "best_chosen_on", "n", "teacher_acc_std", "n_teachers"]
+    deltas = paired_deltas(df)[GROUP + SUMMARY_DELTAS]  # the full intervals are in delta.csv
+    return agg[columns].merge(deltas, on=GROUP, how="left")
+
+
+def standard_pairs(df: pd.DataFrame) -> pd.DataFrame:
+    """Each non-standard KD run next to the standard-teacher run with the same seeds, teacher arch, checkpoint,
+    method and student; ``d_<value>`` = recipe − standard. Vanilla runs are left out: they have no teacher."""
+    kd = df[df["method"] != VANILLA]
+    return stats.pair(kd[kd["recipe"] != STANDARD], kd[kd["recipe"] == STANDARD], STANDARD_PAIR,
+                      ["student_last_acc", "student_best_acc"])
+
+
+def vanilla_pairs(df: pd.DataFrame) -> pd.DataFrame:
+    """Each KD run next to the vanilla run of its student and seed (the same batches); ``d_<value>`` = KD − vanilla."""
+    return stats.pair(df[df["method"] != VANILLA], df[df["method"] == VANILLA], VANILLA_PAIR,
+                      ["student_last_acc", "student_best_acc"])
+
+
+def paired_deltas(df: pd.DataFrame) -> pd.DataFrame:
+    """Per GROUP (non-standard, non-vanilla rows): recipe − standard, paired by seed, with 95 % intervals:
+    student last/best accuracy over (teacher seed, student seed) pairs, teacher accuracy and TV to p* over
+    teacher seeds (each teacher once)."""
+    pairs = standard_pairs(df)
+    kd = df[df["method"] != VANILLA].drop_duplicates(GROUP + ["teacher_seed"])
+    teacher_pairs = stats.pair(kd[kd["recipe"] != STANDARD], kd[kd["recipe"] == STANDARD],
+                               [c for c in STANDARD_PAIR if c != "seed"], ["teacher_acc", "teacher_tv_pstar"])
+    parts = [stats.intervals(pairs, GROUP, "d_student_last_acc", "delta_last"),
+             stats.intervals(pairs, GROUP, "d_student_best_acc", "delta_best"),
+             stats.intervals(teacher_pairs, GROUP, "d_teacher_acc", "delta_teacher_acc"),
+             stats.intervals(teacher_pairs, GROUP, "d_teacher_tv_pstar", "delta_teacher_tv_pstar",
+                             higher_is_better=False)]
+    out = parts[0]  # the student pairs' groups, in study order (a left merge keeps it)
+    for part in parts[1:]:
+        out = out.merge(part, on=GROUP, how="left")
+    return out
+
+
+def seed_pair_means(pairs: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
+    """Per ``by`` and seed pair, the mean of ``value`` over the remaining cells (teacher arch, student,
+    method …): the unit of an interval pooled over cells is then the seed pair, whose cells share their noise."""
+    if pairs.empty:
+        return pd.DataFrame(columns=[*by, *SEED_PAIR, value])
+    return pairs.groupby(by + SEED_PAIR, sort=False)[value].mean().reset_index()
+
+
+def at_last_checkpoint(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows at each recipe's own last distilled checkpoint (an imported teacher's epoch 240 must not hide
+    the trained recipes' epoch 15)."""
+    return frame[frame["teacher_epoch"] == frame.groupby("recipe")["teacher_epoch"].transform("max")]
+
+
+DELTA_COLUMNS = ["teacher", "teacher_epoch", "method", "student", "recipe", "recipe_last_mean", "recipe_best_mean"]
+
+
+def delta_table(df: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """One row per non-standard KD row with a paired standard counterpart: the paired differences (mean, 95 %
+    interval, pairs, verdict) and the sign of the mean last-epoch difference."""
+    deltas = paired_deltas(df)
+    if deltas.empty:
+        return pd.DataFrame(columns=[*DELTA_COLUMNS, *deltas.columns[len(GROUP):], "n"])
+    means = table[GROUP + ["student_last_mean", "student_best_mean", "n"]].rename(
+        columns={"student_last_mean": "recipe_last_mean", "student_best_mean": "recipe_best_mean"})
+    out = deltas[deltas["delta_last_n"] > 0].merge(means, on=GROUP, how="left")
+    out.insert(out.columns.get_loc("delta_last_verdict") + 1, "sign_last",
+               out["delta_last_mean"].map(lambda v: "+" if v > 0 else ("-" if v < 0 else "0")))
+    rest = [c for c in out.columns if c not in DELTA_COLUMNS and c != "n"]
+    return out[[*DELTA_COLUMNS, *rest, "n"]].reset_index(drop=True)
+
+
+BARS_COLUMNS = ["versus", "recipe", "method", "delta_last_mean", "delta_last_low", "delta_last_high", "delta_last_n",
+                "delta_last_verdict", "delta_best_mean", "cells", "positive"]
+
+
+def delta_by_method(std_pairs: pd.DataFrame, van_pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per recipe × method at the last distilled checkpoint, the student's last-epoch Δ ``versus`` the standard
+    recipe, and ``versus`` the vanilla student: mean and 95 % interval over seed pairs (a pair's Δ averaged over
+    its teacher → student cells), n pairs, verdict; best-epoch mean; cells and how many have a positive mean."""
+    parts = []
+    for versus, pairs in (("standard", std_pairs), (VANILLA, van_pairs)):
+        last = at_last_checkpoint(pairs)
+        if last.empty:
+            continue
+        by = ["recipe", "method"]
+        out = stats.intervals(seed_pair_means(last, by, "d_student_last_acc"), by, "d_student_last_acc", "delta_last")
+        best = seed_pair_means(last, by, "d_student_best_acc").groupby(by, sort=False)["d_student_best_acc"].mean()
+        cells = last.groupby(by + ["teacher", "student"], sort=False)["d_student_last_acc"].mean().groupby(by)
+        out = out.merge(best.rename("delta_best_mean").reset_index(), on=by).merge(
+            cells.size().rename("cells").reset_index(), on=by).merge(
+            cells.apply(lambda v: int((v > 0).sum())).rename("positive").reset_index(), on=by)
+        out.insert(0, "versus", versus)
+        parts.append(out)
+    return pd.concat(parts, ignore_index=True)[BARS_COLUMNS] if parts else pd.DataFrame(columns=BARS_COLUMNS)
+
+
+def headline(table: pd.DataFrame, pairs: pd.DataFrame) -> dict:
+    """Per recipe, averages over its KD students at the last distilled checkpoint (the numbers DVC tracks as
+    metrics), and the student Δ vs standard there with its 95 % interval over seed pairs (each pair's Δ
+    averaged over teacher archs, methods and students)."""
+    last = at_last_checkpoint(table[table["method"] != VANILLA])
+    out: dict[str, dict] = {}
+    for recipe, part in last.groupby("recipe"):
+        out[str(recipe)] = {
+            "teacher_acc": round(float(part["teacher_acc"].mean()), 4),
+            "student_last_acc": round(float(part["student_last_mean"].mean()), 4),
+            "student_best_acc": round(float(part["student_best_mean"].mean()), 4),
+        }
+    by_seed = seed_pair_means(at_last_checkpoint(pairs), ["recipe"], "d_student_last_acc")
+    for recipe, part in by_seed.groupby("recipe"):
+        mean, low, high, n = stats.paired_interval(part["d_student_last_acc"])
+        out.setdefault(str(recipe), {})["student_delta_vs_standard"] = {
+            "mean": _json_number(mean), "low": _json_number(low), "high": _json_number(high), "n": n}
+    return out
+
+
+def _json_number(value: float, digits: int = 4) -> float | None:
+    """Rounded, or None for NaN (JSON has no NaN; DVC would not parse it)."""
+    return None if pd.isna(value) else round(float(value), digits)
