@@ -22,12 +22,14 @@ from bench.bench_ranks import cores, cpu_caveat, device_label, emit, join, launc
 from bench.common import default_recipe, kd_defaults, random_data
 from soteacher.core import ranks
 from soteacher.core.ranks import World
+from soteacher.core.settings import Optim
 from soteacher.methods import METHODS
 from soteacher.models import build_model, feature_shapes
 from soteacher.teachers.objective import TeacherObjective
 from soteacher.training.loop import Learner, Speed, make_optimizer, prepare_model, train
 
-OPTIM = {"momentum": 0.9, "weight_decay": 5e-4, "lr_milestones": [], "lr_gamma": 0.1}
+OPTIM = Optim(lr=0.05, lr_by_arch={}, momentum=0.9, weight_decay=5e-4, batch_size=64, lr_milestones=[],
+              lr_gamma=0.1)
 CIFAR_TRAIN, EPOCHS = 50_000, 240
 MODELS = (("teacher", "teacher resnet32x4 (soteacher)", 15), ("student", "student resnet8x4 (KD)", 8))
 

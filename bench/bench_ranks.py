@@ -30,10 +30,12 @@ import torch
 from bench.common import default_recipe, random_data, report
 from soteacher.core import devices, ranks
 from soteacher.core.ranks import LAUNCHED, World
+from soteacher.core.settings import Optim
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT = "BENCH_RESULT "  # the prefix of the JSON line a worker's rank 0 prints
-OPTIM = {"momentum": 0.9, "weight_decay": 5e-4, "lr_milestones": [], "lr_gamma": 0.1}
+OPTIM = Optim(lr=0.05, lr_by_arch={}, momentum=0.9, weight_decay=5e-4, batch_size=64, lr_milestones=[],
+              lr_gamma=0.1)
 TARGET = ">= 0.8"
 
 

@@ -11,11 +11,13 @@ import argparse
 import torch
 
 from bench.common import kd_defaults, random_data, report, timed
+from soteacher.core.settings import Optim
 from soteacher.methods import METHODS
 from soteacher.models import build_model, feature_shapes
 from soteacher.training.loop import Learner, make_optimizer, train
 
-OPTIM = {"momentum": 0.9, "weight_decay": 5e-4, "lr_milestones": [], "lr_gamma": 0.1}
+OPTIM = Optim(lr=0.05, lr_by_arch={}, momentum=0.9, weight_decay=5e-4, batch_size=64, lr_milestones=[],
+              lr_gamma=0.1)
 
 
 def make_student(arch: str, teacher, data) -> Learner:

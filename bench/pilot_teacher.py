@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from bench.common import default_recipe
+from soteacher.core.settings import Optim
 from soteacher.data import load, prepare
 from soteacher.models import build_model
 from soteacher.teachers.objective import TeacherObjective
@@ -37,13 +38,13 @@ def main(args: dict) -> None:
         data = load(data_cfg, Path(tmp), torch.device("cpu"))
     ref = manifest["reference"]
     epochs = args["epochs"]
-    optim = {"lr": args.get("lr", 0.05), "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 64,
-             "lr_milestones": args.get("milestones", []), "lr_gamma": 0.1}
+    optim = Optim(lr=args.get("lr", 0.05), lr_by_arch={}, momentum=0.9, weight_decay=5e-4, batch_size=64,
+                  lr_milestones=args.get("milestones", []), lr_gamma=0.1)
     seed_everything(0)
     model = build_model(args.get("arch", "resnet20"), data.num_classes)
     recipe = {**default_recipe("standard"), **args.get("recipe", {})}
     objective = TeacherObjective(model, recipe, len(data.train), data.num_classes, epochs)
-    optimizer, scheduler = make_optimizer(model.parameters(), optim, optim["lr"])
+    optimizer, scheduler = make_optimizer(model.parameters(), optim, optim.lr)
     print(f"# {json.dumps(args)} bayes_test={ref['bayes_acc']['test']:.1f} "
           f"Emaxp_train={ref['expected_max_pstar']['train']:.1f}", flush=True)
     started = time.perf_counter()
@@ -54,7 +55,7 @@ def main(args: dict) -> None:
               flush=True)
 
     train([Learner("pilot", model, objective, optimizer, scheduler)], data, epochs=epochs,
-          batch_size=optim["batch_size"], seed=0, on_epoch_end=report, augment=args.get("augment", True))
+          batch_size=optim.batch_size, seed=0, on_epoch_end=report, augment=args.get("augment", True))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from soteacher.core.settings import Optim
 from soteacher.data import Data, Split
 from soteacher.data.synthetic import generate
 from soteacher.methods import METHODS
@@ -27,8 +28,8 @@ TINY_CONFIG = REPO / "tests" / "configs" / "tiny.yaml"
 WORKFLOW_FILES = ["Snakefile", "workflow", "profiles", "dvc.yaml", ".dvcignore"]
 BIN = Path(sys.executable).parent
 
-OPTIM = {"lr": 0.05, "lr_by_arch": {}, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 16,
-         "lr_milestones": [2], "lr_gamma": 0.1}
+OPTIM = Optim(lr=0.05, lr_by_arch={}, momentum=0.9, weight_decay=5e-4, batch_size=16, lr_milestones=[2],
+              lr_gamma=0.1)
 
 
 # --- the workflow and its commands, for real ------------------------------------------------------------------
@@ -151,7 +152,7 @@ def teacher_learner(data: Data, recipe: dict, seed: int, arch: str = "resnet8", 
     seed_everything(seed)
     model = build_model(arch, data.num_classes)
     objective = TeacherObjective(model, recipe, len(data.train), data.num_classes, epochs)
-    optimizer, scheduler = make_optimizer(model.parameters(), OPTIM, OPTIM["lr"])
+    optimizer, scheduler = make_optimizer(model.parameters(), OPTIM, OPTIM.lr)
     return Learner("teacher", model, objective, optimizer, scheduler)
 
 
@@ -161,5 +162,5 @@ def student_learner(data: Data, teacher: torch.nn.Module, method: str, cfg: dict
     model = build_model(arch, data.num_classes)
     shape = data.image_shape
     module = METHODS[method](cfg, feature_shapes(model, shape), feature_shapes(teacher, shape), len(data.train))
-    optimizer, scheduler = make_optimizer(list(model.parameters()) + list(module.parameters()), OPTIM, OPTIM["lr"])
+    optimizer, scheduler = make_optimizer(list(model.parameters()) + list(module.parameters()), OPTIM, OPTIM.lr)
     return Learner(method, model, module, optimizer, scheduler)

@@ -37,7 +37,7 @@ def test_init_stage_runs_at_the_methods_init_lr_or_the_students(tiny_config, tmp
     histories = init_stage(learners, [lr.objective for lr in learners], [0, 0], spec, data, teacher,
                                        lambda *args: None, tmp_path)
     assert [h["lr"] for h in histories["ft"]] == [0.01]
-    assert [h["lr"] for h in histories["fsp"]] == [OPTIM["lr"]]
+    assert [h["lr"] for h in histories["fsp"]] == [OPTIM.lr]
 
 
 @pytest.mark.parametrize("compute", [{"amp": "bf16"}, {"channels_last": True}, {}])

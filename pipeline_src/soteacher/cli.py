@@ -25,8 +25,24 @@ def _spec(text: str) -> dict:
     return spec
 
 
-def _tracking_uri(args, spec_or_config: dict) -> str:
-    return args.tracking_uri or spec_or_config.get("tracking", {}).get("uri") or "sqlite:///mlflow/mlflow.db"
+def _tracking_uri(args, config: dict | None = None) -> str:
+    """--tracking-uri, else the config's tracking.uri (MLFLOW_TRACKING_URI overrides both: tracking.resolve_uri)."""
+    return args.tracking_uri or (config or {}).get("tracking", {}).get("uri") or "sqlite:///mlflow/mlflow.db"
+
+
+def _job_spec(args):
+    """The typed spec of a job command (``--spec`` JSON as the rules write it)."""
+    from soteacher.core.specs import from_dict
+    from soteacher.students.spec import DistillSpec
+    from soteacher.teachers.spec import ImportSpec, TeacherSpec
+
+    kind = {cmd_train_teacher: TeacherSpec, cmd_distill: DistillSpec, cmd_import_teacher: ImportSpec}[args.func]
+    try:
+        return from_dict(kind, args.spec)
+    except (TypeError, KeyError) as err:
+        from soteacher.core.errors import ConfigError
+
+        raise ConfigError(f"--spec is not a {kind.__name__}: {err}") from None
 
 
 def cmd_check_config(args) -> int:
@@ -88,9 +104,10 @@ def cmd_prepare_data(args) -> int:
     from soteacher import data
     from soteacher.core import layout
     from soteacher.study import config
+    from soteacher.study.identity import data_id
 
     cfg = config.load(args.config, deep=False) if args.config else {"data": args.spec["data"]}
-    out = layout.data_dir(layout.data_id(cfg["data"]))
+    out = layout.data_dir(data_id(cfg))
     manifest = data.prepare(cfg["data"], out)
     for split, info in manifest["splits"].items():
         logging.info("%s %s: %d samples of shape %s", cfg["data"]["dataset"], split, info["samples"],
@@ -101,7 +118,7 @@ def cmd_prepare_data(args) -> int:
 def cmd_train_teacher(args) -> int:
     from soteacher.teachers.job import run_teacher
 
-    out = run_teacher(args.spec, _tracking_uri(args, args.spec), args.experiment)
+    out = run_teacher(args.spec, _tracking_uri(args), args.experiment)
     logging.info("teacher done: %s", out)
     return 0
 
@@ -109,7 +126,7 @@ def cmd_train_teacher(args) -> int:
 def cmd_distill(args) -> int:
     from soteacher.students.job import run_distill
 
-    outs = run_distill(args.spec, _tracking_uri(args, args.spec), args.experiment)
+    outs = run_distill(args.spec, _tracking_uri(args), args.experiment)
     logging.info("students done: %s", ", ".join(map(str, outs)))
     return 0
 
@@ -117,7 +134,7 @@ def cmd_distill(args) -> int:
 def cmd_import_teacher(args) -> int:
     from soteacher.teachers.importer import run_import
 
-    out = run_import(args.spec, _tracking_uri(args, args.spec), args.experiment)
+    out = run_import(args.spec, _tracking_uri(args), args.experiment)
     logging.info("teacher imported: %s", out)
     return 0
 
@@ -306,11 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     try:
-        if getattr(args, "spec", None) is not None and args.func in (cmd_train_teacher, cmd_distill):
+        if args.func in (cmd_train_teacher, cmd_distill, cmd_import_teacher):
+            args.spec = _job_spec(args)
+        if args.func in (cmd_train_teacher, cmd_distill):
             from soteacher.core.launch import run_ranks
 
             # a multi-rank job: this process starts the ranks (the same command line) and waits for them
-            code = run_ranks(sys.argv[1:] if argv is None else argv, args.spec["compute"])
+            code = run_ranks(sys.argv[1:] if argv is None else argv, args.spec.compute)
             if code is not None:
                 return code
         return args.func(args)

@@ -4,8 +4,9 @@
 import json
 import sys
 
-from soteacher.study import config as soteacher_config
 from soteacher.core import layout
+from soteacher.core.specs import to_json
+from soteacher.study import config as soteacher_config
 from soteacher.study import resources as compute_resources
 from soteacher.study import student_jobs
 from soteacher.study import teacher_jobs
@@ -24,11 +25,6 @@ except soteacher_config.ConfigError as err:
 
 TRACKING_URI = config["tracking"]["uri"]
 EXPERIMENT = config["name"]  # the study: its MLflow experiment and its results/studies/<name>/ folder
-for _old in layout.old_layout():
-    logger.warning(
-        f"{_old} is from the layout before studies had their own folders: it is not read (nor removed); "
-        "delete it once you no longer need it (README: Studies in one workspace)"
-    )
 # threads per rank (one-device jobs: per job); jobs without torch work get one
 JOB_THREADS = config["compute"]["threads"]
 

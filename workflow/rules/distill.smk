@@ -1,4 +1,4 @@
-# Distillation of every teacher checkpoint, and the student trained alone. What a job groups, its outputs, log
+# Distillation of every teacher checkpoint, and the vanilla student (no teacher). What a job groups, its outputs, log
 # and spec: soteacher.study.student_jobs.
 
 
@@ -17,26 +17,26 @@ rule distill:
     resources:
         **compute_resources.job_resources(config["compute"]),
     params:
-        spec=lambda w: json.dumps(student_jobs.job_spec(config, dict(w)), sort_keys=True),
+        spec=lambda w: to_json(student_jobs.job_spec(config, dict(w))),
     shell:
         "python -m soteacher distill --spec {params.spec:q} --tracking-uri {TRACKING_URI:q} "
         "--experiment {EXPERIMENT:q} > {log:q} 2>&1"
 
 
-rule train_alone:
+rule train_vanilla:
     input:
         data=layout.with_wildcards(layout.DATA_DIR),
     output:
-        student_jobs.job_outputs(config, alone=True),
+        student_jobs.job_outputs(config, vanilla=True),
     log:
-        student_jobs.job_log(config, alone=True),
+        student_jobs.job_log(config, vanilla=True),
     benchmark:
-        student_jobs.job_benchmark(config, alone=True)
+        student_jobs.job_benchmark(config, vanilla=True)
     threads: compute_resources.job_threads(config["compute"])
     resources:
         **compute_resources.job_resources(config["compute"]),
     params:
-        spec=lambda w: json.dumps(student_jobs.job_spec(config, dict(w), alone=True), sort_keys=True),
+        spec=lambda w: to_json(student_jobs.job_spec(config, dict(w), vanilla=True)),
     shell:
         "python -m soteacher distill --spec {params.spec:q} --tracking-uri {TRACKING_URI:q} "
         "--experiment {EXPERIMENT:q} > {log:q} 2>&1"

@@ -13,7 +13,7 @@ rule train_teacher:
     resources:
         **compute_resources.job_resources(config["compute"]),
     params:
-        spec=lambda w: json.dumps(teacher_jobs.train_spec(config, dict(w)), sort_keys=True),
+        spec=lambda w: to_json(teacher_jobs.train_spec(config, dict(w))),
     shell:
         "python -m soteacher train-teacher --spec {params.spec:q} --tracking-uri {TRACKING_URI:q} "
         "--experiment {EXPERIMENT:q} > {log:q} 2>&1"
@@ -42,7 +42,7 @@ for _import in teacher_jobs.import_jobs(config):
             runtime=60,
             mem_mb=16000,
         params:
-            spec=json.dumps(_import["spec"], sort_keys=True),
+            spec=to_json(_import["spec"]),
         shell:
             "python -m soteacher import-teacher --spec {params.spec:q} --tracking-uri {TRACKING_URI:q} "
             "--experiment {EXPERIMENT:q} > {log:q} 2>&1"

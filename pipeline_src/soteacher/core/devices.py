@@ -22,6 +22,7 @@ from typing import IO
 import torch
 
 from soteacher.core.errors import DeviceError
+from soteacher.core.settings import Compute
 
 log = logging.getLogger(__name__)
 
@@ -150,13 +151,13 @@ def use_deterministic_algorithms() -> None:
         set_flag(True, warn_only=True)
 
 
-def setup(compute: dict, local_rank: int | None = None) -> torch.device:
+def setup(compute: Compute, local_rank: int | None = None) -> torch.device:
     """Threads, determinism and device for one job (or one rank of it), from the config's ``compute`` section."""
-    torch.set_num_threads(compute["threads"])
-    if compute["deterministic"]:
+    torch.set_num_threads(compute.threads)
+    if compute.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         use_deterministic_algorithms()
         torch.backends.cudnn.benchmark = False
     else:
-        torch.backends.cudnn.benchmark = bool(compute.get("cudnn_benchmark", False))
-    return select_device(compute["device"], local_rank)
+        torch.backends.cudnn.benchmark = compute.cudnn_benchmark
+    return select_device(compute.device, local_rank)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from soteacher.core.errors import DeviceError
 from soteacher.core.ranks import LAUNCHED, RENDEZVOUS, environment
-from soteacher.study.config import ranks_of
+from soteacher.core.settings import Compute
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +44,11 @@ def in_slurm(env: dict[str, str]) -> bool:
     return bool(env.get("SLURM_JOB_ID")) and shutil.which("srun", path=env.get("PATH")) is not None
 
 
-def launch_command(argv: list[str], compute: dict, env: dict[str, str],
+def launch_command(argv: list[str], compute: Compute, env: dict[str, str],
                    rendezvous: Path | None = None) -> tuple[list[str], dict[str, str]]:
     """The command that starts the ranks of ``python -m soteacher <argv>``, and its environment. ``rendezvous``: the
     file a one-node SLURM job's ranks meet through (a path in a fresh folder)."""
-    per_node, nodes = ranks_of(compute)
+    per_node, nodes = compute.gpus_per_job, compute.nodes_per_job
     env = dict(env)
     job = [sys.executable, "-m", "soteacher", *argv]
     if in_slurm(env):
@@ -61,7 +61,7 @@ def launch_command(argv: list[str], compute: dict, env: dict[str, str],
             env["MASTER_PORT"] = str(slurm_port(env["SLURM_JOB_ID"]))
             env.pop("MASTER_ADDR", None)  # each rank takes the step's first node (ranks.start)
         return ["srun", f"--ntasks={per_node * nodes}", f"--nodes={nodes}", f"--ntasks-per-node={per_node}",
-                f"--cpus-per-task={compute['threads']}", "--kill-on-bad-exit=1", "--export=ALL", *job], env
+                f"--cpus-per-task={compute.threads}", "--kill-on-bad-exit=1", "--export=ALL", *job], env
     if nodes > 1:
         raise DeviceError(f"compute.nodes_per_job is {nodes}: a job on several nodes runs only inside a SLURM "
                           "allocation (the SLURM profile, docs/cluster.md); this process is not in one")
@@ -70,9 +70,9 @@ def launch_command(argv: list[str], compute: dict, env: dict[str, str],
             "--max-restarts=0", "-m", "soteacher", *argv], env
 
 
-def _lock_cards(compute: dict, count: int, env: dict[str, str]) -> dict[str, str]:
+def _lock_cards(compute: Compute, count: int, env: dict[str, str]) -> dict[str, str]:
     """On a machine with GPUs (and compute.device not cpu): lock ``count`` cards and show the ranks only those."""
-    if compute["device"] == "cpu":
+    if compute.device == "cpu":
         return env
     import torch
 
@@ -80,7 +80,7 @@ def _lock_cards(compute: dict, count: int, env: dict[str, str]) -> dict[str, str
 
     visible = devices.gpu_count() if torch.cuda.is_available() else 0
     if visible == 0:
-        if compute["device"] == "cuda":
+        if compute.device == "cuda":
             raise DeviceError("compute.device is 'cuda' but no CUDA GPU is visible to this job "
                               "(use 'auto' to fall back to the CPU)")
         return env
@@ -91,10 +91,10 @@ def _lock_cards(compute: dict, count: int, env: dict[str, str]) -> dict[str, str
     return {**env, "CUDA_VISIBLE_DEVICES": devices.visible_card_ids(cards)}
 
 
-def run_ranks(argv: list[str], compute: dict) -> int | None:
+def run_ranks(argv: list[str], compute: Compute) -> int | None:
     """Run ``python -m soteacher <argv>`` as the job's ranks and return their exit status; None when this process is
     to run the job itself (one rank, or already a rank)."""
-    per_node, nodes = ranks_of(compute)
+    per_node, nodes = compute.gpus_per_job, compute.nodes_per_job
     if per_node * nodes == 1 or environment() is not None:
         return None
     with tempfile.TemporaryDirectory(prefix="soteacher-ranks-") as folder:

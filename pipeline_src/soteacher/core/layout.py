@@ -2,22 +2,21 @@
 takes its paths from here, so each path is spelled once.
 
 Patterns are ``str.format`` templates over the job fields of ``WILDCARDS`` (the same names are Snakemake's
-wildcards). Trained things are named by what they are, so that studies sharing a workspace share them and never
-collide: a *data set* folder by the data spec's hash (``data``: ``<dataset>-<hash>``), a *teacher* by
-(teacher_arch, recipe, teacher_seed) and the hash of everything else that determines its weights
-(``teacher_hash``: recipe values, optimiser, epochs, data, compute), a *checkpoint* adds its epoch, a *student* adds
-method, the hash of its method settings, optimiser, epochs and compute (``student_hash``), its architecture and
-seed; a student trained alone has no teacher fields. A study's tables and figures are its own:
+wildcards). Trained things are named by what they are (``soteacher.study.identity`` gives every hash), so that
+studies sharing a workspace share them and never collide: a *data set* folder by its data id (``data``:
+``<dataset>-<hash>``), a *teacher* by (teacher_arch, recipe, teacher_seed) and its identity (``teacher_hash``), a
+*checkpoint* adds its epoch, a *student* adds method, its identity (``student_hash``), its architecture and seed.
+The vanilla student (no teacher) sits directly under its data set. A study's tables and figures are its own:
 ``results/studies/<name>/``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
-HASH_LENGTH = 8
+from soteacher.core.digest import HASH_LENGTH
+
+REPO_ROOT = Path(__file__).resolve().parents[3]  # the checkout: the workflow, its schema and configs
 WILDCARDS = {
     "data": f"[a-z0-9_]+-[0-9a-f]{{{HASH_LENGTH}}}",
     "teacher_arch": "[A-Za-z0-9_]+",
@@ -40,15 +39,15 @@ TEACHER = "{data}/{teacher_arch}-{recipe}-s{teacher_seed}-{teacher_hash}"  # a t
 TEACHER_DIR = RESULTS + "/teachers/" + TEACHER
 CHECKPOINT_FILE = "ep{epoch}.pt"
 TEACHER_CHECKPOINT = TEACHER_DIR + "/" + CHECKPOINT_FILE
-TEACHER_METRICS = TEACHER_DIR + "/metrics.json"
-# the students of one teacher checkpoint, and those trained alone (no teacher)
+METRICS_FILE = "metrics.json"  # a teacher's or student's numbers
+TEACHER_METRICS = TEACHER_DIR + "/" + METRICS_FILE
+# the students of one teacher checkpoint, and the vanilla students (no teacher), directly under their data set
 CHECKPOINT_STUDENTS = TEACHER + "/ep{epoch}"
-ALONE_STUDENTS = "{data}/alone"
+VANILLA_STUDENTS = "{data}"
 STUDENT = "{method}-{student_hash}/{student}/seed{seed}"
 STUDENTS_DIR = RESULTS + "/students/"
 STUDENT_DIR = STUDENTS_DIR + CHECKPOINT_STUDENTS + "/" + STUDENT
-ALONE_DIR = STUDENTS_DIR + ALONE_STUDENTS + "/" + STUDENT
-STUDENT_METRICS_FILE = "metrics.json"
+VANILLA_DIR = STUDENTS_DIR + VANILLA_STUDENTS + "/" + STUDENT
 STUDENT_MODEL_FILE = "model.pt"
 RESUME_DIR = ".resume"  # a job's training state, beside its outputs until the job succeeds
 RESUME_STATE = "state.pt"  # the loop's full state, in the job's resume folder
@@ -60,25 +59,11 @@ STUDY_PLAN = STUDY_DIR + "/plan.txt"  # what `python -m soteacher plan` printed 
 STUDY_REPORT = STUDY_DIR + "/report.html"  # Snakemake's HTML report (`make report`)
 FIGURES_DIR = STUDY_DIR + "/figures"
 AGGREGATE_LOG = LOGS + "/studies/{study}/aggregate.log"
-# what this layout replaced (one table folder per workspace, teachers named without a hash): found, never reused
-OLD_LAYOUT = (RESULTS + "/tables", RESULTS + "/figures")
-
-
-def stable_hash(obj, length: int = HASH_LENGTH) -> str:
-    """The first ``length`` hex digits of the sha256 of ``obj`` as sorted JSON (non-JSON values as their str): the
-    one hash of specs, folder names and MLflow dataset digests."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]
-
-
-def data_id(data_cfg: dict) -> str:
-    """A data set's folder name: its name and the hash of its spec (where the files are read from is left out: the
-    manifest checks what was read)."""
-    spec = {k: v for k, v in data_cfg.items() if k not in ("root", "download")}
-    return f"{data_cfg['dataset']}-{stable_hash(spec)}"
+STUDY_PARTS = ("teachers", "students")  # a study's links to the shared results it used (its DVC outputs)
 
 
 def data_dir(data: str) -> Path:
-    """``data``: a data id (``data_id``)."""
+    """``data``: a data id (``study.identity.data_id``)."""
     return Path(DATA_DIR.format(data=data))
 
 
@@ -96,13 +81,14 @@ def teacher_metrics(teacher: dict) -> Path:
 
 
 def student_dir(student: dict) -> Path:
-    """A student's folder: under its teacher checkpoint, or, with no ``teacher_arch``, under ``alone``."""
-    return Path((STUDENT_DIR if "teacher_arch" in student else ALONE_DIR).format(**student))
+    """A student's folder: under its teacher checkpoint, or, with no ``teacher_arch`` (the vanilla student), under its
+    data set."""
+    return Path((STUDENT_DIR if "teacher_arch" in student else VANILLA_DIR).format(**student))
 
 
 def student_group_dir(job: dict) -> Path:
-    """The folder of all students a distill job trains: their teacher checkpoint's, or the student-alone one."""
-    return Path(STUDENTS_DIR + (CHECKPOINT_STUDENTS if "teacher_arch" in job else ALONE_STUDENTS).format(**job))
+    """The folder of all students a distill job trains: their teacher checkpoint's, or their data set's."""
+    return Path(STUDENTS_DIR + (CHECKPOINT_STUDENTS if "teacher_arch" in job else VANILLA_STUDENTS).format(**job))
 
 
 def tables_dir(study: str) -> Path:
@@ -130,14 +116,22 @@ def study_part_dir(study: str, part: str) -> Path:
     return Path(STUDY_DIR.format(study=study)) / part
 
 
-def old_layout(root: Path = Path(".")) -> list[Path]:
-    """Folders of the layout before studies had their own (``results/tables``, teachers without a hash): they are
-    neither read nor removed; the caller says so."""
-    found = [root / p for p in OLD_LAYOUT if (root / p).is_dir()]
-    teachers = root / RESULTS / "teachers"
-    if teachers.is_dir():  # old teacher folders sat under the bare dataset name: results/teachers/synthetic/
-        found += [d for d in sorted(teachers.iterdir()) if d.is_dir() and "-" not in d.name]
-    return found
+def study_part_of(path: str) -> str | None:
+    """Which of a study's parts links a shared result (a path under ``results/``): ``teachers`` for data sets and
+    teachers, ``students`` for students; None for anything else."""
+    parts = Path(path).parts
+    if len(parts) < 2 or parts[0] != RESULTS or parts[1] not in ("data", "teachers", "students"):
+        return None
+    return "students" if parts[1] == "students" else "teachers"
+
+
+def link_of(study: str, path: str) -> str:
+    """Where study ``study`` links a shared result (a path under ``results/``, as a string): the same path under its
+    ``teachers`` (data sets, teachers) or ``students`` folder; other paths are returned as they are."""
+    part = study_part_of(path)
+    if part is None:
+        return path
+    return (study_part_dir(study, part) / Path(*Path(path).parts[1:])).as_posix()
 
 
 def aggregate_log(study: str) -> str:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from soteacher.core.settings import Compute
+
 log = logging.getLogger(__name__)
 
 LAUNCHED = "SOTEACHER_RANKS"  # set by soteacher.core.launch in every rank's environment: who started it
@@ -170,12 +172,10 @@ def _first_node_of_step() -> str:
     return out.stdout.split()[0]
 
 
-def start(compute: dict, device: torch.device) -> World:
+def start(compute: Compute, device: torch.device) -> World:
     """Join the job's process group (NCCL on CUDA, gloo on CPU) when this process is one of several ranks; SINGLE
     otherwise. Refuses a rank count other than the spec's: a spec of N ranks must run as N ranks."""
-    from soteacher.study.config import ranks_of
-
-    per_node, nodes = ranks_of(compute)
+    per_node, nodes = compute.gpus_per_job, compute.nodes_per_job
     found = environment()
     if found is None:
         if per_node * nodes > 1:
@@ -192,7 +192,7 @@ def start(compute: dict, device: torch.device) -> World:
         init_method = f"file://{os.environ[RENDEZVOUS]}"
     elif os.environ.get(LAUNCHED) == "srun" and "MASTER_ADDR" not in os.environ:
         os.environ["MASTER_ADDR"] = _first_node_of_step()
-    timeout = datetime.timedelta(seconds=compute.get("collective_timeout_s", 1800))
+    timeout = datetime.timedelta(seconds=compute.collective_timeout_s)
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=size, timeout=timeout,
                             device_id=device if device.type == "cuda" else None)
@@ -209,7 +209,7 @@ def stop(world: World) -> None:
 
 
 @contextlib.contextmanager
-def job_ranks(compute: dict) -> Iterator[tuple[torch.device, World]]:
+def job_ranks(compute: Compute) -> Iterator[tuple[torch.device, World]]:
     """A training job's device and ranks (``devices.setup``, then ``start``); the process group ends with the job."""
     from soteacher.core import devices
 

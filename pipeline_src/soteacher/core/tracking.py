@@ -16,9 +16,11 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from soteacher.core.digest import stable_hash
+from soteacher.core.dvc import dvc_links
 from soteacher.core.errors import TrainingInterrupted
 from soteacher.core.io import read_json, write_json
-from soteacher.study.config import REPO_ROOT
+from soteacher.core.layout import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +121,8 @@ class Run:
     """One MLflow run; ``end('FAILED')`` on errors so the UI never shows a crashed job as running."""
 
     def __init__(self, uri: str, experiment: str, run_name: str, tags: dict[str, str], params: dict,
-                 parent_run_id: str | None = None):
+                 parent_run_id: str | None = None, dataset: tuple[dict, Path] | None = None):
+        """``dataset``: the run's data section and prepared data folder, logged as its dataset inputs."""
         self.uri = resolve_uri(uri)
         self.client = open_client(self.uri)
         exp_id = experiment_id(self.client, self.uri, experiment)
@@ -134,8 +137,8 @@ class Run:
         for i in range(0, len(flat), 100):
             batch = [Param(k, str(v)[:6000]) for k, v in list(flat.items())[i:i + 100]]
             self.client.log_batch(self.run_id, params=batch)
-        if isinstance(params.get("data"), dict) and params["data"].get("dataset"):
-            self._log_inputs(dataset_inputs(params["data"]))
+        if dataset is not None:
+            self._log_inputs(dataset_inputs(*dataset))
 
     def _log_inputs(self, datasets: list, attempts: int = 5) -> None:
         """Log the run's dataset inputs. Jobs that start together on one data set race to create its MLflow dataset
@@ -182,7 +185,7 @@ class Run:
         self.client.set_terminated(self.run_id, status=status)
 
 
-def dataset_inputs(data_cfg: dict, data_dir: Path | None = None) -> list:
+def dataset_inputs(data_cfg: dict, data_dir: Path) -> list:
     """The run's data set as MLflow dataset inputs (the UI's Dataset column): one per split of the data manifest,
     named after the data set, its digest a hash of the split's manifest entry (array or file hashes, sizes), its
     context the split, its source the prepared data folder. Before ``prepare-data`` wrote a manifest: one input
@@ -194,22 +197,19 @@ def dataset_inputs(data_cfg: dict, data_dir: Path | None = None) -> list:
     from mlflow.entities import Dataset, DatasetInput, InputTag
     from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-    from soteacher.core import layout
-
     name = data_cfg["dataset"]
-    folder = layout.data_dir(layout.data_id(data_cfg)) if data_dir is None else data_dir
     # named outright: resolving a bare path warns that two registered source types match it
-    source = get_dataset_source_from_json(json.dumps({"uri": str(folder.resolve())}), source_type="local")
+    source = get_dataset_source_from_json(json.dumps({"uri": str(data_dir.resolve())}), source_type="local")
 
     def entry(value: str, context: str) -> DatasetInput:
         dataset = Dataset(**MetaDataset(source, name=name, digest=value).to_dict())
         return DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
 
-    manifest_file = folder / "manifest.json"
+    manifest_file = data_dir / "manifest.json"
     splits = read_json(manifest_file).get("splits", {}) if manifest_file.is_file() else {}
     if splits:
-        return [entry(layout.stable_hash(info, 16), split) for split, info in splits.items()]
-    return [entry(layout.stable_hash(data_cfg, 16), "train")]
+        return [entry(stable_hash(info, 16), split) for split, info in splits.items()]
+    return [entry(stable_hash(data_cfg, 16), "train")]
 
 
 def open_runs(state_dir: Path, make_runs: Callable[[], list[Run]], uri: str) -> list[Run]:
@@ -250,7 +250,7 @@ def _flatten(obj: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
-# --- links from runs to the exact files (git commit + DVC content hashes) and small artifacts ---------------
+# --- links from runs to the exact files (git commit, their md5, their DVC output) and small artifacts ------
 
 def file_md5(path: Path) -> str:
     """The md5 of a file's bytes: what DVC records for it, and its name in the DVC cache and remotes
@@ -262,52 +262,6 @@ def file_md5(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def dvc_links(path: Path, md5: str, study: str, root: Path | None = None) -> dict[str, str]:
-    """Which DVC-tracked output of study ``study`` holds ``path``, and, when the current ``dvc.lock`` already records
-    that output with this very file in it (an input produced by an earlier stage, e.g. a teacher checkpoint seen
-    from a distill job), the output's directory hash from the lock. A shared result (``results/teachers/...``)
-    reaches DVC as the study's link of it (``results/studies/<study>/teachers/teachers/...``; study_links)."""
-    import json
-
-    import yaml
-
-    from soteacher.study import links as study_links
-
-    root = Path.cwd() if root is None else root
-    try:
-        rel = Path(path).resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return {}
-    rel = study_links.link_of(study, rel)
-    links: dict[str, str] = {}
-    for name in ("dvc.lock", "dvc.yaml"):
-        if not (root / name).is_file():
-            continue
-        try:
-            stages = (yaml.safe_load((root / name).read_text()) or {}).get("stages", {})
-        except yaml.YAMLError:
-            continue
-        for stage in stages.values():
-            stage = stage.get("do", stage) if isinstance(stage, dict) else {}  # a foreach stage: its template
-            for out in stage.get("outs", []):
-                out_path = out.get("path") if isinstance(out, dict) and "path" in out else (
-                    next(iter(out)) if isinstance(out, dict) else out)
-                out_path = out_path.replace("${key}", study) if isinstance(out_path, str) else out_path
-                if not isinstance(out_path, str) or not rel.startswith(out_path.rstrip("/") + "/"):
-                    continue
-                links["dvc_out"] = out_path
-                dir_md5 = out.get("md5", "") if name == "dvc.lock" and isinstance(out, dict) else ""
-                manifest = root / ".dvc" / "cache" / "files" / "md5" / dir_md5[:2] / dir_md5[2:]
-                if dir_md5.endswith(".dir") and manifest.is_file():
-                    inner = rel[len(out_path.rstrip("/")) + 1:]
-                    entries = json.loads(manifest.read_text())
-                    if any(e.get("relpath") == inner and e.get("md5") == md5 for e in entries):
-                        links["dvc_out_md5"] = dir_md5
-        if links:
-            return links
-    return links
 
 
 def log_links(run: Run, spec: dict, files: dict[str, Path], metrics_file: Path | None) -> None:

@@ -1,8 +1,8 @@
-"""Vanilla student (the "student trained alone" baseline): cross-entropy on the true labels, no teacher term.
+"""Vanilla student (the baseline: a student trained on labels alone): cross-entropy on the true labels, no teacher term.
 
 Registered as a method so that every table has its baseline row, trained on the same batches and from the same
 initialisation as the distilled students of its seed. It needs no teacher, so it runs once per student × seed
-(rule train_alone, ``ALONE``), not in each distill job. Its loss is ``γ·CE(student, y)``; it never reads the
+(rule train_vanilla, ``VANILLA``), not in each distill job. Its loss is ``γ·CE(student, y)``; it never reads the
 teacher's output (``teacher`` may be None), and its schema has no KD or method weight to switch a teacher term on
 by mistake.
 """

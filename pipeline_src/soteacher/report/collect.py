@@ -14,12 +14,13 @@ import pandas as pd
 from soteacher.core import layout
 from soteacher.core.io import read_json
 from soteacher.study import student_jobs as jobs
+from soteacher.study.identity import data_id
 from soteacher.study.teacher_jobs import teacher_jobs
 
 GROUP = ["teacher", "recipe", "teacher_epoch", "method", "student"]  # one row of the summary table
 TEACHER = ["teacher", "recipe"]  # one line of the teacher tables and figures
 STANDARD = "standard"  # the reference recipe every other recipe is compared with
-VANILLA = jobs.ALONE  # the student trained alone (CE only): the baseline every KD student is compared with
+VANILLA = jobs.VANILLA  # the student trained on labels alone: the baseline every KD student is compared with
 TEACHER_KEYS = ["lr", "train_loss", "train_ce", "train_acc", "train_eval_acc", "test_acc", "test_loss", "val_acc",
                 "val_loss", "tv_pstar_train", "tv_pstar_test", "tv_pstar_val", "kl_pstar_train", "kl_pstar_test",
                 "kl_pstar_val"]
@@ -73,7 +74,7 @@ def number(entry: dict, key: str) -> float:
 def reference(config: dict) -> dict:
     """The data manifest's Bayes reference (``bayes_acc`` and ``expected_max_pstar`` per split, %), or {} for
     real data and manifests that predate it."""
-    path = layout.data_dir(layout.data_id(config["data"])) / "manifest.json"
+    path = layout.data_dir(data_id(config)) / "manifest.json"
     return read_json(path).get("reference", {}) if path.is_file() else {}
 
 

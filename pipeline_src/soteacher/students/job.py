@@ -1,10 +1,11 @@
-"""The distill job: every (seed, method) student of one teacher checkpoint, or the student trained alone, in one
+"""The distill job: every (seed, method) student of one teacher checkpoint, or the vanilla student, in one
 run of the shared loop (the teacher's forward computed once per batch for all of them); then each student's
 summary, weights and MLflow run."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import shutil
 from collections.abc import Callable
@@ -16,16 +17,16 @@ from torch import nn
 from soteacher.core import layout
 from soteacher.core.io import load_checkpoint, read_json, save_torch, write_json
 from soteacher.core.ranks import SINGLE, World, job_ranks
+from soteacher.core.specs import as_dict
 from soteacher.core.tracking import Run, ending, log_links, open_runs, runtime_tags
 from soteacher.data import Data
 from soteacher.data import load as load_data
 from soteacher.methods import METHODS, DistillMethod, InitStage
 from soteacher.models import build_model, feature_shapes
-from soteacher.study.student_jobs import spec_students
+from soteacher.students.spec import DistillSpec, StudentRun
 from soteacher.training.loop import (
     Learner,
     Resume,
-    arch_lr,
     job_options,
     make_optimizer,
     predict,
@@ -38,7 +39,7 @@ from soteacher.training.metrics import agreement, kl_between
 log = logging.getLogger(__name__)
 
 
-def init_stage(learners: list[Learner], methods: list[DistillMethod], seeds: list[int], spec: dict, data: Data,
+def init_stage(learners: list[Learner], methods: list[DistillMethod], seeds: list[int], spec: DistillSpec, data: Data,
                teacher: nn.Module | None, log_metrics: Callable[[Learner, dict, int], None],
                resume_dir: Path, world: World = SINGLE) -> dict[str, list[dict]]:
     """Run the init phase of staged methods (AB, FT, FSP; see ``soteacher.methods.staged``).
@@ -54,7 +55,7 @@ def init_stage(learners: list[Learner], methods: list[DistillMethod], seeds: lis
         if method.init_epochs > 0:
             groups.setdefault(method.init_epochs, []).append((learner, method, seed))
     histories: dict[str, list[dict]] = {}
-    optim = {**spec["optim"], "lr_milestones": []}
+    optim = dataclasses.replace(spec.optim, lr_milestones=[])
     by_name = {learner.name: learner for learner in learners}
 
     def on_epoch_end(epoch: int, init_learner: Learner, metrics: dict) -> None:
@@ -64,12 +65,12 @@ def init_stage(learners: list[Learner], methods: list[DistillMethod], seeds: lis
         init_learners = []
         for learner, method, _ in group:
             params = [p for p in [*learner.model.parameters(), *method.parameters()] if p.requires_grad]
-            optimizer, scheduler = make_optimizer(params, optim, method.init_lr or arch_lr(spec["optim"],
-                                                                                        spec["student"]))
+            optimizer, scheduler = make_optimizer(params, optim, method.init_lr or spec.optim.lr_of(spec.student))
             init_learners.append(Learner(learner.name, learner.model, InitStage(method), optimizer, scheduler))
-        resume = Resume.of_job(resume_dir / layout.INIT_STATE.format(epochs=epochs), spec["compute"])
+        resume = Resume.of_job(resume_dir / layout.INIT_STATE.format(epochs=epochs), spec.compute)
         train(init_learners, data, epochs=epochs, seed=[seed for _, _, seed in group], teacher=teacher,
-              on_epoch_end=on_epoch_end, resume=resume, eval_train_split=False, world=world, **job_options(spec))
+              on_epoch_end=on_epoch_end, resume=resume, eval_train_split=False, world=world,
+              **job_options(spec.optim, spec.data["augment"], spec.compute))
         histories.update({lr.name: lr.history for lr in init_learners})
     for method in methods:
         method.end_init()
@@ -94,68 +95,66 @@ def student_summary(history: list[dict], teacher_test_logits: torch.Tensor | Non
     return summary
 
 
-def run_distill(spec: dict, tracking_uri: str, experiment: str) -> list[Path]:
-    with job_ranks(spec["compute"]) as (device, world):
+def run_distill(spec: DistillSpec, tracking_uri: str, experiment: str) -> list[Path]:
+    with job_ranks(spec.compute) as (device, world):
         return _run_distill(spec, tracking_uri, experiment, device, world)
 
 
-def _run_distill(spec: dict, tracking_uri: str, experiment: str, device: torch.device, world: World) -> list[Path]:
+def _run_distill(spec: DistillSpec, tracking_uri: str, experiment: str, device: torch.device,
+                 world: World) -> list[Path]:
     """Every rank trains; rank 0 alone writes (MLflow, weights, metrics) and cleans up."""
-    dataset = spec["data"]["dataset"]
-    t = spec["teacher"]  # None: the student trained alone
-    data = load_data(spec["data"], layout.data_dir(layout.data_id(spec["data"])), device)
-    members = spec_students(spec)  # one student per seed x method, in this order
-    teacher, teacher_info, teacher_sample, teacher_checkpoint = None, {}, None, None
+    t = spec.teacher  # None: the vanilla student
+    data = load_data(spec.data, Path(spec.data_dir), device)
+    teacher, teacher_info, teacher_sample = None, {}, None
     if t is not None:
-        where = members[0][2]
-        teacher_checkpoint = layout.teacher_checkpoint(where, t["epoch"])
-        ckpt = load_checkpoint(teacher_checkpoint)
-        teacher = build_model(t["arch"], data.num_classes)
+        ckpt = load_checkpoint(Path(t.checkpoint))
+        teacher = build_model(t.arch, data.num_classes)
         teacher.load_state_dict(ckpt["model"])
-        prepare_model(teacher.to(device).eval(), spec["compute"])
-        teacher_info = read_json(layout.teacher_metrics(where))
+        prepare_model(teacher.to(device).eval(), spec.compute)
+        teacher_info = read_json(Path(t.metrics))
         teacher_sample = feature_shapes(teacher, data.image_shape)
 
     # a seed gives every method the same student initialisation and batch order
-    learners, methods, out_dirs = [], [], []
-    for seed, method_name, where in members:
-        seed_everything(seed)
-        student = prepare_model(build_model(spec["student"], data.num_classes).to(device), spec["compute"])
-        method = METHODS[method_name](spec["methods"][method_name], feature_shapes(student, data.image_shape),
-                                      teacher_sample, len(data.train), world).to(device)
+    learners, methods = [], []
+    for member in spec.students:
+        seed_everything(member.seed)
+        student = prepare_model(build_model(spec.student, data.num_classes).to(device), spec.compute)
+        method = METHODS[member.method](spec.methods[member.method], feature_shapes(student, data.image_shape),
+                                        teacher_sample, len(data.train), world).to(device)
         params = list(student.parameters()) + list(method.parameters())
-        optimizer, scheduler = make_optimizer(params, spec["optim"], arch_lr(spec["optim"], spec["student"]))
-        learners.append(Learner(f"{method_name} {spec['student']}-s{seed}", student, method, optimizer, scheduler))
+        optimizer, scheduler = make_optimizer(params, spec.optim, spec.optim.lr_of(spec.student))
+        learners.append(Learner(f"{member.method} {spec.student}-s{member.seed}", student, method, optimizer,
+                                scheduler))
         methods.append(method)
-        out_dirs.append(layout.student_dir(where))
-    seeds = [seed for seed, _, _ in members]
-    group_dir = layout.student_group_dir(members[0][2])
-    resume_dir = group_dir / layout.RESUME_DIR / f"{spec['student']}-{spec['config_hash']}"
+    seeds = spec.seeds
+    resume_dir = Path(spec.resume_dir)
 
-    def member_spec(seed: int, method_name: str) -> dict:
-        """The job spec as one student of it sees it: its own seed and method (MLflow params, spec.json)."""
-        return {k: v for k, v in spec.items() if k not in ("methods", "seeds")} | {
-            "seed": seed, "method": method_name, "method_cfg": spec["methods"][method_name]}
+    def member_spec(member: StudentRun) -> dict:
+        """The job spec as one student of it sees it: its own seed, method and identity (MLflow params, spec.json)."""
+        return {k: v for k, v in as_dict(spec).items() if k not in ("methods", "students")} | {
+            **as_dict(member), "method_params": spec.methods[member.method]}
 
-    teacher_tags = {} if t is None else {"teacher_arch": t["arch"], "recipe": t["recipe"], "teacher_seed": t["seed"],
-                                         "epoch": t["epoch"]}
+    teacher_tags = {} if t is None else {"teacher_arch": t.arch, "recipe": t.recipe, "teacher_seed": t.seed,
+                                         "epoch": t.epoch}
 
-    def make_run(seed: int, method_name: str) -> Run:
-        return Run(tracking_uri, experiment, f"{method_name}-{spec['student']}-s{seed}",
-                   tags={"role": "student", "dataset": dataset, **teacher_tags,
-                         "method": method_name, "student": spec["student"], "seed": seed,
-                         "config_hash": spec["config_hash"], **runtime_tags(device)},
-                   params=member_spec(seed, method_name), parent_run_id=teacher_info.get("mlflow_run_id"))
+    def make_run(member: StudentRun) -> Run:
+        return Run(tracking_uri, experiment, f"{member.method}-{spec.student}-s{member.seed}",
+                   tags={"role": "student", "dataset": spec.data["dataset"], **teacher_tags,
+                         "method": member.method, "student": spec.student, "seed": member.seed,
+                         "identity": member.identity, **runtime_tags(device)},
+                   params=member_spec(member), parent_run_id=teacher_info.get("mlflow_run_id"),
+                   dataset=(spec.data, Path(spec.data_dir)))
 
-    runs = open_runs(resume_dir, lambda: [make_run(seed, method_name) for seed, method_name, _ in members],
+    runs = open_runs(resume_dir, lambda: [make_run(member) for member in spec.students],
                      tracking_uri) if world.is_main else []
     run_of = {id(lr): r for lr, r in zip(learners, runs)}
 
     def on_epoch_end(epoch: int, learner: Learner, metrics: dict) -> None:  # rank 0 only
         run_of[id(learner)].log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
 
+    options = job_options(spec.optim, spec.data["augment"], spec.compute)
     with ending(runs):
-        main_state = Resume.of_job(resume_dir / layout.RESUME_STATE, spec["compute"])
+        main_state = Resume.of_job(resume_dir / layout.RESUME_STATE, spec.compute)
         if main_state is not None and main_state.path.is_file():
             init_histories = {}  # the init stage finished before the interruption; its effects are in the state
             for method in methods:
@@ -164,31 +163,32 @@ def _run_distill(spec: dict, tracking_uri: str, experiment: str, device: torch.d
             init_histories = init_stage(
                 learners, methods, seeds, spec, data, teacher,
                 lambda learner, metrics, step: run_of[id(learner)].log_metrics(metrics, step=step), resume_dir, world)
-        train(learners, data, epochs=spec["epochs"], seed=seeds, teacher=teacher, on_epoch_end=on_epoch_end,
-              resume=main_state, eval_train_split=False, world=world, **job_options(spec))
+        train(learners, data, epochs=spec.epochs, seed=seeds, teacher=teacher, on_epoch_end=on_epoch_end,
+              resume=main_state, eval_train_split=False, world=world, **options)
+        out_dirs = [Path(member.dir) for member in spec.students]
         if not world.is_main:
             return out_dirs
         teacher_test_logits = None if teacher is None else predict(teacher, data, "test")
-        for learner, run, out_dir, (seed, method_name, _) in zip(learners, runs, out_dirs, members):
+        for learner, run, out_dir, member in zip(learners, runs, out_dirs, spec.students):
             summary = student_summary(learner.history, teacher_test_logits, predict(learner.model, data, "test"))
             # best_chosen_on (a split name) is in metrics.json; MLflow metrics are numbers
-            run.log_metrics({k: v for k, v in summary.items() if k != "best_chosen_on"}, step=spec["epochs"])
-            model_file, metrics_file = out_dir / layout.STUDENT_MODEL_FILE, out_dir / layout.STUDENT_METRICS_FILE
+            run.log_metrics({k: v for k, v in summary.items() if k != "best_chosen_on"}, step=spec.epochs)
+            model_file, metrics_file = out_dir / layout.STUDENT_MODEL_FILE, out_dir / layout.METRICS_FILE
             save_torch(model_file, {"model": learner.model.state_dict(), "method": learner.objective.state_dict(),
-                                    "arch": spec["student"], "num_classes": data.num_classes})
+                                    "arch": spec.student, "num_classes": data.num_classes})
             write_json(metrics_file, {
-                **summary, "method": method_name, "student": spec["student"], "seed": seed,
+                **summary, "method": member.method, "student": spec.student, "seed": member.seed,
                 "teacher": None if t is None else {
-                    **t, "test_acc": teacher_info["checkpoints"][str(t["epoch"])]["test_acc"],
+                    **as_dict(t), "test_acc": teacher_info["checkpoints"][str(t.epoch)]["test_acc"],
                     "mlflow_run_id": teacher_info.get("mlflow_run_id")},
-                "config_hash": spec["config_hash"], "mlflow_run_id": run.run_id, "history": learner.history,
+                "identity": member.identity, "mlflow_run_id": run.run_id, "history": learner.history,
                 **({"init_history": init_histories[learner.name]} if learner.name in init_histories else {}),
             })
             links = {"model": model_file}
-            if teacher_checkpoint is not None:
-                links["teacher_checkpoint"] = teacher_checkpoint
-            log_links(run, member_spec(seed, method_name), links, metrics_file)
+            if t is not None:
+                links["teacher_checkpoint"] = Path(t.checkpoint)
+            log_links(run, member_spec(member), links, metrics_file)
     shutil.rmtree(resume_dir, ignore_errors=True)
     with contextlib.suppress(OSError):
-        resume_dir.parent.rmdir()  # the checkpoint's .resume/ folder, once no other group uses it
+        resume_dir.parent.rmdir()  # the checkpoint's .resume/ folder, once no other job uses it
     return out_dirs

@@ -97,27 +97,36 @@ def _validator():
     return validators.extend(Draft7Validator, {"properties": fill_defaults})
 
 
-# compute settings added with multi-rank jobs: left out of a job's spec (and so of its folder hash) at their defaults,
-# so results made before they existed keep their folders
-RANK_SETTINGS = ("gpus_per_job", "nodes_per_job", "sync_bn", "collective_timeout_s")
+@functools.cache
+def _schema() -> dict:
+    return load_schema()
 
 
 @functools.cache
-def _rank_defaults() -> dict:
-    properties = load_schema()["properties"]["compute"]["properties"]
-    return {k: properties[k]["default"] for k in RANK_SETTINGS}
+def defaults_at(*path: str) -> Any:
+    """What a config holds at ``path`` when it says nothing there: the schema's default at that key, filled with the
+    defaults below it. A name the schema does not list (a recipe's or a KD method's name under a map of them) takes
+    the map's entry schema: ``defaults_at("distill", "methods", "crd")`` is every CRD parameter at its default.
+    Cached (every job of a study asks): callers must not change what it returns."""
+    root = _schema()
+    node = root
+    for key in path:
+        node = _resolve(root, node)
+        node = node.get("properties", {}).get(key) or node["additionalProperties"]
+    default = copy.deepcopy(node.get("default", _resolve(root, node).get("default", {})))
+    if isinstance(default, dict):
+        # refs point into the root's definitions: validate against the node with them beside it
+        wrapper = {**_resolve(root, node), "definitions": root.get("definitions", {})}
+        for _ in _validator()(wrapper).iter_errors(default):  # filling happens while validating; errors: none here
+            pass
+    return default
 
 
-def job_compute(compute: dict) -> dict:
-    """A job's ``compute`` section as its spec carries it: the multi-rank settings only where they differ from the
-    schema's defaults. Jobs read them with ``ranks_of``."""
-    defaults = _rank_defaults()  # read once: every job spec of a study passes here
-    return {k: v for k, v in compute.items() if k not in RANK_SETTINGS or v != defaults[k]}
-
-
-def ranks_of(compute: dict) -> tuple[int, int]:
-    """(ranks per node, nodes) of a training job, from its spec's (or the config's) ``compute``."""
-    return compute.get("gpus_per_job", 1), compute.get("nodes_per_job", 1)
+def _resolve(root: dict, node: dict) -> dict:
+    """A schema node with its ``$ref`` (``#/definitions/<name>``) followed."""
+    while "$ref" in node:
+        node = root["definitions"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
 
 
 def checkpoint_epochs(teacher: dict) -> list[int]:

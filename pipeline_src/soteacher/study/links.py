@@ -18,9 +18,9 @@ from pathlib import Path
 
 from soteacher.core import layout
 from soteacher.core.errors import ConfigError
+from soteacher.study.identity import data_id
 
 log = logging.getLogger(__name__)
-PARTS = ("teachers", "students")
 
 
 def used(config: dict, part: str) -> list[Path]:
@@ -28,21 +28,11 @@ def used(config: dict, part: str) -> list[Path]:
     if part == "teachers":
         from soteacher.study.teacher_jobs import teacher_jobs
 
-        return [layout.data_dir(layout.data_id(config["data"]))] + [layout.teacher_dir(t) for t in
+        return [layout.data_dir(data_id(config))] + [layout.teacher_dir(t) for t in
                                                                       teacher_jobs(config)]
     from soteacher.study.student_jobs import student_outputs
 
     return sorted({Path(metrics).parent for metrics in student_outputs(config)})
-
-
-def link_of(study: str, path: str) -> str:
-    """Where study ``study`` links a shared result (a path under ``results/``, as a string): the same path under its
-    ``teachers`` (data sets, teachers) or ``students`` folder; other paths are returned as they are."""
-    parts = Path(path).parts
-    if len(parts) < 2 or parts[0] != layout.RESULTS or parts[1] not in ("data", "teachers", "students"):
-        return path
-    part = "students" if parts[1] == "students" else "teachers"
-    return (layout.study_part_dir(study, part) / Path(*parts[1:])).as_posix()
 
 
 def _link_tree(src: Path, dst: Path) -> int:
@@ -85,7 +75,7 @@ def link(config: dict, part: str) -> Path:
 def restore(root: Path = Path(".")) -> int:
     """Re-create missing shared files from any study's links; returns how many were restored."""
     n = 0
-    for part in PARTS:
+    for part in layout.STUDY_PARTS:
         for mirror in sorted((root / layout.RESULTS / "studies").glob(f"*/{part}")):
             for path in sorted(mirror.rglob("*")):
                 target = root / layout.RESULTS / path.relative_to(mirror)
@@ -111,7 +101,7 @@ def dvc_record(config: dict, config_path: str) -> bool:
         log.info("study %s is not one of params.yaml's DVC studies with %s: DVC's record left as it is", study,
                  config_path)
         return False
-    stages = [f"{part}@{study}" for part in PARTS]
+    stages = [f"{part}@{study}" for part in layout.STUDY_PARTS]
     out = subprocess.run(["dvc", "commit", "-f", "-q", *stages], capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"`dvc commit -f {' '.join(stages)}` failed: {out.stderr.strip()[-2000:]}")

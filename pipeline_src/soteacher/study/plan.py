@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from soteacher.data.registry import DATASETS
 from soteacher.models.zoo import ZOO
 from soteacher.study import student_jobs as jobs
-from soteacher.study.config import checkpoint_epochs, distill_pairs, input_shape, ranks_of, train_size
+from soteacher.study.config import checkpoint_epochs, distill_pairs, input_shape, train_size
 from soteacher.study.teacher_jobs import teacher_jobs
 
 # arch -> (train-step seconds per image, forward seconds per image, side of the square input measured at): the
@@ -175,9 +175,9 @@ def make_plan(config: dict, costs: dict[str, tuple[float, float, int]] | None = 
     # training epochs per method, its init stage included (AB/FT/FSP)
     epochs = {m: d["epochs"] + _method_init_epochs(d["methods"][m]) for m in jobs.distilled_methods(config)}
     groups = jobs.student_groups(config) if epochs else []
-    n_distill, n_alone = jobs.distill_job_count(config), jobs.alone_job_count(config)
+    n_distill, n_vanilla = jobs.distill_job_count(config), jobs.vanilla_job_count(config)
     job_counts = {"prepare_data": 1, "train_teacher": len(teacher_jobs(config)), "distill": n_distill,
-                  **({"train_alone": n_alone} if n_alone else {}), "aggregate": 1}
+                  **({"train_vanilla": n_vanilla} if n_vanilla else {}), "aggregate": 1}
 
     results = {}
     for gpu in (False, True):
@@ -200,20 +200,20 @@ def make_plan(config: dict, costs: dict[str, tuple[float, float, int]] | None = 
             else:
                 teacher_part = sum(epochs.values()) * hours(t_fwd, n_train, batch_s, gpu)
             student_s += student_part + teacher_part
-        for job in jobs.alone_jobs(config):  # the student trained alone: no teacher forward
+        for job in jobs.vanilla_jobs(config):  # the vanilla student: no teacher forward
             s_train, s_fwd = arch_costs[job["student"]]
             student_s += (hours(s_train, n_train, batch_s, gpu) + hours(s_fwd, n_test, batch_s, gpu)) * d["epochs"]
-        student_s += (n_distill + n_alone) * JOB_OVERHEAD_S
+        student_s += (n_distill + n_vanilla) * JOB_OVERHEAD_S
         results[gpu] = {"train_teacher": teacher_s / 3600, "distill": student_s / 3600,
                         "total": (teacher_s + student_s) / 3600}
 
     label = device_label or ("measured device" if measured else "GPU (assumed factor)")
     device_hours = results[True] if not measured else results[False]
     # one compute section for every training job: teachers and students run on the same number of cards
-    ranks_per_node, nodes = ranks_of(config["compute"])
+    ranks_per_node, nodes = config["compute"]["gpus_per_job"], config["compute"]["nodes_per_job"]
     cards = {"train_teacher": ranks_per_node * nodes, "distill": ranks_per_node * nodes}
     startup = {"train_teacher": len(teacher_jobs(config)) * JOB_OVERHEAD_S / 3600,
-               "distill": (n_distill + n_alone) * JOB_OVERHEAD_S / 3600}
+               "distill": (n_distill + n_vanilla) * JOB_OVERHEAD_S / 3600}
     wall = {rule: (device_hours[rule] - startup[rule]) / cards[rule] + startup[rule] for rule in cards}
     gpu_hours = {rule: cards[rule] * wall[rule] for rule in cards}
     plan = Plan(study=config["name"], dataset=config["data"]["dataset"], train_images=n_train, test_images=n_test,

@@ -1,4 +1,4 @@
-"""What a training job (teacher, distill, student alone) asks Snakemake and SLURM for: its threads and resources,
+"""What a training job (teacher, distill, vanilla student) asks Snakemake and SLURM for: its threads and resources,
 from the config's ``compute`` section. The rules read these; nothing here imports torch.
 
 One rank (the default) is a job exactly as before: ``gpu=1``, which Snakemake counts against ``--resources gpu=M``
@@ -17,21 +17,19 @@ On more than one node (``compute.nodes_per_job``) the GPUs are asked per node wi
 
 from __future__ import annotations
 
-from soteacher.study.config import ranks_of
-
 MPI_LAUNCHER = "srun"  # the value of the `mpi` resource: the plugin only checks that the key is there
 
 
 def job_threads(compute: dict) -> int:
     """CPU threads one training job uses on its node: ``compute.threads`` per rank, ``gpus_per_job`` ranks per
     node (what Snakemake counts against ``--cores`` on a workstation)."""
-    ranks_per_node, _ = ranks_of(compute)
+    ranks_per_node = compute["gpus_per_job"]
     return compute["threads"] * ranks_per_node
 
 
 def job_resources(compute: dict) -> dict[str, int | str]:
     """A training rule's ``resources``, by its ranks per node and nodes (see the module docstring)."""
-    ranks_per_node, nodes = ranks_of(compute)
+    ranks_per_node, nodes = compute["gpus_per_job"], compute["nodes_per_job"]
     if ranks_per_node == 1 and nodes == 1:
         return {"gpu": 1}
     # the plugin rejects tasks_per_node=1 for an MPI job, and turns `tasks` of a GPU job into --ntasks-per-gpu unless

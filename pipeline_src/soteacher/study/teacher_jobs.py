@@ -1,7 +1,8 @@
-"""The teacher side of the study grid: which teachers a config implies and each teacher job's spec.
+"""The teacher side of the study grid: which teachers a config implies, their folders and each job's spec.
 
-A job *spec* is the JSON a rule hands to the CLI: exactly the config a job depends on (everything but the tracking
-URI), so that Snakemake re-runs a job when (and only when) its spec changes. Paths come from ``common.layout``.
+A job's spec (``teachers.spec``) is everything the job's numbers depend on plus where it writes; the rules hand it
+over as JSON. Which study asks for a teacher and where jobs log to MLflow are left out: they change neither its
+numbers nor its name, so studies share it. Paths come from ``core.layout``, hashes from ``study.identity``.
 """
 
 from __future__ import annotations
@@ -10,18 +11,27 @@ import re
 from itertools import product
 
 from soteacher.core import layout
-from soteacher.study.config import checkpoint_epochs, job_compute
+from soteacher.core.settings import Compute, Optim
+from soteacher.study.config import checkpoint_epochs
+from soteacher.study.identity import data_id, import_id, teacher_id
+from soteacher.teachers.spec import ImportSpec, TeacherSpec
 
-CONFIG_HASH_LENGTH = 12  # a job spec's config_hash (resume folders, MLflow tags); folder-name hashes are shorter
+
+def teacher_fields(config: dict, arch: str, recipe: str, seed: int, data: str | None = None) -> dict:
+    """The layout fields that name a teacher (trained, or imported when ``recipe`` is an import's name)."""
+    imp = imported(config, recipe)
+    return {"data": data or data_id(config), "teacher_arch": arch, "recipe": recipe, "teacher_seed": int(seed),
+            "teacher_hash": import_id(config, recipe) if imp else teacher_id(config, arch, recipe, seed)}
 
 
 def teacher_jobs(config: dict) -> list[dict]:
     """Trained teachers (archs × recipes × seeds), then imported ones (``teacher.imports``, one each), as layout
-    fields (their ``teacher_hash`` from their spec)."""
-    t = config["teacher"]
-    trained = [spec_teacher(teacher_spec(config, arch, recipe, seed))
+    fields."""
+    t, data = config["teacher"], data_id(config)
+    trained = [teacher_fields(config, arch, recipe, seed, data)
                for arch, recipe, seed in product(t["archs"], t["recipes"], t["seeds"])]
-    return trained + [spec_teacher(import_spec(config, name)) for name in t.get("imports", {})]
+    return trained + [teacher_fields(config, imp["arch"], name, imp["seed"], data)
+                      for name, imp in t.get("imports", {}).items()]
 
 
 def imported(config: dict, recipe: str) -> dict | None:
@@ -39,12 +49,11 @@ def trained_recipe_pattern(config: dict) -> str:
     return "|".join(re.escape(r) for r in config["teacher"]["recipes"]) or "(?!)"
 
 
-def train_spec(config: dict, wildcards: dict) -> dict:
+def train_spec(config: dict, wildcards: dict) -> TeacherSpec:
     """The spec of the train_teacher job of these wildcards; refuses a folder this config does not make."""
     spec = teacher_spec(config, wildcards["teacher_arch"], wildcards["recipe"], int(wildcards["teacher_seed"]))
-    if {k: str(v) for k, v in spec_teacher(spec).items()} != {k: str(wildcards[k]) for k in layout.TEACHER_FIELDS}:
-        raise ValueError(f"{layout.teacher_dir(wildcards)} is not a teacher of this study (its teacher is "
-                         f"{layout.teacher_dir(spec_teacher(spec))})")
+    if spec.dir != str(layout.teacher_dir(wildcards)):
+        raise ValueError(f"{layout.teacher_dir(wildcards)} is not a teacher of this study (its teacher is {spec.dir})")
     return spec
 
 
@@ -60,62 +69,33 @@ def import_jobs(config: dict) -> list[dict]:
     out = []
     for name, imp in config["teacher"].get("imports", {}).items():
         spec = import_spec(config, name)
-        teacher = spec_teacher(spec)
-        out.append({"name": name, "source": imp["path"], "data": str(layout.data_dir(teacher["data"])),
+        teacher = teacher_fields(config, imp["arch"], name, imp["seed"])
+        out.append({"name": name, "source": imp["path"], "data": spec.data_dir,
                     "checkpoint": str(layout.teacher_checkpoint(teacher, imp["epoch"])),
                     "metrics": str(layout.teacher_metrics(teacher)),
-                    "log": layout.log("teachers", layout.TEACHER.format(**teacher)),
-                    "spec": spec})
+                    "log": layout.log("teachers", layout.TEACHER.format(**teacher)), "spec": spec})
     return out
 
 
-def job_common(config: dict) -> dict:
-    """What every job's spec holds. The study's name and the tracking URI are left out on purpose: which study asks
-    for a teacher, and where a job logs, change neither its numbers nor whether it re-runs (studies share it)."""
-    return {"data": config["data"], "compute": job_compute(config["compute"])}
+def job_settings(config: dict) -> dict:
+    """What every job's spec holds of the study: its data set and compute settings."""
+    data = data_id(config)
+    return {"data": config["data"], "data_dir": str(layout.data_dir(data)), "compute": Compute(**config["compute"])}
 
 
-def teacher_spec(config: dict, teacher_arch: str, recipe: str, teacher_seed: int) -> dict:
+def teacher_spec(config: dict, arch: str, recipe: str, seed: int) -> TeacherSpec:
     t = config["teacher"]
-    spec = {
-        **job_common(config),
-        "role": "teacher",
-        "arch": teacher_arch,
-        "recipe": recipe,
-        "recipe_values": t["recipes"][recipe],
-        "seed": int(teacher_seed),
-        "epochs": t["epochs"],
-        "checkpoint_epochs": checkpoint_epochs(t),
-        "optim": t["optim"],
-    }
-    spec["config_hash"] = science_hash(spec)
-    return spec
+    fields = teacher_fields(config, arch, recipe, seed)
+    folder = layout.teacher_dir(fields)
+    return TeacherSpec(name=folder.name, dir=str(folder), identity=fields["teacher_hash"], **job_settings(config),
+                       arch=arch, recipe=recipe, terms=t["recipes"][recipe], seed=int(seed), epochs=t["epochs"],
+                       checkpoint_epochs=checkpoint_epochs(t), optim=Optim(**t["optim"]))
 
 
-def import_spec(config: dict, name: str) -> dict:
+def import_spec(config: dict, name: str) -> ImportSpec:
     """Spec of an import job: the reference checkpoint becomes ``ep<epoch>.pt`` + metrics like a trained teacher."""
     imp = config["teacher"]["imports"][name]
-    spec = {
-        **job_common(config),
-        "role": "teacher",
-        "imported": True,
-        "arch": imp["arch"],
-        "recipe": name,
-        "seed": imp["seed"],
-        "source": imp["path"],
-        "epoch": imp["epoch"],
-    }
-    spec["config_hash"] = science_hash(spec)
-    return spec
-
-
-def spec_teacher(spec: dict) -> dict:
-    """The layout fields of the teacher a teacher (or import) job spec makes: its ``teacher_hash`` covers all of the
-    spec but the recipe's name (in the folder's name beside it)."""
-    return {"data": layout.data_id(spec["data"]), "teacher_arch": spec["arch"], "recipe": spec["recipe"],
-            "teacher_seed": spec["seed"],
-            "teacher_hash": layout.stable_hash({k: v for k, v in spec.items() if k not in ("recipe", "config_hash")})}
-
-
-def science_hash(spec: dict) -> str:
-    return layout.stable_hash({k: v for k, v in spec.items() if k != "config_hash"}, CONFIG_HASH_LENGTH)
+    fields = teacher_fields(config, imp["arch"], name, imp["seed"])
+    folder = layout.teacher_dir(fields)
+    return ImportSpec(name=folder.name, dir=str(folder), identity=fields["teacher_hash"], **job_settings(config),
+                      arch=imp["arch"], recipe=name, seed=imp["seed"], source=imp["path"], epoch=imp["epoch"])

@@ -24,6 +24,7 @@ from torch import nn
 from soteacher.core import devices, layout
 from soteacher.core.errors import CheckpointError
 from soteacher.core.io import load_error, save_torch
+from soteacher.teachers.spec import ImportSpec
 
 log = logging.getLogger(__name__)
 
@@ -217,26 +218,24 @@ def convert(src: Path, dst: Path) -> dict:
 # --- the job ------------------------------------------------------------------------------------------------
 
 
-def run_import(spec: dict, tracking_uri: str, experiment: str) -> Path:
+def run_import(spec: ImportSpec, tracking_uri: str, experiment: str) -> Path:
     import shutil
 
     from soteacher.core.tracking import ending, file_md5
     from soteacher.data import load as load_data
     from soteacher.models import build_model
-    from soteacher.study.teacher_jobs import spec_teacher
     from soteacher.teachers.outputs import publish, save_checkpoint, teacher_run
     from soteacher.training.loop import evaluate
 
-    arch, name, epoch = spec["arch"], spec["recipe"], spec["epoch"]
-    teacher = spec_teacher(spec)
-    source = Path(spec["source"])
+    arch, name, epoch = spec.arch, spec.recipe, spec.epoch
+    source = Path(spec.source)
     obj = read_reference(source)
     info = {"path": str(source), "md5": file_md5(source), **reference_info(obj)}
     if info.get("epoch") is not None and int(info["epoch"]) != epoch:
         raise CheckpointError(f"{source} says epoch {info['epoch']}, but teacher.imports.{name}.epoch is {epoch}; "
                               "set the config's epoch to the file's")
-    device = devices.setup(spec["compute"])
-    data = load_data(spec["data"], layout.data_dir(teacher["data"]), device)
+    device = devices.setup(spec.compute)
+    data = load_data(spec.data, Path(spec.data_dir), device)
     model = build_model(arch, data.num_classes)
     load_strict(model, state_dict_of(obj, source), arch, source)
     model.to(device).eval()
@@ -245,12 +244,12 @@ def run_import(spec: dict, tracking_uri: str, experiment: str) -> Path:
 
     run = teacher_run(spec, tracking_uri, experiment, device, **{"imported": "true", "source.path": str(source),
                                                       "source.md5": info["md5"]})
-    staged_dir = layout.teacher_dir(teacher) / layout.RESUME_DIR / spec["config_hash"]
+    staged_dir = Path(spec.dir) / layout.RESUME_DIR
     staged = staged_dir / layout.CHECKPOINT_FILE.format(epoch=epoch)
     with ending([run]):
         run.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
         run.log_metrics({f"final_{k}": v for k, v in metrics.items() if k != "epoch"}, step=epoch)
         save_checkpoint(staged, model, spec, data.num_classes, epoch, imported_from=info)
         out_dir = publish(spec, run, [metrics], {epoch: staged}, imported_from=info)
-    shutil.rmtree(staged_dir.parent, ignore_errors=True)
+    shutil.rmtree(staged_dir, ignore_errors=True)
     return out_dir

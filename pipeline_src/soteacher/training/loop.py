@@ -30,6 +30,7 @@ from torch import nn
 from soteacher.core.errors import CheckpointError, NonFiniteLossError, TrainingInterrupted
 from soteacher.core.io import save_torch
 from soteacher.core.ranks import SINGLE, World
+from soteacher.core.settings import Compute, Optim
 from soteacher.data import Data
 from soteacher.models.base import ModelOutput
 from soteacher.training.metrics import accuracy, kl_from, tv_to
@@ -76,14 +77,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_optimizer(params, optim_cfg: dict, lr: float) -> tuple[SGD, MultiStepLR]:
-    optimizer = SGD(params, lr=lr, momentum=optim_cfg["momentum"], weight_decay=optim_cfg["weight_decay"])
-    return optimizer, MultiStepLR(optimizer, optim_cfg["lr_milestones"], optim_cfg["lr_gamma"])
-
-
-def arch_lr(optim_cfg: dict, arch: str) -> float:
-    """The learning rate of an architecture: ``optim.lr_by_arch`` when it lists it, else ``optim.lr``."""
-    return optim_cfg["lr_by_arch"].get(arch, optim_cfg["lr"])
+def make_optimizer(params, optim: Optim, lr: float) -> tuple[SGD, MultiStepLR]:
+    optimizer = SGD(params, lr=lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+    return optimizer, MultiStepLR(optimizer, optim.lr_milestones, optim.lr_gamma)
 
 
 def _as_output(result: torch.Tensor | ModelOutput) -> ModelOutput:
@@ -131,8 +127,8 @@ class Speed:
     channels_last: bool = False  # NHWC inputs and weights (tensor cores like them)
 
     @classmethod
-    def from_compute(cls, compute: dict) -> Speed:
-        return cls(amp_bf16=compute.get("amp") == "bf16", channels_last=compute.get("channels_last", False))
+    def from_compute(cls, compute: Compute) -> Speed:
+        return cls(amp_bf16=compute.amp == "bf16", channels_last=compute.channels_last)
 
     def autocast(self, device: torch.device):
         return torch.autocast(device.type, dtype=torch.bfloat16) if self.amp_bf16 else contextlib.nullcontext()
@@ -141,11 +137,11 @@ class Speed:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
-def prepare_model(model: nn.Module, compute: dict) -> nn.Module:
+def prepare_model(model: nn.Module, compute: Compute) -> nn.Module:
     """Apply ``compute.channels_last`` and ``compute.compile`` to a model (its state_dict keys are unchanged)."""
-    if compute.get("channels_last"):
+    if compute.channels_last:
         model.to(memory_format=torch.channels_last)
-    if compute.get("compile"):
+    if compute.compile:
         import torch._inductor.config as inductor_config
 
         # what torch.use_deterministic_algorithms would have set (devices.use_deterministic_algorithms skips it)
@@ -167,17 +163,16 @@ class Resume:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def of_job(cls, path: Path, compute: dict) -> Resume | None:
+    def of_job(cls, path: Path, compute: Compute) -> Resume | None:
         """Saving every ``compute.resume_every`` epochs into ``path``; None when it is 0 (no resume)."""
-        every = compute["resume_every"]
-        return cls(path, every) if every > 0 else None
+        return cls(path, compute.resume_every) if compute.resume_every > 0 else None
 
 
-def job_options(spec: dict) -> dict:
-    """The ``train`` arguments every training of a job shares, from its spec: batch size, augmentation and the
-    speed switches (so a job's init stage and its main phase run alike)."""
-    return {"batch_size": spec["optim"]["batch_size"], "augment": spec["data"]["augment"],
-            "speed": Speed.from_compute(spec["compute"]), "sync_bn": spec["compute"].get("sync_bn", False)}
+def job_options(optim: Optim, augment: bool, compute: Compute) -> dict:
+    """The ``train`` arguments every training of a job shares: batch size, augmentation and the speed switches (so
+    a job's init stage and its main phase run alike)."""
+    return {"batch_size": optim.batch_size, "augment": augment, "speed": Speed.from_compute(compute),
+            "sync_bn": compute.sync_bn}
 
 
 class _StopRequest:
