@@ -156,7 +156,9 @@ def cmd_aggregate(args) -> int:
     from soteacher.study import config
 
     cfg = config.load(args.config, deep=False) if args.config else config.validate(args.spec, deep=False)
-    aggregate.run(cfg, allow_partial=args.allow_partial)
+    # the rule hands the config over as sorted JSON (recipes, methods by name): the tables' row order follows it,
+    # so --config gives the same tables as the rule
+    aggregate.run(json.loads(json.dumps(cfg, sort_keys=True)), allow_partial=args.allow_partial)
     return 0
 
 
@@ -209,13 +211,37 @@ def cmd_link_study(args) -> int:
     return 0
 
 
+def cmd_rekey(args) -> int:
+    import subprocess
+
+    from soteacher.report.outputs import output_paths
+    from soteacher.study import config, rekey
+
+    cfg = config.load(args.config, deep=False)
+    counts = rekey.rekey(cfg, args.config, dry_run=args.dry_run)
+    print(f"{args.config}: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+          + (" (dry run: nothing moved)" if args.dry_run else ""))
+    tables = [str(p) for p in output_paths(cfg["name"]).values() if p.is_file()]
+    if counts["moved"] and not args.dry_run and tables:
+        # Snakemake recorded the tables' inputs under the old names: that record would re-run the aggregation
+        out = subprocess.run([_snakemake(), "--cleanup-metadata", *tables, "--configfile", args.config,
+                              "--cores", "1", "--quiet"], capture_output=True, text=True)
+        if out.returncode != 0:
+            print(f"warning: `snakemake --cleanup-metadata` of the study's tables failed; `make run` re-makes "
+                  f"them once:\n{out.stderr[-2000:]}", file=sys.stderr)
+    return 0
+
+
+def _snakemake() -> str:
+    """The snakemake beside this interpreter (the venv's, as `make run` calls it), else the one on PATH."""
+    beside = Path(sys.executable).parent / "snakemake"
+    return str(beside) if beside.is_file() else "snakemake"
+
+
 def cmd_unlock_if_stale(args) -> int:
     from soteacher.core import locks
 
-    # the snakemake next to this interpreter (the venv's), as `make run` calls it
-    beside = Path(sys.executable).parent / "snakemake"
-    snakemake = args.snakemake or (str(beside) if beside.is_file() else "snakemake")
-    return locks.unlock_if_stale(Path(args.directory), args.snakemake_args, snakemake)
+    return locks.unlock_if_stale(Path(args.directory), args.snakemake_args, args.snakemake or _snakemake())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -295,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ui", metavar="URL", help="also print the link to the experiment's runs in the UI at URL "
                    "(e.g. http://127.0.0.1:5000)")
     p.set_defaults(func=cmd_init_tracking)
+
+    p = sub.add_parser("rekey", help="move a study's results named by an earlier release (results format 1) to their "
+                       "names now, retag their MLflow runs and re-link the study: nothing is retrained")
+    p.add_argument("config")
+    p.add_argument("--dry-run", action="store_true", help="only say what would move")
+    p.set_defaults(func=cmd_rekey)
 
     p = sub.add_parser("unlock-if-stale",
                        help="remove Snakemake's lock left by a killed run, when no Snakemake works in the directory",
