@@ -16,5 +16,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("students",),  # distill jobs and what they publish
     ("study",),  # config (schema + checks), identity, the job grids, plan, study links (DVC), rule resources
     ("report",),  # collect, statistics, the declared tables and figures
-    ("cli", "__main__"),  # `python -m soteacher ...`
+    ("cli",),  # the commands: `python -m soteacher ...`
+    ("__main__",),
 )
