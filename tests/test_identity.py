@@ -1,0 +1,140 @@
+"""Result identities (``study.identity``): what a folder's hash covers, that a setting added with a default renames
+nothing, and ``rekey``'s names of results format 1 (``tests/data/format1_names.json``: the folders the release
+before identities, commit 82c8897, gave the tiny, default, theory and ablation studies)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from soteacher.core import layout
+from soteacher.study import config as config_mod
+from soteacher.study import identity, rekey, student_jobs, teacher_jobs
+from tests.helpers import REPO, TINY_CONFIG
+
+FORMAT1 = json.loads((REPO / "tests" / "data" / "format1_names.json").read_text())
+
+
+def folders(config: dict) -> dict:
+    """Every result folder a study names: its data set, teachers and students."""
+    return {"data": str(layout.data_dir(identity.data_id(config))),
+            "teachers": sorted(str(layout.teacher_dir(t)) for t in teacher_jobs.teacher_jobs(config)),
+            "students": sorted({str(Path(student_jobs.student_metrics(j)).parent)
+                                for j in student_jobs.student_jobs(config)})}
+
+
+def tiny(**sections) -> dict:
+    raw = yaml.safe_load(TINY_CONFIG.read_text())
+    raw["distill"]["methods"]["vanilla"] = {}
+    for dotted, value in sections.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return config_mod.validate(raw, deep=False)
+
+
+def test_non_default_keeps_what_differs_key_by_key():
+    default = {"a": 1, "b": {"c": 2, "d": [1, 2]}, "e": None}
+    assert identity.non_default({"a": 1, "b": {"c": 2, "d": [1, 2]}, "e": None}, default) is identity._SAME
+    assert identity.non_default({"a": 1, "b": {"c": 3, "d": [1, 2]}, "e": None}, default) == {"b": {"c": 3}}
+    assert identity.non_default({"a": 1.0, "b": {"c": 2, "d": [2, 1]}, "e": 0}, default) == {"b": {"d": [2, 1]},
+                                                                                               "e": 0}
+    assert identity.non_default({"a": 1, "b": {"c": 2, "d": [1, 2]}, "e": None, "new": 5}, default) == {"new": 5}
+
+
+def test_a_default_given_explicitly_and_a_number_written_as_int_name_the_same_results():
+    assert folders(tiny(**{"teacher.optim.lr": 0.05, "distill.optim.momentum": 0.9, "data.val_size": 0,
+                           "distill.methods.fitnet": {"weight": 100}})) == folders(tiny())
+
+
+def test_a_changed_setting_renames_exactly_what_it_determines():
+    base = folders(tiny())
+    students = folders(tiny(**{"distill.epochs": 3}))
+    assert students["data"] == base["data"] and students["teachers"] == base["teachers"]
+    assert not set(students["students"]) & set(base["students"])
+    teachers = folders(tiny(**{"teacher.optim.lr": 0.1}))
+    assert teachers["data"] == base["data"] and not set(teachers["teachers"]) & set(base["teachers"])
+    kd = folders(tiny(**{"distill.methods.kd": {"kd_temperature": 2.0}}))
+    assert [s for s in kd["students"] if s not in base["students"]] == [s for s in kd["students"] if "/kd-" in s]
+    data = folders(tiny(**{"data.val_size": 8}))
+    assert data["data"] != base["data"] and not set(data["teachers"]) & set(base["teachers"])
+
+
+def _schema_with_added_defaults(tmp_path: Path) -> Path:
+    """A copy of the schema with one more defaulted key under data, under a KD method and under a teacher term."""
+    schema = yaml.safe_load(config_mod.SCHEMA_PATH.read_text())
+    added = {"type": "number", "default": 1.5, "description": "a setting a later release adds"}
+    schema["properties"]["data"]["properties"]["added_knob"] = added
+    schema["properties"]["data"]["properties"]["synthetic"]["properties"]["added_knob"] = added
+    schema["properties"]["distill"]["properties"]["methods"]["properties"]["kd"]["properties"]["added_knob"] = added
+    schema["properties"]["compute"]["properties"]["added_knob"] = added
+    schema["definitions"]["optim"]["properties"]["added_knob"] = added
+    terms = schema["properties"]["teacher"]["properties"]["recipes"]["additionalProperties"]["properties"]
+    for term in terms.values():
+        term.setdefault("properties", {})["added_knob"] = added
+    path = tmp_path / "config.schema.yaml"
+    path.write_text(yaml.safe_dump(schema, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def schema_copy(tmp_path, monkeypatch):
+    path = _schema_with_added_defaults(tmp_path)
+    monkeypatch.setattr(config_mod, "SCHEMA_PATH", path)
+    config_mod._schema.cache_clear()
+    config_mod.defaults_at.cache_clear()
+    yield path
+    config_mod._schema.cache_clear()
+    config_mod.defaults_at.cache_clear()
+
+
+@pytest.mark.parametrize("config_file", ["config/config.yaml", "config/theory.yaml"])
+def test_settings_added_with_defaults_rename_no_result(config_file, tmp_path, monkeypatch):
+    before = folders(config_mod.load(REPO / config_file, deep=False))
+    path = _schema_with_added_defaults(tmp_path)
+    monkeypatch.setattr(config_mod, "SCHEMA_PATH", path)
+    config_mod._schema.cache_clear()
+    config_mod.defaults_at.cache_clear()
+    try:
+        cfg = config_mod.load(REPO / config_file, deep=False)
+        assert cfg["data"]["added_knob"] == 1.5 and cfg["distill"]["methods"]["kd"]["added_knob"] == 1.5
+        assert all(p.get("added_knob") == 1.5 for r in cfg["teacher"]["recipes"].values() for p in r.values())
+        assert folders(cfg) == before
+    finally:
+        config_mod._schema.cache_clear()
+        config_mod.defaults_at.cache_clear()
+
+
+@pytest.mark.parametrize("study", sorted(FORMAT1))
+def test_rekey_knows_the_names_results_format_1_gave(study):
+    if study.startswith("tests/configs/tiny.yaml"):
+        cfg = tiny()
+    else:
+        cfg = config_mod.load(REPO / study, deep=False)
+    old = {str(m.old) for m in rekey.moves(cfg)}
+    expected = FORMAT1[study]
+    assert old == {expected["data"], *expected["teachers"], *expected["students"]}
+    new = {str(m.new) for m in rekey.moves(cfg)}
+    now = folders(cfg)
+    assert new == {now["data"], *now["teachers"], *now["students"]}
+
+
+def test_rekey_moves_each_result_once_and_a_second_run_moves_nothing(tmp_path):
+    cfg = copy.deepcopy(tiny())
+    cfg["tracking"]["uri"] = f"sqlite:///{tmp_path}/none/mlflow.db"  # no store: nothing to retag
+    for move in rekey.moves(cfg):
+        (tmp_path / move.old).mkdir(parents=True, exist_ok=True)
+        (tmp_path / move.old / "result.txt").write_text(str(move.old))
+    counts = rekey.rekey(cfg, root=tmp_path)
+    assert counts == {"moved": 12, "already": 0, "not found": 0, "both exist": 0}
+    for move in rekey.moves(cfg):
+        assert (tmp_path / move.new / "result.txt").read_text() == str(move.old)
+        assert not (tmp_path / move.old).exists()
+    assert rekey.rekey(cfg, root=tmp_path)["moved"] == 0
+    assert not (tmp_path / FORMAT1["tests/configs/tiny.yaml + vanilla"]["data"]).exists()
