@@ -31,7 +31,7 @@ JOB_START = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
 JOB_ID = re.compile(r"^\s+jobid: (\d+)$")
 JOB_LOG = re.compile(r"^\s+log: (\S+)")
 JOB_END = re.compile(r"^Finished jobid: (\d+)")
-TRAINING_RULES = ("train_teacher", "distill", "train_alone")
+TRAINING_RULES = ("train_teacher", "distill", "train_vanilla")
 LOOP = re.compile(r"training loop: \d+ epoch\(s\) in ([\d.]+) s, ([\d.]+) s of it in epoch-end callbacks")
 
 

@@ -27,7 +27,7 @@ from soteacher.models import build_model, feature_shapes
 from soteacher.study import config
 from soteacher.teachers.objective import TeacherObjective
 from soteacher.training.loop import Learner, Resume, make_optimizer, seed_everything, train
-from tests.helpers import OPTIM, TINY_CONFIG, soteacher_recipe, tiny_data
+from tests.helpers import OPTIM, TINY_CONFIG, compute, soteacher_recipe, tiny_data
 
 BATCH = 13
 EPOCHS = 3
@@ -63,7 +63,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     found = ranks.environment()
     size = 1 if found is None else found[1]
-    world = ranks.start({"gpus_per_job": size, "threads": 1}, torch.device("cpu"))
+    world = ranks.start(compute(gpus_per_job=size, threads=1), torch.device("cpu"))
     bn = scenario.endswith("-bn")
     data = tiny_data(config.load(TINY_CONFIG))
     classes = data.num_classes

@@ -308,7 +308,8 @@ def test_deterministic_setup_sets_torch_flags_without_importing_inductor():
     flags = python_output(
         "import sys, torch\n"
         "from soteacher.core import devices\n"
-        "devices.setup({'threads': 1, 'deterministic': True, 'device': 'cpu'})\n"
+        "from tests.helpers import compute\n"
+        "devices.setup(compute(threads=1, deterministic=True, device='cpu'))\n"
         "print(torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),"
         " 'torch._inductor' in sys.modules)")
     assert flags == "True True False"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -14,8 +15,9 @@ import torch
 import yaml
 
 from soteacher.core import layout
+from soteacher.core.specs import to_json
 from soteacher.study import config as config_mod
-from soteacher.study import student_jobs
+from soteacher.study import student_jobs, teacher_jobs
 from tests.helpers import REPO, TINY_CONFIG, copy_workflow, dry_run_jobs, run, subprocess_env
 
 TABLES, FIGURES = layout.tables_dir("tiny"), layout.figures_dir("tiny")  # the tiny study's own folders
@@ -46,7 +48,7 @@ def test_outputs_tables_and_figure(study):
     # one vanilla run serves every teacher checkpoint's rows: it never saw a teacher
     vanilla = table[table["method"] == "vanilla"]
     assert vanilla["student_last_mean"].nunique() == 1
-    assert len(list(study.glob("results/students/synthetic-*/alone/vanilla-*/resnet8/seed0/metrics.json"))) == 1
+    assert len(list(study.glob("results/students/synthetic-*/vanilla-*/resnet8/seed0/metrics.json"))) == 1
     assert not list(study.glob("results/students/synthetic-*/*/ep*/vanilla-*"))
     paired = pd.read_csv(study / TABLES / "students_paired.csv")
     assert set(paired["method"]) == {"kd", "fitnet"} and paired["delta_vanilla_n"].eq(1).all()
@@ -74,7 +76,7 @@ def test_every_run_is_in_mlflow_with_parent_links(study):
     assert len(teachers) == 2 and len(students) == 8 + 1  # distilled students + the one vanilla student
     for r in runs:
         assert r.info.status == "FINISHED"
-        for tag in ("dataset", "seed", "git_commit", "git_dirty", "config_hash", "host"):
+        for tag in ("dataset", "seed", "git_commit", "git_dirty", "identity", "host"):
             assert tag in r.data.tags, tag
     alone = [r for r in students if r.data.tags["method"] == "vanilla"]
     assert len(alone) == 1 and "mlflow.parentRunId" not in alone[0].data.tags and "recipe" not in alone[0].data.tags
@@ -118,27 +120,33 @@ def test_malformed_config_stops_snakemake_before_any_job(work):
     assert not (work / "results").exists()
 
 
+def _teacher_spec(**compute) -> str:
+    spec = teacher_jobs.teacher_spec(config_mod.load(TINY_CONFIG, deep=False), "resnet8", "standard", 0)
+    return to_json(dataclasses.replace(spec, compute=dataclasses.replace(spec.compute, **compute)))
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_cuda_device_without_a_gpu_is_a_plain_error(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "soteacher", "train-teacher", "--spec",
-         json.dumps({"data": {"dataset": "synthetic"},
-                     "compute": {"threads": 1, "deterministic": True, "device": "cuda"},
-                     "arch": "resnet8", "recipe": "standard", "seed": 0})],
-        cwd=tmp_path, capture_output=True, text=True, env=subprocess_env(CUDA_VISIBLE_DEVICES=""))
+    out = subprocess.run([sys.executable, "-m", "soteacher", "train-teacher", "--spec", _teacher_spec(device="cuda")],
+                         cwd=tmp_path, capture_output=True, text=True, env=subprocess_env(CUDA_VISIBLE_DEVICES=""))
     assert out.returncode == 2, out.stderr[-2000:]
     assert "error: compute.device is 'cuda' but no CUDA GPU is visible" in out.stderr
     assert "Traceback" not in out.stderr
 
 
 def test_missing_data_says_where_it_looked(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "soteacher", "train-teacher", "--spec",
-         json.dumps({"data": {"dataset": "synthetic"}, "compute": {"threads": 1, "deterministic": True,
-                     "device": "cpu"}, "arch": "resnet8", "recipe": "standard", "seed": 0})],
-        cwd=tmp_path, capture_output=True, text=True, env=subprocess_env())
+    out = subprocess.run([sys.executable, "-m", "soteacher", "train-teacher", "--spec", _teacher_spec()],
+                         cwd=tmp_path, capture_output=True, text=True, env=subprocess_env())
     assert out.returncode == 2
     assert re.search(r"prepared synthetic data not found at results/data/synthetic-[0-9a-f]{8}/tensors.pt", out.stderr)
+
+
+def test_a_spec_of_another_shape_is_refused_naming_the_keys(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "soteacher", "train-teacher", "--spec",
+                          json.dumps({**json.loads(_teacher_spec()), "recipe_values": {}, "terms": None})],
+                         cwd=tmp_path, capture_output=True, text=True, env=subprocess_env())
+    assert out.returncode == 2
+    assert "--spec is not a TeacherSpec: TeacherSpec: unknown key(s) recipe_values" in out.stderr
 
 
 @pytest.mark.parametrize(("group_methods", "group_seeds"), [(False, False), (True, False), (False, True),

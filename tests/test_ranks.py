@@ -22,6 +22,7 @@ import torch
 
 from soteacher.core import layout
 from soteacher.core.ranks import LAUNCHED
+from soteacher.core.specs import to_json
 from soteacher.study import config, teacher_jobs
 from tests.helpers import REPO, results_without_hashes, subprocess_env, tiny_raw
 
@@ -178,12 +179,12 @@ def test_a_teacher_job_whose_rank_dies_exits_non_zero_within_the_timeout_and_pub
                                       "teacher.epochs": 200}), deep=False)
     spec = teacher_jobs.teacher_spec(cfg, "resnet8", "soteacher", 0)
     env = subprocess_env()
-    prepared = subprocess.run([sys.executable, "-m", "soteacher", "prepare-data", "--spec", json.dumps(spec)],
+    prepared = subprocess.run([sys.executable, "-m", "soteacher", "prepare-data", "--spec", to_json(spec)],
                               cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert prepared.returncode == 0, prepared.stderr
     log = tmp_path / "job.log"
     with open(log, "w") as sink:
-        job = subprocess.Popen([sys.executable, "-m", "soteacher", "train-teacher", "--spec", json.dumps(spec),
+        job = subprocess.Popen([sys.executable, "-m", "soteacher", "train-teacher", "--spec", to_json(spec),
                                 "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--experiment", "tiny"],
                                cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT)
         try:
@@ -249,7 +250,7 @@ def test_a_job_on_several_nodes_outside_slurm_is_refused_in_plain_words(tmp_path
     cfg = config.validate(tiny_raw(**{"compute.gpus_per_job": 2, "compute.nodes_per_job": 2}), deep=False)
     spec = teacher_jobs.teacher_spec(cfg, "resnet8", "standard", 0)
     env = {k: v for k, v in subprocess_env().items() if not k.startswith("SLURM_")}
-    done = subprocess.run([sys.executable, "-m", "soteacher", "train-teacher", "--spec", json.dumps(spec)],
+    done = subprocess.run([sys.executable, "-m", "soteacher", "train-teacher", "--spec", to_json(spec)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "compute.nodes_per_job is 2: a job on several nodes runs only inside a SLURM allocation" in done.stderr

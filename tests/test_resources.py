@@ -11,23 +11,22 @@ from snakemake_executor_plugin_slurm.submit_string import get_submit_command
 from snakemake_executor_plugin_slurm.utils import set_gres_string
 
 from soteacher.study.resources import job_resources, job_threads
-from tests.helpers import copy_workflow, run, tiny_raw
+from tests.helpers import compute_section, copy_workflow, run, tiny_raw
 
 
 def test_one_rank_is_one_gpu_as_before():
-    assert job_resources({"threads": 3}) == {"gpu": 1}
-    assert job_resources({"threads": 3, "gpus_per_job": 1, "nodes_per_job": 1}) == {"gpu": 1}
-    assert job_threads({"threads": 3}) == 3
+    assert job_resources(compute_section(threads=3)) == {"gpu": 1}
+    assert job_threads(compute_section(threads=3)) == 3
 
 
 def test_two_ranks_on_one_node_are_two_gpus_and_two_tasks_with_their_own_threads():
-    compute = {"threads": 3, "gpus_per_job": 2}
+    compute = compute_section(threads=3, gpus_per_job=2)
     assert job_resources(compute) == {"gpu": 2, "mpi": "srun", "tasks_per_node": 2, "cpus_per_task": 3, "nodes": 1}
     assert job_threads(compute) == 6  # both ranks' threads on this node, for --cores
 
 
 def test_eight_ranks_on_each_of_two_nodes_ask_per_node_gpus():
-    compute = {"threads": 4, "gpus_per_job": 8, "nodes_per_job": 2}
+    compute = compute_section(threads=4, gpus_per_job=8, nodes_per_job=2)
     assert job_resources(compute) == {"gres": "gpu:8", "mpi": "srun", "tasks_per_node": 8, "cpus_per_task": 4,
                                       "nodes": 2}
     assert job_threads(compute) == 32  # per node
@@ -62,13 +61,13 @@ def _flags(line: str) -> set[str]:
 
 
 def test_the_slurm_plugin_turns_them_into_the_intended_sbatch_flags():
-    assert _flags(_sbatch({"threads": 2})) == {"--cpus-per-task=2", "--gpus=1"}
-    assert _flags(_sbatch({"threads": 2, "gpus_per_job": 2})) == {
+    assert _flags(_sbatch(compute_section(threads=2))) == {"--cpus-per-task=2", "--gpus=1"}
+    assert _flags(_sbatch(compute_section(threads=2, gpus_per_job=2))) == {
         "--gpus=2", "--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=2"}
-    assert _flags(_sbatch({"threads": 4, "gpus_per_job": 8, "nodes_per_job": 2})) == {
+    assert _flags(_sbatch(compute_section(threads=4, gpus_per_job=8, nodes_per_job=2))) == {
         "--gres=gpu:8", "--nodes=2", "--ntasks-per-node=8", "--cpus-per-task=4"}
     # one GPU on each of two nodes: the plugin refuses tasks_per_node=1, so it is two tasks, one per GPU
-    assert _flags(_sbatch({"threads": 3, "nodes_per_job": 2})) == {
+    assert _flags(_sbatch(compute_section(threads=3, nodes_per_job=2))) == {
         "--gres=gpu:1", "--nodes=2", "--ntasks=2", "--ntasks-per-gpu=1", "--cpus-per-task=3"}
 
 
@@ -87,7 +86,7 @@ def _dry_run_jobs(text: str) -> list[dict]:
 
 def test_a_dry_run_with_two_ranks_gives_the_training_jobs_two_gpus_and_both_ranks_threads(tmp_path):
     raw = tiny_raw(**{"compute.gpus_per_job": 2, "compute.threads": 1,
-                      "distill.methods": {"kd": {}, "vanilla": {}},  # vanilla: a train_alone job too
+                      "distill.methods": {"kd": {}, "vanilla": {}},  # vanilla: a train_vanilla job too
                       "teacher.imports": {"ref": {"arch": "resnet8", "path": "ref.pt"}}})
     config = tmp_path / "two-ranks.yaml"
     config.write_text(yaml.safe_dump(raw))
@@ -99,9 +98,9 @@ def test_a_dry_run_with_two_ranks_gives_the_training_jobs_two_gpus_and_both_rank
     by_rule: dict[str, list[dict]] = {}
     for job in jobs:
         by_rule.setdefault(job["rule"], []).append(job)
-    assert {"train_teacher", "distill", "train_alone", "import_teacher_ref"} <= set(by_rule), sorted(by_rule)
+    assert {"train_teacher", "distill", "train_vanilla", "import_teacher_ref"} <= set(by_rule), sorted(by_rule)
     ranks = {"gpu": "2", "mpi": "srun", "tasks_per_node": "2", "cpus_per_task": "1", "nodes": "1"}
-    for rule in ("train_teacher", "distill", "train_alone"):
+    for rule in ("train_teacher", "distill", "train_vanilla"):
         for job in by_rule[rule]:
             assert job["threads"] == 2, job
             assert {k: v for k, v in job["resources"].items() if k != "tmpdir"} == ranks, job

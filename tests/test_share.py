@@ -105,7 +105,7 @@ def test_imports_join_the_grid_with_their_one_epoch():
     assert {t["recipe"] for t in teachers} == {"standard", "soteacher", "ref"}
     ref_groups = [g for g in jobs.student_groups(cfg) if g["recipe"] == "ref"]
     assert [g["epoch"] for g in ref_groups] == [240]
-    assert teacher_jobs.import_spec(cfg, "ref")["source"] == REF_PATH
+    assert teacher_jobs.import_spec(cfg, "ref").source == REF_PATH
 
     raw["teacher"]["imports"] = {"standard": {"arch": "resnet8", "path": "x"}, "bad": {"arch": "nope", "path": "y"}}
     with pytest.raises(config_mod.ConfigError) as err:

@@ -60,17 +60,6 @@ def test_two_studies_keep_their_tables_and_share_the_teachers_they_both_need(tmp
     assert [row for row in csv_a if ",kd," in row] == csv_c[1:]
 
 
-def test_the_old_layout_is_named_not_used(tmp_path):
-    work = copy_workflow(tmp_path)
-    (work / "results/tables").mkdir(parents=True)
-    (work / "results/teachers/synthetic/resnet8-standard-s0").mkdir(parents=True)
-    out = run(["snakemake", "-n", "--cores", "1"], work)
-    text = out.stdout + out.stderr
-    assert "results/tables is from the layout before studies had their own folders" in text
-    assert "results/teachers/synthetic is from the layout before" in text
-    assert (work / "results/tables").is_dir()  # nothing removed
-
-
 def test_dvc_repro_reproduces_each_listed_study_and_a_kd_change_reruns_only_its_students(tmp_path):
     import shutil
 

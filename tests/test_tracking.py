@@ -8,6 +8,7 @@ from mlflow.tracking import MlflowClient
 from soteacher import data
 from soteacher.core import layout, tracking
 from soteacher.core.tracking import EXPERIMENT_KIND
+from soteacher.study.identity import data_id
 from tests.helpers import copy_workflow, run
 
 KIND, MODEL_TRAINING = EXPERIMENT_KIND
@@ -28,8 +29,10 @@ def test_runs_log_the_prepared_data_set_and_the_experiment_opens_on_training_run
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     data_cfg = tiny_config["data"]
-    manifest = data.prepare(data_cfg, layout.data_dir(layout.data_id(data_cfg)))
-    run_ = tracking.Run(uri, "tiny", "a-teacher", tags={"role": "teacher"}, params={"data": data_cfg, "seed": 0})
+    data_dir = layout.data_dir(data_id(tiny_config))
+    manifest = data.prepare(data_cfg, data_dir)
+    run_ = tracking.Run(uri, "tiny", "a-teacher", tags={"role": "teacher"}, params={"data": data_cfg, "seed": 0},
+                        dataset=(data_cfg, data_dir))
     run_.end()
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("tiny")
@@ -39,11 +42,12 @@ def test_runs_log_the_prepared_data_set_and_the_experiment_opens_on_training_run
     assert {name for name, _ in inputs.values()} == {"synthetic"}
     assert inputs["train"][1] != inputs["test"][1]
     # the digest is the data's: a second run on the same prepared data shows the same one
-    again = tracking.Run(uri, "tiny", "a-student", tags={"role": "student"}, params={"data": data_cfg})
+    again = tracking.Run(uri, "tiny", "a-student", tags={"role": "student"}, params={"data": data_cfg},
+                         dataset=(data_cfg, data_dir))
     assert _inputs(client, again.run_id) == inputs
     # a run without a prepared data set still names it, with the hash of the config's data section
     other = {**data_cfg, "dataset": "cifar100"}
-    early = tracking.Run(uri, "tiny", "early", tags={}, params={"data": other})
+    early = tracking.Run(uri, "tiny", "early", tags={}, params={"data": other}, dataset=(other, tmp_path / "none"))
     (entry,) = client.get_run(early.run_id).inputs.dataset_inputs
     assert entry.dataset.name == "cifar100" and len(entry.dataset.digest) == 16
 
