@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import yaml
 from soteacher.core import layout
 from soteacher.study import config as config_mod
 from soteacher.study import identity, rekey, student_jobs, teacher_jobs
-from tests.helpers import REPO, TINY_CONFIG
+from tests.helpers import REPO, TINY_CONFIG, dry_run_jobs, run
 
 FORMAT1 = json.loads((REPO / "tests" / "data" / "format1_names.json").read_text())
 
@@ -138,3 +139,59 @@ def test_rekey_moves_each_result_once_and_a_second_run_moves_nothing(tmp_path):
         assert not (tmp_path / move.old).exists()
     assert rekey.rekey(cfg, root=tmp_path)["moved"] == 0
     assert not (tmp_path / FORMAT1["tests/configs/tiny.yaml + vanilla"]["data"]).exists()
+
+
+def _dry_run_outputs(work: Path, **env) -> set[str]:
+    """Every output file ``snakemake -n --forceall`` would make (the study's whole DAG)."""
+    out = run(["snakemake", "-n", "--forceall", "--cores", "1"], work, **env)
+    return {name for line in out.stdout.splitlines() if line.strip().startswith("output:")
+            for name in line.split(":", 1)[1].strip().split(", ")}
+
+
+@pytest.mark.slow
+def test_snakemake_plans_the_same_outputs_with_settings_added_to_the_schema(work, tmp_path):
+    before = _dry_run_outputs(work)
+    after = _dry_run_outputs(work, SOTEACHER_SCHEMA=str(_schema_with_added_defaults(tmp_path)))
+    assert after == before
+    assert any("/teachers/" in o for o in before) and any("/students/" in o for o in before)
+
+
+@pytest.mark.slow
+def test_rekey_of_a_study_left_by_the_release_before_leaves_snakemake_nothing_to_do(work):
+    """The tiny study trained, then put back under its format-1 names (folders, MLflow tags) as the release before
+    left it; ``rekey`` moves it, retags its runs and re-links it, and Snakemake has nothing to do."""
+    from mlflow.tracking import MlflowClient
+
+    run(["snakemake", "--cores", "2"], work)
+    run([sys.executable, "-m", "soteacher", "link-study", "--config", "config/config.yaml", "--teachers",
+         "--students"], work)
+    cfg = config_mod.load(work / "config/config.yaml", deep=False)
+    moves = rekey.moves(cfg)
+    client = MlflowClient(f"sqlite:///{work}/mlflow/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], max_results=100)
+    for r in runs:  # the tags format 1 wrote
+        client.set_tag(r.info.run_id, "config_hash", "0" * 12)
+        client.delete_tag(r.info.run_id, "identity")
+        for key, value in r.data.tags.items():
+            for move in moves:
+                if key.endswith(".path") and value.startswith(move.new.as_posix() + "/"):
+                    client.set_tag(r.info.run_id, key, move.old.as_posix() + value[len(move.new.as_posix()):])
+    for move in moves:
+        (work / move.old).parent.mkdir(parents=True, exist_ok=True)
+        (work / move.new).rename(work / move.old)
+    results = [*student_jobs.student_outputs(cfg), *teacher_jobs.teacher_outputs(cfg)]
+    assert not any((work / f).is_file() for f in results)  # the study's results under their old names only
+
+    out = run([sys.executable, "-m", "soteacher", "rekey", "config/config.yaml"], work)
+    assert f"{len(moves)} moved, 0 already, 0 not found" in out.stdout
+    assert all((work / f).is_file() for f in results)
+    assert dry_run_jobs(work) == {}
+    for r in client.search_runs([client.get_experiment_by_name("tiny").experiment_id], max_results=100):
+        assert "config_hash" not in r.data.tags and len(r.data.tags["identity"]) == 8
+        paths = [v for k, v in r.data.tags.items() if k.endswith(".path")]
+        assert paths and all((work / p).is_file() for p in paths)
+    linked = {p.relative_to(work / layout.study_part_dir("tiny", "teachers")).as_posix()
+              for p in (work / layout.study_part_dir("tiny", "teachers")).rglob("*.pt")}
+    assert linked == {p.relative_to(work / "results").as_posix() for part in ("data", "teachers")
+                      for p in (work / "results" / part).rglob("*.pt")}
+    assert "0 moved" in run([sys.executable, "-m", "soteacher", "rekey", "config/config.yaml"], work).stdout
