@@ -1,12 +1,15 @@
-"""The aggregate package: the summary, delta and ablation tables, the theory-study tables (``theory``), the seed-paired
-Δs and the figures, from hand-written metrics files whose numbers are chosen so that every expected value below is
-computed by hand; and the one declaration of its outputs, which the Snakemake rule reads."""
+"""The report package: the summary, delta and ablation tables, the teachers, paired-students and early-stopping
+tables, the seed-paired Δs and the figures, from hand-written metrics files whose numbers are chosen so that every
+expected value below is computed by hand; the reference recipe from the config; and the declarations, which both the
+Snakemake rule and the aggregate run read."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
+import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -14,11 +17,11 @@ import pytest
 
 from soteacher import report as aggregate
 from soteacher.core import layout
-from soteacher.report.outputs import FIGURES, outputs
+from soteacher.report.registry import outputs
 from soteacher.study import config as config_mod
 from soteacher.study import student_jobs as jobs
 from soteacher.study import teacher_jobs
-from tests.helpers import REPO, TINY_CONFIG, copy_workflow, run, tiny_raw
+from tests.helpers import REPO, TINY_CONFIG, copy_workflow, python_output, run, tiny_raw
 
 T975 = {1: 12.706205, 3: 3.182446}  # t_{0.975, df}, from a t table
 REFERENCE = {"bayes_acc": {"train": 88.0, "val": 87.0, "test": 86.0},
@@ -115,7 +118,7 @@ def test_student_deltas_paired_by_seed_with_hand_intervals(study):
     assert std["delta_vanilla_verdict"] == "better" and std["vanilla_last_mean"] == pytest.approx(45.5)
     assert std["agreement_mean"] == pytest.approx(90.5) and std["kl_teacher_student_mean"] == pytest.approx(0.15)
     assert std["student_tv_pstar_test_mean"] == pytest.approx(0.205)
-    md = study["students_paired_markdown"].read_text()
+    md = study["students_paired_md"].read_text()
     assert "+3.00 ± 3.44" in md and "95 % t-interval" in md and "nan" not in md.lower()
 
     # the same pairs in delta.csv (recipe − standard) and delta_by_method.csv (one cell: the same interval)
@@ -123,7 +126,7 @@ def test_student_deltas_paired_by_seed_with_hand_intervals(study):
     assert "vanilla" not in set(delta.index.get_level_values("method"))
     assert delta.loc[("soteacher", "kd", 3), "delta_last_low"] == pytest.approx(row["delta_standard_low"])
     assert delta.loc[("soteacher", "kd", 3), "delta_last_n"] == 4
-    bars = pd.read_csv(study["delta_by_method"]).set_index(["versus", "recipe", "method"])
+    bars = pd.read_csv(study["delta_by_method_csv"]).set_index(["versus", "recipe", "method"])
     assert bars.loc[("standard", "soteacher", "kd"), "delta_last_high"] == pytest.approx(6.437434, abs=1e-5)
     # KD − vanilla for soteacher kd at ep 3: 8 + 2 · teacher_seed + gain = 9, 10, 13, 16
     assert bars.loc[("vanilla", "soteacher", "kd"), "delta_last_mean"] == pytest.approx(12.0)
@@ -132,8 +135,8 @@ def test_student_deltas_paired_by_seed_with_hand_intervals(study):
 
     # runs trained: 2 recipes x 2 teacher seeds x 2 checkpoints x 2 student seeds x (kd, fitnet), and one vanilla
     # run per student seed (48 table rows: the vanilla run stands under every checkpoint)
-    assert json.loads(study["json"].read_text())["runs"] == 32 + 2
-    summary = json.loads(study["json"].read_text())["recipes"]
+    assert json.loads(study["summary_json"].read_text())["runs"] == 32 + 2
+    summary = json.loads(study["summary_json"].read_text())["recipes"]
     # fitnet adds 0.5 on both sides: each seed pair's Δ averaged over kd and fitnet is still 1, 2, 3, 6
     assert summary["soteacher"]["student_delta_vs_standard"]["mean"] == pytest.approx(3.0)
     assert summary["soteacher"]["student_delta_vs_standard"]["low"] == pytest.approx(-0.4374, abs=1e-4)
@@ -163,7 +166,7 @@ def test_teachers_table_regime_and_paired_teacher_deltas(study):
     assert sot["delta_tv_pstar_train_high"] == pytest.approx(-0.12 + 12.706205 * 0.02, abs=1e-6)
     assert sot["delta_tv_pstar_train_verdict"] == "inconclusive"
     assert pd.isna(std["delta_tv_pstar_train_mean"])
-    md = study["teachers_markdown"].read_text()
+    md = study["teachers_md"].read_text()
     assert "E[max p*] on train = 85.00 %" in md and "Bayes accuracy on test = 86.00 %" in md
     assert "seed 0: 1; seed 1: 2" in md and "-0.1200 ± 0.2541 (inconclusive)" in md and "nan" not in md.lower()
 
@@ -180,23 +183,50 @@ def test_early_stopping_uses_the_val_best_distilled_checkpoint(study):
     assert row["recipe_last_mean"] == pytest.approx(57.5)  # 50 + seed 0.5 + 2 · teacher_seed 1 + ep 3 + gain 3
     assert row["early_stopped_last_mean"] == pytest.approx(53.5)  # 50 + 0.5 + 1 + ep 2
     assert ("standard", "kd") not in early.index and "vanilla" not in set(early.index.get_level_values("method"))
-    assert "+4.00 ± 3.44" in study["early_stopping_markdown"].read_text()
+    assert "+4.00 ± 3.44" in study["early_stopping_md"].read_text()
 
 
 def test_every_output_exists_and_figures_are_real_pngs(study):
     # the declared files and nothing else: dvc.yaml tracks the tables and figures folders whole
     declared = outputs("tiny")
     assert set(study) == set(declared)
-    written = {p.as_posix() for folder in (layout.tables_dir("tiny"), layout.figures_dir("tiny"))
-               for p in folder.iterdir()}
-    assert written == {out.path for out in declared.values()}
-    for key, path in study.items():
-        assert path.is_file(), key
-    for key in FIGURES:
+    written = {p for folder in (layout.tables_dir("tiny"), layout.figures_dir("tiny")) for p in folder.iterdir()}
+    assert written == {out.path for out in declared.values()} == set(study.values())
+    figures = [key for key, out in declared.items() if out.path.suffix == ".png"]
+    assert len(figures) == 5
+    for key in figures:
         png = study[key].read_bytes()
         assert png.startswith(b"\x89PNG"), key
         # real plots, not placeholders (this study has no ablation recipes: that one is the placeholder)
-        assert (len(png) > 20_000) == (key != "ablation_figure"), key
+        assert (len(png) > 20_000) == (key != "ablation_png"), key
+
+
+def test_the_reference_recipe_comes_from_the_config(study, tmp_path, monkeypatch):
+    """The study of the ``study`` fixture with its standard recipe named ``baseline`` and configured as the
+    reference: every table is the same, ``baseline`` where it said ``standard`` (the ablation aside: another
+    module, with its own reference)."""
+    cfg = _config([0, 1], [0, 1])
+    recipes = cfg["teacher"]["recipes"]
+    cfg["teacher"]["recipes"] = {"baseline": recipes["standard"], "soteacher": recipes["soteacher"]}
+    cfg["report"]["reference_recipe"] = "baseline"
+    for numbers in (VAL_ACC, TEST_ACC, TV_TRAIN, TRAIN_EVAL):  # the baseline teachers score what standard did
+        for (recipe, seed), value in list(numbers.items()):
+            if recipe == "standard":
+                monkeypatch.setitem(numbers, ("baseline", seed), value)
+    renamed = tmp_path / "renamed"
+    _write(renamed, cfg)
+    monkeypatch.chdir(renamed)
+    outputs = aggregate.run(cfg)
+    assert set(outputs) == set(study)
+    for key, path in study.items():
+        if path.suffix == ".png" or key.startswith("ablation"):
+            continue
+        expected = re.sub(r"standard(?! deviation)", "baseline", path.read_text())  # a std stays a std
+        if path.suffix == ".json":
+            assert json.loads(outputs[key].read_text()) == json.loads(expected), key
+        else:
+            assert outputs[key].read_text() == expected, key
+    assert "baseline" in outputs["students_paired_md"].read_text()
 
 
 def test_single_seed_rows_say_no_interval(tmp_path, monkeypatch):
@@ -206,14 +236,14 @@ def test_single_seed_rows_say_no_interval(tmp_path, monkeypatch):
     outputs = aggregate.run(cfg)
     table = pd.read_csv(outputs["students_paired_csv"])
     assert (table["delta_vanilla_verdict"] == "n = 1, no interval").all()
-    md = outputs["students_paired_markdown"].read_text()
+    md = outputs["students_paired_md"].read_text()
     rows = [line for line in md.splitlines() if line.startswith("| resnet8")]
     assert rows and all("n = 1, no interval" in line and "±" not in line for line in rows)
     sot = next(line for line in rows if "| soteacher |" in line and "| kd " in line and "| 3 " in line)
     assert re.search(r"\|\s*\+1\.00\s*\|", sot)  # the one pair: gain 1 at (teacher seed 0, seed 0)
-    early = outputs["early_stopping_markdown"].read_text()
+    early = outputs["early_stopping_md"].read_text()
     assert "n = 1, no interval" in early and "±" not in early.split("\n\n")[1]
-    summary = json.loads(outputs["json"].read_text())["recipes"]["soteacher"]["student_delta_vs_standard"]
+    summary = json.loads(outputs["summary_json"].read_text())["recipes"]["soteacher"]["student_delta_vs_standard"]
     assert summary == {"mean": 1.0, "low": None, "high": None, "n": 1}
 
 
@@ -229,12 +259,12 @@ def test_no_val_no_pstar_no_history_still_writes_everything(tmp_path, monkeypatc
     outputs = aggregate.run(cfg)
     assert all(p.is_file() for p in outputs.values())
     assert pd.read_csv(outputs["early_stopping_csv"]).empty
-    assert "needs a validation split" in outputs["early_stopping_markdown"].read_text()
-    assert "No p* reference" in outputs["teachers_markdown"].read_text()
-    for key in ("tv_figure", "teacher_curves_figure"):
+    assert "needs a validation split" in outputs["early_stopping_md"].read_text()
+    assert "No p* reference" in outputs["teachers_md"].read_text()
+    for key in ("tv_curves_png", "teacher_curves_png"):
         png = outputs[key].read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) < 20_000  # placeholder
-    bars = pd.read_csv(outputs["delta_by_method"])
+    bars = pd.read_csv(outputs["delta_by_method_csv"])
     assert set(bars["versus"]) == {"standard"}
     students = pd.read_csv(outputs["students_paired_csv"])
     assert students["delta_vanilla_mean"].isna().all() and students["agreement_mean"].notna().all()
@@ -246,17 +276,17 @@ def test_without_standard_recipe(tmp_path, monkeypatch):
     _write(tmp_path, cfg)
     monkeypatch.chdir(tmp_path)
     outputs = aggregate.run(cfg)
-    assert "No `standard` recipe" in outputs["early_stopping_markdown"].read_text()
+    assert "No `standard` recipe" in outputs["early_stopping_md"].read_text()
     assert pd.read_csv(outputs["delta_csv"]).empty
-    bars = pd.read_csv(outputs["delta_by_method"])
+    bars = pd.read_csv(outputs["delta_by_method_csv"])
     assert set(bars["versus"]) == {"vanilla"}  # the vanilla comparison needs no standard teacher
-    assert outputs["delta_figure"].stat().st_size > 20_000
+    assert outputs["delta_by_method_png"].stat().st_size > 20_000
 
 
 def test_best_epoch_column_names_the_split_that_chose_it(study):
-    md = study["markdown"].read_text()
+    md = study["summary_md"].read_text()
     assert "student acc, best epoch, chosen on val (%)" in md
-    assert (pd.read_csv(study["csv"])["best_chosen_on"] == "val").all()
+    assert (pd.read_csv(study["summary_csv"])["best_chosen_on"] == "val").all()
 
 
 
@@ -288,7 +318,7 @@ def test_tables_deltas_and_ablation_from_known_numbers(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     outputs = aggregate.run(cfg)
 
-    table = pd.read_csv(outputs["csv"])
+    table = pd.read_csv(outputs["summary_csv"])
     row = table[(table["recipe"] == "soteacher") & (table["method"] == "kd") & (table["teacher_epoch"] == 2)].iloc[0]
     assert row["student_last_mean"] == pytest.approx(52.5) and row["n"] == 4
     # every (teacher seed, student seed) pair differs by the recipe's gain: a zero-width interval above 0
@@ -303,7 +333,7 @@ def test_tables_deltas_and_ablation_from_known_numbers(tmp_path, monkeypatch):
     assert set(delta["recipe"]) == set(recipes) - {"standard"}
     assert (delta[delta["recipe"] == "lr_big"]["sign_last"] == "-").all()
     assert (delta[delta["recipe"] == "soteacher"]["sign_last"] == "+").all()
-    bars = pd.read_csv(outputs["delta_by_method"])
+    bars = pd.read_csv(outputs["delta_by_method_csv"])
     assert set(bars["versus"]) == {"standard"}  # no vanilla student in this study
     assert bars.set_index(["recipe", "method"]).loc[("cr_half", "fitnet"), "delta_last_mean"] == pytest.approx(0.5)
 
@@ -315,15 +345,15 @@ def test_tables_deltas_and_ablation_from_known_numbers(tmp_path, monkeypatch):
     assert list(lr["student_last_mean"]) == pytest.approx([52.5, 49.5])
     assert lr["standard_student_last_mean"].eq(51.5).all()
 
-    md = outputs["markdown"].read_text()
+    md = outputs["summary_md"].read_text()
     assert "Δ vs standard, last epoch (pp)" in md and "+1.00" in md and "-2.00" in md
     assert "teacher acc (%)" in md and "82.50 ± 0.71" in md
-    tex = outputs["latex"].read_text()
+    tex = outputs["summary_tex"].read_text()
     assert "\\begin{tabular}" in tex and "\\toprule" in tex and "resnet8" in tex and "\\%" in tex
-    assert "\\begin{tabular}" in outputs["delta_latex"].read_text()
-    for key in ("figure", "delta_figure", "ablation_figure"):
+    assert "\\begin{tabular}" in outputs["delta_tex"].read_text()
+    for key in ("teacher_vs_student_png", "delta_by_method_png", "ablation_png"):
         assert outputs[key].read_bytes().startswith(b"\x89PNG")
-    assert outputs["ablation_figure"].stat().st_size > 20_000  # a real plot, not the placeholder
+    assert outputs["ablation_png"].stat().st_size > 20_000  # a real plot, not the placeholder
 
 
 def test_no_ablation_and_no_standard_give_placeholders(tmp_path, monkeypatch):
@@ -332,8 +362,8 @@ def test_no_ablation_and_no_standard_give_placeholders(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     outputs = aggregate.run(cfg)
     assert pd.read_csv(outputs["delta_csv"]).empty and pd.read_csv(outputs["ablation_csv"]).empty
-    assert "No recipe to compare" in outputs["delta_markdown"].read_text()
-    for key in ("delta_figure", "ablation_figure"):
+    assert "No recipe to compare" in outputs["delta_md"].read_text()
+    for key in ("delta_by_method_png", "ablation_png"):
         png = outputs[key].read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) < 20_000
 
@@ -350,7 +380,7 @@ def test_teachers_count_once_with_runs_missing_and_single_runs_show_no_spread(tm
     monkeypatch.chdir(tmp_path)
     outputs = aggregate.run(cfg, allow_partial=True)
 
-    table = pd.read_csv(outputs["csv"]).set_index(["recipe", "method", "teacher_epoch"])
+    table = pd.read_csv(outputs["summary_csv"]).set_index(["recipe", "method", "teacher_epoch"])
     four_runs = table.loc[("standard", "kd", 2)]  # three runs under teacher seed 0, one under seed 1
     assert four_runs["n"] == 4 and four_runs["n_teachers"] == 2
     assert four_runs["teacher_acc"] == pytest.approx((72.0 + 83.0) / 2)  # not (3 × 72 + 83) / 4
@@ -360,28 +390,80 @@ def test_teachers_count_once_with_runs_missing_and_single_runs_show_no_spread(tm
     # (50.0), not against the mean of all four standard runs (50.75)
     assert single["delta_last_mean"] == pytest.approx(0.0) and single["delta_last_n"] == 1
     assert pd.isna(single["delta_last_low"]) and single["delta_last_verdict"] == "n = 1, no interval"
-    md = outputs["markdown"].read_text()
+    md = outputs["summary_md"].read_text()
     single_line = next(line for line in md.splitlines() if "| soteacher | 2 " in line and "| kd " in line)
     assert "±" not in single_line and re.search(r"\|\s*50\.00\s*\|", single_line)
-    assert "nan" not in md.lower() and "nan" not in outputs["delta_markdown"].read_text().lower()
+    assert "nan" not in md.lower() and "nan" not in outputs["delta_md"].read_text().lower()
 
 
-# ---- the one declaration of the outputs -------------------------------------------------------------------------
+# ---- the declarations: one list, read by the Snakemake rule and the aggregate run -----------------------------------
 
-def test_snakemake_rule_declares_exactly_the_package_outputs(tmp_path):
-    """report.smk builds rule aggregate's outputs from ``outputs``: a dry run lists every declared path, no other."""
+# one table and one figure more, appended to a copy of the registry: no other edit
+FAKE_DECLARATIONS = """
+TABLES.append(Table("fake", ("students", "reference_recipe"), "soteacher.report.compare:summarise",
+                    (File("fake.csv", CSV),)))
+FIGURES.append(Figure(("history",), File("fake.png", "soteacher.report.figures:teacher_curves_figure")))
+"""
+
+
+def test_the_rule_declares_and_a_run_writes_exactly_the_declared_files(tmp_path):
+    """With a table and a figure declared in a copy of the package: Snakemake's dry run lists as rule aggregate's
+    outputs, and the aggregate writes, exactly the declared files, the new ones included."""
     work = copy_workflow(tmp_path)
-    out = run(["snakemake", "-n", "--cores", "1", "aggregate"], work)
+    package = work / "pipeline_src"  # beside the workflow copy: the package finds the schema there
+    shutil.copytree(REPO / "pipeline_src", package, ignore=shutil.ignore_patterns("__pycache__"))
+    registry_file = package / "soteacher/report/registry.py"
+    registry_file.write_text(registry_file.read_text() + FAKE_DECLARATIONS)
+    _write(work, config_mod.load(work / "config/config.yaml", deep=False))
+
+    out = run(["snakemake", "-n", "--cores", "1", "aggregate"], work, PYTHONPATH=str(package))
     job = re.search(r"^rule aggregate:$(.*?)^\s+jobid:", out.stdout + out.stderr, re.M | re.S)
     assert job, out.stdout[-2000:]
-    listed = re.search(r"^\s+output: (.+)$", job[1], re.M)[1].split(", ")
-    assert sorted(listed) == sorted(o.path for o in outputs("tiny").values())
+    listed = set(re.search(r"^\s+output: (.+)$", job[1], re.M)[1].split(", "))
+    run([sys.executable, "-m", "soteacher", "aggregate", "--config", "config/config.yaml"], work,
+        PYTHONPATH=str(package))
+    written = {p.relative_to(work).as_posix() for folder in (layout.tables_dir("tiny"), layout.figures_dir("tiny"))
+               for p in (work / folder).iterdir()}
+    declared = {out.path.as_posix() for out in outputs("tiny").values()}
+    fake = {f"{layout.tables_dir('tiny')}/fake.csv", f"{layout.figures_dir('tiny')}/fake.png"}
+    assert listed == written == declared | fake
+
+
+def test_declarations_that_cannot_run_are_refused():
+    from soteacher.report.declarations import File, Table, check
+
+    def table(name: str, inputs: tuple[str, ...], file: str) -> Table:
+        return Table(name, inputs, "soteacher.report.compare:summarise", (File(file, "soteacher.report.tables:csv"),))
+
+    check([table("a", ("students",), "a.csv"), table("b", ("a", "reference_recipe"), "b.csv")], [])
+    with pytest.raises(ValueError, match="unknown inputs \\['b'\\]"):  # a later table is not there yet
+        check([table("a", ("b",), "a.csv"), table("b", ("students",), "b.csv")], [])
+    with pytest.raises(ValueError, match="already"):
+        check([table("students", ("config",), "a.csv")], [])
+    with pytest.raises(ValueError, match="declared twice"):
+        check([table("a", ("students",), "x.csv"), table("b", ("students",), "x.csv")], [])
+    with pytest.raises(ValueError, match="no output name"):
+        check([table("a", ("students",), "a-b.csv")], [])
+
+
+def test_the_declarations_import_neither_pandas_nor_matplotlib():
+    """Snakemake reads them when it parses the rules."""
+    assert python_output("import sys; from soteacher.report import registry; "
+                         "registry.rule_outputs(lambda path, **caption: path, 'x'); "
+                         "print(sorted({'pandas', 'matplotlib'} & set(sys.modules)))") == "[]"
 
 
 def test_report_captions_exist_and_every_figure_is_in_the_report():
+    import jinja2
+
     declared = outputs("any")
     for key, out in declared.items():
-        assert (out.caption is None) == (out.category is None), key
-        if out.caption:  # relative to the rule file's folder, as Snakemake reads it
-            assert (REPO / "workflow/rules" / out.caption).resolve().is_file(), key
-    assert FIGURES and all(declared[key].category == "Figures" for key in FIGURES)
+        if out.caption:
+            caption = (REPO / "workflow/report" / out.caption).read_text()
+            # Snakemake renders a caption as a Jinja template with the study's config
+            shown = jinja2.Template(caption).render(snakemake={"config": {"report": {"reference_recipe": "base"}}})
+            assert "{{" not in shown and ("``base``" in shown) == ("{{" in caption), key
+            if not key.startswith("ablation"):  # the ablation's own reference line: ablation.py
+                assert "standard" not in shown, key
+        if out.path.suffix == ".png":
+            assert out.caption and out.category == "Figures", key

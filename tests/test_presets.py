@@ -16,7 +16,7 @@ import yaml
 
 from soteacher.core import layout
 from soteacher.report import ablation
-from soteacher.report.outputs import outputs
+from soteacher.report.registry import outputs
 from soteacher.study import config as config_mod
 from soteacher.study import plan, teacher_jobs
 from soteacher.study import student_jobs as jobs
@@ -188,7 +188,7 @@ def test_fig2_preset_end_to_end_and_html_report(tmp_path):
     assert len(pngs) >= 3, "expected the Fig. 1, Fig. 2 and Δ figures embedded in the report"
     for out in outputs("any").values():  # every file the package puts in the report, with its caption
         if out.caption:
-            caption = (work / "workflow/rules" / out.caption).resolve().read_text()
+            caption = (work / "workflow/report" / out.caption).read_text()
             assert caption[:20] in html, out.path
 
 

@@ -214,14 +214,14 @@ def cmd_link_study(args) -> int:
 def cmd_rekey(args) -> int:
     import subprocess
 
-    from soteacher.report.outputs import output_paths
+    from soteacher.report.registry import outputs
     from soteacher.study import config, rekey
 
     cfg = config.load(args.config, deep=False)
     counts = rekey.rekey(cfg, args.config, dry_run=args.dry_run)
     print(f"{args.config}: " + ", ".join(f"{v} {k}" for k, v in counts.items())
           + (" (dry run: nothing moved)" if args.dry_run else ""))
-    tables = [str(p) for p in output_paths(cfg["name"]).values() if p.is_file()]
+    tables = [str(o.path) for o in outputs(cfg["name"]).values() if o.path.is_file()]
     if counts["moved"] and not args.dry_run and tables:
         # Snakemake recorded the tables' inputs under the old names: that record would re-run the aggregation
         out = subprocess.run([_snakemake(), "--cleanup-metadata", *tables, "--configfile", args.config,

@@ -1,5 +1,5 @@
-# The aggregate job's outputs and their report captions are declared once, in the package.
-from soteacher.report import outputs as aggregate_outputs
+# The aggregate job's outputs and their report captions: the package's table and figure declarations.
+from soteacher.report import registry as report_registry
 
 
 rule aggregate:
@@ -7,7 +7,7 @@ rule aggregate:
         student_jobs.student_outputs(config),
         teacher_jobs.teacher_outputs(config),
     output:
-        **aggregate_outputs.rule_outputs(report, config["name"]),
+        **report_registry.rule_outputs(report, config["name"]),
     log:
         layout.aggregate_log(config["name"]),
     params:

@@ -1,5 +1,6 @@
 """Reading a study's results into frames: one row per student run (``collect``), per teacher checkpoint and per
-teacher epoch (``teacher_frames``), and the data manifest's Bayes reference (``reference``).
+teacher epoch (``teacher_frames``), and the data manifest's Bayes reference (``reference``); ``study`` gathers them
+with the study's facts, as the declarations read them.
 
 Keys a metrics file predates are NaN (``number``), so older files still make tables.
 """
@@ -13,13 +14,15 @@ import pandas as pd
 
 from soteacher.core import layout
 from soteacher.core.io import read_json
+from soteacher.report.declarations import Study
 from soteacher.study import student_jobs as jobs
 from soteacher.study.identity import data_id
 from soteacher.study.teacher_jobs import teacher_jobs
 
 GROUP = ["teacher", "recipe", "teacher_epoch", "method", "student"]  # one row of the summary table
 TEACHER = ["teacher", "recipe"]  # one line of the teacher tables and figures
-STANDARD = "standard"  # the reference recipe every other recipe is compared with
+STANDARD = "standard"  # ablation.py's reference line only (made generic in its own branch); the tables read
+# config["report"]["reference_recipe"]
 VANILLA = jobs.VANILLA  # the student trained on labels alone: the baseline every KD student is compared with
 TEACHER_KEYS = ["lr", "train_loss", "train_ce", "train_acc", "train_eval_acc", "test_acc", "test_loss", "val_acc",
                 "val_loss", "tv_pstar_train", "tv_pstar_test", "tv_pstar_val", "kl_pstar_train", "kl_pstar_test",
@@ -28,6 +31,17 @@ TEACHER_KEYS = ["lr", "train_loss", "train_ce", "train_acc", "train_eval_acc", "
 
 class IncompleteResultsError(RuntimeError):
     pass
+
+
+def study(config: dict, allow_partial: bool = False) -> Study:
+    """Everything the declarations read, from the study's results (see ``collect`` for ``allow_partial``)."""
+    students, missing = collect(config, allow_partial)
+    if students.empty:
+        raise IncompleteResultsError("no student results found at all; run the pipeline first")
+    checkpoints, history = teacher_frames(config)
+    return Study(config=config, name=config["name"], reference_recipe=config["report"]["reference_recipe"],
+                 partial=bool(missing), students=students, checkpoints=checkpoints, history=history,
+                 data_reference=reference(config))
 
 
 def collect(config: dict, allow_partial: bool = False) -> tuple[pd.DataFrame, list[str]]:

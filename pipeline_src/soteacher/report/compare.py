@@ -1,8 +1,8 @@
-"""Summaries and seed-paired comparisons of the student runs: the summary table, recipe − standard and KD −
-vanilla differences with their 95 % paired t-intervals (``stats``), per row, per method and per recipe (the
-numbers of summary.json).
+"""Summaries and seed-paired comparisons of the student runs: the summary table, recipe − reference and KD −
+vanilla differences with their 95 % paired t-intervals (``stats``), per row and per method.
 
-recipe − standard pairs runs that differ only in the teacher recipe; student − vanilla pairs a KD run with the
+The reference is the study's reference recipe (config ``report.reference_recipe``, by default ``standard``):
+recipe − reference pairs runs that differ only in the teacher recipe; student − vanilla pairs a KD run with the
 vanilla run of its student and seed (one run, listed under every teacher checkpoint: the same batches).
 """
 
@@ -11,17 +11,18 @@ from __future__ import annotations
 import pandas as pd
 
 from soteacher.report import stats
-from soteacher.report.collect import GROUP, STANDARD, VANILLA
+from soteacher.report.collect import GROUP, VANILLA
 
-STANDARD_PAIR = ["teacher", "teacher_epoch", "method", "student", "teacher_seed", "seed"]
+REFERENCE_PAIR = ["teacher", "teacher_epoch", "method", "student", "teacher_seed", "seed"]
 VANILLA_PAIR = ["teacher", "recipe", "teacher_seed", "teacher_epoch", "student", "seed"]
 SEED_PAIR = ["teacher_seed", "seed"]
 SUMMARY_DELTAS = ["delta_last_mean", "delta_last_low", "delta_last_high", "delta_last_n", "delta_last_verdict",
                   "delta_best_mean", "delta_teacher_acc_mean", "delta_teacher_tv_pstar_mean"]
 
 
-def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per GROUP. Stds are sample stds (ddof 1), NaN where there is one run: no spread is known."""
+def summarise(df: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """One row per GROUP, with its Δ vs ``reference`` (``paired_deltas``). Stds are sample stds (ddof 1), NaN
+    where there is one run: no spread is known."""
     students = df.groupby(GROUP, sort=False).agg(
         student_last_mean=("student_last_acc", "mean"),
         student_last_std=("student_last_acc", "std"),
@@ -38,15 +39,16 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
     agg = students.merge(teachers, on=GROUP, how="left")
     columns = [*GROUP, "teacher_acc", "teacher_tv_pstar", "student_last_mean", "student_last_std",
                "student_best_mean", "student_best_std", "best_chosen_on", "n", "teacher_acc_std", "n_teachers"]
-    deltas = paired_deltas(df)[GROUP + SUMMARY_DELTAS]  # the full intervals are in delta.csv
+    deltas = paired_deltas(df, reference)[GROUP + SUMMARY_DELTAS]  # the full intervals are in delta.csv
     return agg[columns].merge(deltas, on=GROUP, how="left")
 
 
-def standard_pairs(df: pd.DataFrame) -> pd.DataFrame:
-    """Each non-standard KD run next to the standard-teacher run with the same seeds, teacher arch, checkpoint,
-    method and student; ``d_<value>`` = recipe − standard. Vanilla runs are left out: they have no teacher."""
+def reference_pairs(df: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Each other recipe's KD run next to the ``reference`` teacher's run with the same seeds, teacher arch,
+    checkpoint, method and student; ``d_<value>`` = recipe − reference. Vanilla runs are left out: they have no
+    teacher."""
     kd = df[df["method"] != VANILLA]
-    return stats.pair(kd[kd["recipe"] != STANDARD], kd[kd["recipe"] == STANDARD], STANDARD_PAIR,
+    return stats.pair(kd[kd["recipe"] != reference], kd[kd["recipe"] == reference], REFERENCE_PAIR,
                       ["student_last_acc", "student_best_acc"])
 
 
@@ -56,22 +58,27 @@ def vanilla_pairs(df: pd.DataFrame) -> pd.DataFrame:
                       ["student_last_acc", "student_best_acc"])
 
 
-def paired_deltas(df: pd.DataFrame) -> pd.DataFrame:
-    """Per GROUP (non-standard, non-vanilla rows): recipe − standard, paired by seed, with 95 % intervals:
+def paired_deltas(df: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Per GROUP (non-reference, non-vanilla rows): recipe − reference, paired by seed, with 95 % intervals:
     student last/best accuracy over (teacher seed, student seed) pairs, teacher accuracy and TV to p* over
     teacher seeds (each teacher once)."""
-    pairs = standard_pairs(df)
+    pairs = reference_pairs(df, reference)
     kd = df[df["method"] != VANILLA].drop_duplicates(GROUP + ["teacher_seed"])
-    teacher_pairs = stats.pair(kd[kd["recipe"] != STANDARD], kd[kd["recipe"] == STANDARD],
-                               [c for c in STANDARD_PAIR if c != "seed"], ["teacher_acc", "teacher_tv_pstar"])
+    teacher_pairs = stats.pair(kd[kd["recipe"] != reference], kd[kd["recipe"] == reference],
+                               [c for c in REFERENCE_PAIR if c != "seed"], ["teacher_acc", "teacher_tv_pstar"])
     parts = [stats.intervals(pairs, GROUP, "d_student_last_acc", "delta_last"),
              stats.intervals(pairs, GROUP, "d_student_best_acc", "delta_best"),
              stats.intervals(teacher_pairs, GROUP, "d_teacher_acc", "delta_teacher_acc"),
              stats.intervals(teacher_pairs, GROUP, "d_teacher_tv_pstar", "delta_teacher_tv_pstar",
                              higher_is_better=False)]
-    out = parts[0]  # the student pairs' groups, in study order (a left merge keeps it)
+    return merge_all(parts, GROUP)  # the student pairs' groups, in study order (a left merge keeps it)
+
+
+def merge_all(parts: list[pd.DataFrame], on: list[str]) -> pd.DataFrame:
+    """The first frame with the others' columns, left-merged ``on``."""
+    out = parts[0]
     for part in parts[1:]:
-        out = out.merge(part, on=GROUP, how="left")
+        out = out.merge(part, on=on, how="left")
     return out
 
 
@@ -92,10 +99,10 @@ def at_last_checkpoint(frame: pd.DataFrame) -> pd.DataFrame:
 DELTA_COLUMNS = ["teacher", "teacher_epoch", "method", "student", "recipe", "recipe_last_mean", "recipe_best_mean"]
 
 
-def delta_table(df: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
-    """One row per non-standard KD row with a paired standard counterpart: the paired differences (mean, 95 %
-    interval, pairs, verdict) and the sign of the mean last-epoch difference."""
-    deltas = paired_deltas(df)
+def delta_table(df: pd.DataFrame, table: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """One row per other recipe's KD row of the summary ``table`` with a paired ``reference`` counterpart: the
+    paired differences (mean, 95 % interval, pairs, verdict) and the sign of the mean last-epoch difference."""
+    deltas = paired_deltas(df, reference)
     if deltas.empty:
         return pd.DataFrame(columns=[*DELTA_COLUMNS, *deltas.columns[len(GROUP):], "n"])
     means = table[GROUP + ["student_last_mean", "student_best_mean", "n"]].rename(
@@ -111,12 +118,13 @@ BARS_COLUMNS = ["versus", "recipe", "method", "delta_last_mean", "delta_last_low
                 "delta_last_verdict", "delta_best_mean", "cells", "positive"]
 
 
-def delta_by_method(std_pairs: pd.DataFrame, van_pairs: pd.DataFrame) -> pd.DataFrame:
-    """Per recipe × method at the last distilled checkpoint, the student's last-epoch Δ ``versus`` the standard
-    recipe, and ``versus`` the vanilla student: mean and 95 % interval over seed pairs (a pair's Δ averaged over
-    its teacher → student cells), n pairs, verdict; best-epoch mean; cells and how many have a positive mean."""
+def delta_by_method(df: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Per recipe × method at the last distilled checkpoint, the student's last-epoch Δ ``versus`` the
+    ``reference`` recipe, and ``versus`` the vanilla student: mean and 95 % interval over seed pairs (a pair's Δ
+    averaged over its teacher → student cells), n pairs, verdict; best-epoch mean; cells and how many have a
+    positive mean."""
     parts = []
-    for versus, pairs in (("standard", std_pairs), (VANILLA, van_pairs)):
+    for versus, pairs in ((reference, reference_pairs(df, reference)), (VANILLA, vanilla_pairs(df))):
         last = at_last_checkpoint(pairs)
         if last.empty:
             continue
@@ -130,28 +138,3 @@ def delta_by_method(std_pairs: pd.DataFrame, van_pairs: pd.DataFrame) -> pd.Data
         out.insert(0, "versus", versus)
         parts.append(out)
     return pd.concat(parts, ignore_index=True)[BARS_COLUMNS] if parts else pd.DataFrame(columns=BARS_COLUMNS)
-
-
-def headline(table: pd.DataFrame, pairs: pd.DataFrame) -> dict:
-    """Per recipe, averages over its KD students at the last distilled checkpoint (the numbers DVC tracks as
-    metrics), and the student Δ vs standard there with its 95 % interval over seed pairs (each pair's Δ
-    averaged over teacher archs, methods and students)."""
-    last = at_last_checkpoint(table[table["method"] != VANILLA])
-    out: dict[str, dict] = {}
-    for recipe, part in last.groupby("recipe"):
-        out[str(recipe)] = {
-            "teacher_acc": round(float(part["teacher_acc"].mean()), 4),
-            "student_last_acc": round(float(part["student_last_mean"].mean()), 4),
-            "student_best_acc": round(float(part["student_best_mean"].mean()), 4),
-        }
-    by_seed = seed_pair_means(at_last_checkpoint(pairs), ["recipe"], "d_student_last_acc")
-    for recipe, part in by_seed.groupby("recipe"):
-        mean, low, high, n = stats.paired_interval(part["d_student_last_acc"])
-        out.setdefault(str(recipe), {})["student_delta_vs_standard"] = {
-            "mean": _json_number(mean), "low": _json_number(low), "high": _json_number(high), "n": n}
-    return out
-
-
-def _json_number(value: float, digits: int = 4) -> float | None:
-    """Rounded, or None for NaN (JSON has no NaN; DVC would not parse it)."""
-    return None if pd.isna(value) else round(float(value), digits)

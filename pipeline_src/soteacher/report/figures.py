@@ -1,17 +1,19 @@
 """Every figure the aggregate job draws (PNG, matplotlib's Agg backend): Fig. 1 (teacher vs student per teacher
 checkpoint), the paired Δ per method, the ablation (Fig. 2 shape), the teachers' TV to p* and training curves per
-epoch; a placeholder saying why where a study has nothing to plot (the rule's outputs are fixed at parse time)."""
+epoch; a placeholder saying why where a study has nothing to plot (the rule's outputs are fixed at parse time).
+Each returns the PNG's bytes: a figure of a table takes its value and the ``Study``, a figure of its own its
+declared inputs."""
 
 from __future__ import annotations
 
+import io
 import math
-from pathlib import Path
 
 import pandas as pd
 
-from soteacher.core.io import atomic_write
 from soteacher.report import stats
-from soteacher.report.collect import STANDARD, TEACHER, VANILLA, reference_value
+from soteacher.report.collect import TEACHER, VANILLA, reference_value
+from soteacher.report.declarations import Study
 
 
 def plt():
@@ -24,17 +26,19 @@ def plt():
     return pyplot
 
 
-def save(fig, path: Path) -> None:
-    atomic_write(path, lambda f: fig.savefig(f, dpi=110, format="png"))
+def png(fig) -> bytes:
+    out = io.BytesIO()
+    fig.savefig(out, dpi=110, format="png")
     plt().close(fig)
+    return out.getvalue()
 
 
-def placeholder_figure(path: Path, text: str) -> None:
+def placeholder_figure(text: str) -> bytes:
     """A small figure that says why there is nothing to plot."""
     fig, ax = plt().subplots(figsize=(5, 1.6))
     ax.axis("off")
     ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=11, wrap=True)
-    save(fig, path)
+    return png(fig)
 
 
 # ---- Fig. 1 shape: teacher and student per checkpoint ---------------------------------------------------------
@@ -45,14 +49,15 @@ def _interval_band(values: pd.Series) -> tuple[float, float, float]:
     return mean, low, high
 
 
-def teacher_vs_student_figure(df: pd.DataFrame, path: Path, bayes_test_acc: float | None = None) -> None:
+def teacher_vs_student_figure(df: pd.DataFrame, data_reference: dict) -> bytes:
     """Paper Fig. 1 shape: per (teacher arch, student, method), teacher and student test accuracy per teacher
     checkpoint, one colour per recipe, 95 % t-interval bands (teacher: over teacher seeds; student: over runs);
-    the vanilla student as a horizontal line with its band (over student seeds), the Bayes accuracy dotted."""
+    the vanilla student as a horizontal line with its band (over student seeds), the Bayes accuracy on test
+    (``data_reference``, synthetic data) dotted."""
     kd = df[df["method"] != VANILLA]
     if kd.empty:
-        placeholder_figure(path, "no KD student in this study")
-        return
+        return placeholder_figure("no KD student in this study")
+    bayes_test_acc = reference_value(data_reference, "bayes_acc", "test")
     panels = list(kd.groupby(["teacher", "student", "method"], sort=False))
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
@@ -74,7 +79,7 @@ def teacher_vs_student_figure(df: pd.DataFrame, path: Path, bayes_test_acc: floa
             ax.axhline(mean, color="grey", linewidth=1.2, label="vanilla student")
             if pd.notna(low):
                 ax.axhspan(low, high, color="grey", alpha=0.15)
-        if bayes_test_acc is not None:
+        if not math.isnan(bayes_test_acc):
             ax.axhline(bayes_test_acc, color="black", linestyle=":", linewidth=1, label="Bayes accuracy (test)")
         ax.set_title(f"{teacher} → {student}, {method}", fontsize=9)
         ax.set_xlabel("teacher checkpoint epoch")
@@ -86,17 +91,17 @@ def teacher_vs_student_figure(df: pd.DataFrame, path: Path, bayes_test_acc: floa
     fig.suptitle("Teacher vs. student test accuracy per teacher checkpoint (student: last epoch); "
                  "bands: 95 % t-interval over seeds", fontsize=10)
     fig.tight_layout()
-    save(fig, path)
+    return png(fig)
 
 
 # ---- the paired differences per method --------------------------------------------------------------------
 
-def delta_figure(bars: pd.DataFrame, path: Path) -> None:
-    """Two panels: recipe − standard and KD − vanilla per method, bars with 95 % paired-interval error bars."""
+def delta_figure(bars: pd.DataFrame, study: Study) -> bytes:
+    """Two panels: recipe − reference and KD − vanilla per method, bars with 95 % paired-interval error bars."""
+    reference = study.reference_recipe
     if bars.empty:
-        placeholder_figure(path, f"no recipe to compare with '{STANDARD}' and no vanilla student in this study")
-        return
-    panels = [(v, bars[bars["versus"] == v]) for v in ("standard", VANILLA) if (bars["versus"] == v).any()]
+        return placeholder_figure(f"no recipe to compare with '{reference}' and no vanilla student in this study")
+    panels = [(v, bars[bars["versus"] == v]) for v in (reference, VANILLA) if (bars["versus"] == v).any()]
     fig, axes = plt().subplots(1, len(panels), figsize=(6.5 * len(panels), 3.9), squeeze=False)
     for ax, (versus, part) in zip(axes.flat, panels):
         methods = list(dict.fromkeys(part["method"]))
@@ -110,22 +115,21 @@ def delta_figure(bars: pd.DataFrame, path: Path) -> None:
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(methods)), methods)
         ax.set_ylabel(f"Δ student accuracy vs {versus} (pp)")
-        what = "recipe − standard teacher" if versus == "standard" else "KD student − vanilla student"
+        what = f"recipe − {reference} teacher" if versus == reference else "KD student − vanilla student"
         ax.set_title(f"{what}: student last-epoch accuracy per method at the last checkpoint\n"
                      "error bars: 95 % paired t-interval over seed pairs (none: n = 1)", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7, ncol=max(1, len(recipes) // 6))
     fig.tight_layout()
-    save(fig, path)
+    return png(fig)
 
 
 # ---- Fig. 2 shape: the ablation -------------------------------------------------------------------------
 
-def ablation_figure(ablation: pd.DataFrame, path: Path) -> None:
+def ablation_figure(ablation: pd.DataFrame, study: Study) -> bytes:
     """Paper Fig. 2 shape: student accuracy vs each ablated hyper-parameter; default starred, standard dashed."""
     if ablation.empty:
-        placeholder_figure(path, "no ablation recipes in this study")
-        return
+        return placeholder_figure("no ablation recipes in this study")
     params = list(dict.fromkeys(ablation["parameter"]))
     fig, axes = plt().subplots(1, len(params), figsize=(4.4 * len(params), 3.6), squeeze=False)
     for ax, param in zip(axes.flat, params):
@@ -150,7 +154,7 @@ def ablation_figure(ablation: pd.DataFrame, path: Path) -> None:
     fig.suptitle("Ablation: one hyper-parameter varied around the SoTeacher default (mean ± std over seeds)",
                  fontsize=10)
     fig.tight_layout()
-    save(fig, path)
+    return png(fig)
 
 
 # ---- the teachers per epoch --------------------------------------------------------------------------------
@@ -160,8 +164,8 @@ def _band(frame: pd.DataFrame, value: str) -> pd.DataFrame:
     return frame.groupby("epoch")[value].agg(["mean", "min", "max"]).reset_index()
 
 
-def _history_panels(history: pd.DataFrame, path: Path, panels: list[tuple[str, str]], title: str,
-                    checkpoints: pd.DataFrame | None = None, hline: tuple[float, str] | None = None) -> None:
+def _history_panels(history: pd.DataFrame, panels: list[tuple[str, str]], title: str,
+                    checkpoints: pd.DataFrame | None = None, hline: tuple[float, str] | None = None) -> bytes:
     """One panel per (history column, y label): per teacher arch × recipe, the mean over teacher seeds with a
     min–max band; distilled checkpoints marked on the first panel; ``hline`` drawn on the second."""
     fig, axes = plt().subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
@@ -186,26 +190,24 @@ def _history_panels(history: pd.DataFrame, path: Path, panels: list[tuple[str, s
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    save(fig, path)
+    return png(fig)
 
 
-def tv_curves_figure(history: pd.DataFrame, checkpoints: pd.DataFrame, ref: dict, path: Path) -> None:
+def tv_curves_figure(history: pd.DataFrame, checkpoints: pd.DataFrame, data_reference: dict) -> bytes:
     """Training-split TV to p* per teacher epoch, and the clean training accuracy against E[max p*](train)."""
     if history.empty or history["tv_pstar_train"].isna().all():
-        placeholder_figure(path, "no teacher history with TV to p* (needs synthetic data and per-epoch metrics)")
-        return
-    _history_panels(history, path, [("tv_pstar_train", "TV to p* (train split)"),
+        return placeholder_figure("no teacher history with TV to p* (needs synthetic data and per-epoch metrics)")
+    return _history_panels(history, [("tv_pstar_train", "TV to p* (train split)"),
                                     ("train_eval_acc", "train-eval accuracy (%)")],
                     "Teacher distance to p* and training fit per epoch (mean over teacher seeds; band: min–max)",
                     checkpoints=checkpoints,
-                    hline=(reference_value(ref, "expected_max_pstar", "train"), "E[max p*] (train)"))
+                    hline=(reference_value(data_reference, "expected_max_pstar", "train"), "E[max p*] (train)"))
 
 
-def teacher_curves_figure(history: pd.DataFrame, path: Path) -> None:
+def teacher_curves_figure(history: pd.DataFrame) -> bytes:
     """Paper Fig. 1(a) shape: running training cross-entropy and test accuracy per teacher epoch."""
     if history.empty or history["train_ce"].isna().all():
-        placeholder_figure(path, "no per-epoch teacher history in the metrics files")
-        return
-    _history_panels(history, path, [("train_ce", "training cross-entropy (running, augmented)"),
+        return placeholder_figure("no per-epoch teacher history in the metrics files")
+    return _history_panels(history, [("train_ce", "training cross-entropy (running, augmented)"),
                                     ("test_acc", "test accuracy (%)")],
                     "Teacher training curves (mean over teacher seeds; band: min–max)")

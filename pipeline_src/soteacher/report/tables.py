@@ -1,5 +1,8 @@
 """The summary and delta tables as people read them: formatted numbers, labelled columns, the notes that say what
-each number is, in Markdown and LaTeX; and the CSV every machine-readable table is written as.
+each number is, in Markdown and LaTeX; the CSV and JSON every machine-readable table is written as; and the
+formatting the other tables share (intervals, counts, their notes).
+
+A file's render takes the table's value and the ``Study`` (its title, its reference recipe) and returns the text.
 
 Student accuracy is reported twice, and labelled: *last* (test accuracy after the final epoch, the honest number)
 and *best* (the test accuracy at the epoch chosen on ``best_chosen_on``: the validation split where there is one,
@@ -9,16 +12,23 @@ over seeds (student seeds × teacher seeds), with n.
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
 
 import pandas as pd
 
-from soteacher.core.io import write_text
-from soteacher.report.collect import STANDARD
+from soteacher.report.declarations import Study
+
+CI_NOTE = "± is the half-width of the 95 % t-interval over seeds (none with n = 1)"
+VERDICT_NOTE = ("Verdict: *better* / *worse* when the 95 % paired interval excludes 0 (for TV and KL to p*, lower "
+                "is better), *inconclusive* when it contains 0, *n = 1, no interval* with a single pair.")
 
 
-def write_csv(path: Path, frame: pd.DataFrame) -> None:
-    write_text(path, frame.to_csv(index=False))
+def csv(frame: pd.DataFrame, study: Study) -> str:
+    return frame.to_csv(index=False)
+
+
+def json_text(value: dict, study: Study) -> str:
+    return json.dumps(value, indent=2, sort_keys=True) + "\n"
 
 
 def signed(value: float, digits: int = 2) -> str:
@@ -35,6 +45,25 @@ def signed_interval(mean: float, low: float, high: float, digits: int = 2) -> st
     return f"{signed(mean, digits)} ± {(high - low) / 2:.{digits}f}"
 
 
+def shown_intervals(table: pd.DataFrame, prefix: str, digits: int = 2, signed: bool = False) -> list[str]:
+    """Per row, ``<prefix>_mean`` ± the half-width of its interval (``signed``: with a sign), ``–`` where unknown."""
+    def one(mean: float, low: float, high: float) -> str:
+        if pd.isna(mean):
+            return "–"
+        if signed:
+            return signed_interval(mean, low, high, digits)
+        return f"{mean:.{digits}f}" if pd.isna(low) else f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}"
+
+    if f"{prefix}_mean" not in table:
+        return ["–"] * len(table)
+    return list(map(one, table[f"{prefix}_mean"], table[f"{prefix}_low"], table[f"{prefix}_high"]))
+
+
+def shown_counts(values: pd.Series) -> pd.Series:
+    """Counts as integers, '–' where unknown (a left merge makes them floats with NaN)."""
+    return values.map(lambda v: "–" if pd.isna(v) else str(int(v)))
+
+
 def _pm(mean: float, std: float) -> str:
     """``mean ± std``, or the mean alone where the std is unknown (one run)."""
     return f"{mean:.2f}" if pd.isna(std) else f"{mean:.2f} ± {std:.2f}"
@@ -47,7 +76,7 @@ def best_label(table: pd.DataFrame) -> str:
         f"student acc, best epoch, chosen on {' or '.join(chosen)} (%)"
 
 
-def shown_table(table: pd.DataFrame) -> pd.DataFrame:
+def shown_table(table: pd.DataFrame, reference: str) -> pd.DataFrame:
     """The human-readable summary (Markdown and LaTeX): formatted strings, labelled columns."""
     has_pstar = table["teacher_tv_pstar"].notna().any()
     has_delta = table["delta_last_mean"].notna().any()
@@ -58,9 +87,9 @@ def shown_table(table: pd.DataFrame) -> pd.DataFrame:
         **({"teacher TV to p*": table["teacher_tv_pstar"].map(lambda v: f"{v:.4f}")} if has_pstar else {}),
         "student acc, last epoch (%)": list(map(_pm, table["student_last_mean"], table["student_last_std"])),
         best_label(table): list(map(_pm, table["student_best_mean"], table["student_best_std"])),
-        **({"Δ vs standard, last epoch (pp)": list(map(signed_interval, table["delta_last_mean"],
-                                                        table["delta_last_low"], table["delta_last_high"])),
-            "Δ vs standard, best epoch (pp)": table["delta_best_mean"].map(signed)} if has_delta else {}),
+        **({f"Δ vs {reference}, last epoch (pp)": list(map(signed_interval, table["delta_last_mean"],
+                                                            table["delta_last_low"], table["delta_last_high"])),
+            f"Δ vs {reference}, best epoch (pp)": table["delta_best_mean"].map(signed)} if has_delta else {}),
         "n": table["n"],
     })
 
@@ -69,22 +98,33 @@ NOTE = ("± is the sample standard deviation (ddof 1); a value without ± comes 
         "Teacher accuracy: mean ± std over teacher seeds. Student accuracy: mean ± std over seeds (n runs). "
         "*last epoch* is the test accuracy after the final epoch; *best epoch* is the test accuracy at the epoch "
         "chosen on the validation split (on the test split where the study has none: optimistic, as many KD "
-        "papers report). Δ vs standard: this recipe's student accuracy minus the standard teacher's on the same "
-        "teacher, checkpoint, method and student, paired by (teacher seed, student seed), in percentage points "
-        "(+: the recipe's teacher taught better); its ± is the half-width of the 95 % paired t-interval "
+        "papers report). Δ vs {reference}: this recipe's student accuracy minus the {reference} teacher's on the "
+        "same teacher, checkpoint, method and student, paired by (teacher seed, student seed), in percentage "
+        "points (+: the recipe's teacher taught better); its ± is the half-width of the 95 % paired t-interval "
         "(none with one pair). The vanilla student (trained alone) has no Δ: it has no teacher.")
 PSTAR_NOTE = (" Teacher TV to p*: mean total variation between the teacher's softmax and the true label "
               "distribution p*(x) on the training set (lower is closer).")
 
 
-def table_note(table: pd.DataFrame) -> str:
-    return NOTE + (PSTAR_NOTE if table["teacher_tv_pstar"].notna().any() else "")
+def table_note(table: pd.DataFrame, reference: str) -> str:
+    return NOTE.format(reference=reference) + (PSTAR_NOTE if table["teacher_tv_pstar"].notna().any() else "")
 
 
-def markdown(table: pd.DataFrame, title: str, partial: bool) -> str:
-    note = table_note(table)
-    head = f"# {title}\n\n" + ("**PARTIAL: some runs are missing.**\n\n" if partial else "")
-    return head + shown_table(table).to_markdown(index=False, disable_numparse=True) + "\n\n" + note + "\n"
+def summary_markdown(table: pd.DataFrame, study: Study) -> str:
+    head = f"# {study.title}\n\n" + ("**PARTIAL: some runs are missing.**\n\n" if study.partial else "")
+    return (head + shown_table(table, study.reference_recipe).to_markdown(index=False, disable_numparse=True)
+            + "\n\n" + table_note(table, study.reference_recipe) + "\n")
+
+
+def summary_latex(table: pd.DataFrame, study: Study) -> str:
+    return latex(shown_table(table, study.reference_recipe),
+                 f"{study.title}. {table_note(table, study.reference_recipe)}", f"tab:{study.name}")
+
+
+def checkpoint_curves_csv(table: pd.DataFrame, study: Study) -> str:
+    """Teacher and student accuracy per checkpoint: the summary's columns Fig. 1 plots."""
+    return csv(table[["teacher", "recipe", "teacher_epoch", "method", "student", "teacher_acc",
+                      "student_last_mean"]], study)
 
 
 def latex(shown: pd.DataFrame, caption: str, label: str) -> str:
@@ -93,22 +133,25 @@ def latex(shown: pd.DataFrame, caption: str, label: str) -> str:
     return styler.to_latex(caption=caption, label=label, hrules=True, position_float="centering")
 
 
-def delta_markdown(delta: pd.DataFrame, title: str) -> str:
+def delta_markdown(delta: pd.DataFrame, study: Study) -> str:
+    reference = study.reference_recipe
+    title = f"{study.title}: recipe − {reference}"
     if delta.empty:
-        return f"# {title}\n\nNo recipe to compare: the study has no `{STANDARD}` recipe or no other recipe.\n"
+        return f"# {title}\n\nNo recipe to compare: the study has no `{reference}` recipe or no other recipe.\n"
     return f"# {title}\n\n" + delta_shown(delta).to_markdown(index=False, disable_numparse=True) + (
-        "\n\nRecipe minus standard teacher, same teacher architecture, checkpoint, method and student, paired by "
+        f"\n\nRecipe minus {reference} teacher, same teacher architecture, checkpoint, method and student, paired by "
         "(teacher seed, student seed): student accuracy in percentage points at the last epoch and at the best "
         "epoch; teacher accuracy and TV to p* paired by teacher seed. ± is the half-width of the 95 % paired "
         "t-interval over the n pairs (none with n = 1). Verdict: *better* / *worse* when the interval excludes 0 "
         "(for TV to p*, lower is better), *inconclusive* when it contains 0.\n")
 
 
-def delta_latex(delta: pd.DataFrame, title: str, name: str) -> str:
+def delta_latex(delta: pd.DataFrame, study: Study) -> str:
     if delta.empty:
-        return "% no recipe to compare with the standard teacher\n"
-    return latex(delta_shown(delta), f"{title}: recipe minus standard teacher (student accuracy in percentage points, "
-                 "paired by seed, ± half-width of the 95 % paired t-interval).", f"tab:{name}_delta")
+        return f"% no recipe to compare with the {study.reference_recipe} teacher\n"
+    return latex(delta_shown(delta), f"{study.title}: recipe minus {study.reference_recipe} teacher (student "
+                 "accuracy in percentage points, paired by seed, ± half-width of the 95 % paired t-interval).",
+                 f"tab:{study.name}_delta")
 
 
 def delta_shown(delta: pd.DataFrame) -> pd.DataFrame:
