@@ -21,6 +21,7 @@ from soteacher.report.registry import outputs
 from soteacher.study import config as config_mod
 from soteacher.study import student_jobs as jobs
 from soteacher.study import teacher_jobs
+from soteacher.study.identity import data_id
 from tests.helpers import REPO, TINY_CONFIG, copy_workflow, python_output, run, tiny_raw
 
 T975 = {1: 12.706205, 3: 3.182446}  # t_{0.975, df}, from a t table
@@ -41,7 +42,7 @@ def _config(teacher_seeds: list[int], student_seeds: list[int], val: bool = True
     raw["teacher"].update(seeds=teacher_seeds, epochs=3, checkpoint_every=1)
     raw["distill"].update(seeds=student_seeds, teacher_epochs=[2, 3])  # epoch 1 is saved but not distilled
     cfg = config_mod.validate(raw, deep=False)
-    # the student trained alone, one more method of every distill job (added after validation: this test does
+    # the vanilla student, one more method of every distill job (added after validation: this test does
     # not depend on the schema knowing it)
     cfg["distill"]["methods"]["vanilla"] = {}
     return cfg
@@ -67,7 +68,7 @@ def _student_acc(job: dict) -> float:
 
 
 def _write(root: Path, cfg: dict, val: bool = True, reference: bool = True) -> None:
-    manifest = root / layout.data_dir(layout.data_id(cfg["data"])) / "manifest.json"
+    manifest = root / layout.data_dir(data_id(cfg)) / "manifest.json"
     manifest.parent.mkdir(parents=True, exist_ok=True)
     manifest.write_text(json.dumps({"reference": REFERENCE} if reference else {}))
     for job in teacher_jobs.teacher_jobs(cfg):
