@@ -157,9 +157,12 @@ def test_a_signal_to_one_rank_stops_both_at_the_same_step_and_the_job_resumes_to
 
 
 def test_a_rank_killed_mid_epoch_fails_the_job_at_once_and_it_resumes_from_its_last_state(runs, tmp_path):
-    started = time.monotonic()
     killed = drive(tmp_path, "teacher", 2, "8", "SIGKILL")  # rank 1, in epoch 2
-    assert killed.returncode != 0 and time.monotonic() - started < 60
+    # timed from the end of epoch 1 (the state saved), not from the start, so a loaded machine slows only 3 small
+    # steps and the exit (measured 1.4 s at load 4 on 2 cores); a rank left waiting would take torchrun's 30 s
+    # SIGTERM grace or the 1800 s collective timeout
+    since_saved = time.time() - (tmp_path / "state.pt").stat().st_mtime
+    assert killed.returncode != 0 and since_saved < 20, since_saved
     assert not list(tmp_path.glob("rank*.pt"))
     state = torch.load(tmp_path / "state.pt", weights_only=True)
     assert (state["epoch"], state["batches_done"]) == (2, 0)  # the end of epoch 1, as saved
@@ -200,7 +203,7 @@ def test_a_teacher_job_whose_rank_dies_exits_non_zero_within_the_timeout_and_pub
                                 "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--experiment", "tiny"],
                                cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + 600  # ends at "epoch 3/200": long only when the machine is loaded
             while "epoch 3/200" not in log.read_text() and time.monotonic() < deadline and job.poll() is None:
                 time.sleep(0.2)
             victims = _rank_pids(tmp_path, 1)
