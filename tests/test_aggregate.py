@@ -99,6 +99,7 @@ def _half(values: list[float]) -> float:
     return T975[n - 1] * s / math.sqrt(n)
 
 
+@pytest.mark.slow  # the whole aggregate job: every table and figure written (~2.5 s)
 def test_student_deltas_paired_by_seed_with_hand_intervals(study):
     table = pd.read_csv(study["students_paired_csv"]).set_index(["recipe", "method", "teacher_epoch"])
     assert "vanilla" not in set(table.index.get_level_values("method"))
@@ -144,6 +145,7 @@ def test_student_deltas_paired_by_seed_with_hand_intervals(study):
     assert summary["soteacher"]["teacher_tv_pstar_train"] == pytest.approx(0.155)
 
 
+@pytest.mark.slow
 def test_teachers_table_regime_and_paired_teacher_deltas(study):
     teachers = pd.read_csv(study["teachers_csv"]).set_index("recipe")
     std = teachers.loc["standard"]
@@ -170,6 +172,7 @@ def test_teachers_table_regime_and_paired_teacher_deltas(study):
     assert "seed 0: 1; seed 1: 2" in md and "-0.1200 ± 0.2541 (inconclusive)" in md and "nan" not in md.lower()
 
 
+@pytest.mark.slow
 def test_early_stopping_uses_the_val_best_distilled_checkpoint(study):
     early = pd.read_csv(study["early_stopping_csv"]).set_index(["recipe", "method"])
     row = early.loc[("soteacher", "kd")]
@@ -185,6 +188,7 @@ def test_early_stopping_uses_the_val_best_distilled_checkpoint(study):
     assert "+4.00 ± 3.44" in study["early_stopping_markdown"].read_text()
 
 
+@pytest.mark.slow
 def test_every_output_exists_and_figures_are_real_pngs(study):
     # the declared files and nothing else: dvc.yaml tracks the tables and figures folders whole
     declared = outputs("tiny")
@@ -201,6 +205,7 @@ def test_every_output_exists_and_figures_are_real_pngs(study):
         assert (len(png) > 20_000) == (key != "ablation_figure"), key
 
 
+@pytest.mark.slow
 def test_single_seed_rows_say_no_interval(tmp_path, monkeypatch):
     cfg = _config([0], [0])
     _write(tmp_path, cfg)
@@ -219,6 +224,7 @@ def test_single_seed_rows_say_no_interval(tmp_path, monkeypatch):
     assert summary == {"mean": 1.0, "low": None, "high": None, "n": 1}
 
 
+@pytest.mark.slow
 def test_no_val_no_pstar_no_history_still_writes_everything(tmp_path, monkeypatch):
     """Files from before the validation split and the histories: notes instead of numbers, placeholders."""
     cfg = _config([0, 1], [0])
@@ -242,6 +248,7 @@ def test_no_val_no_pstar_no_history_still_writes_everything(tmp_path, monkeypatc
     assert students["delta_vanilla_mean"].isna().all() and students["agreement_mean"].notna().all()
 
 
+@pytest.mark.slow
 def test_without_standard_recipe(tmp_path, monkeypatch):
     cfg = _config([0], [0, 1])
     cfg["teacher"]["recipes"] = {"soteacher": cfg["teacher"]["recipes"]["soteacher"]}
@@ -255,6 +262,7 @@ def test_without_standard_recipe(tmp_path, monkeypatch):
     assert outputs["delta_figure"].stat().st_size > 20_000
 
 
+@pytest.mark.slow
 def test_best_epoch_column_names_the_split_that_chose_it(study):
     md = study["markdown"].read_text()
     assert "student acc, best epoch, chosen on val (%)" in md
@@ -278,6 +286,7 @@ def _write_results(root: Path, cfg: dict, student_acc, teacher_acc=lambda job: 8
         path.write_text(json.dumps({"last_acc": acc, "best_acc": acc + 1.0}))
 
 
+@pytest.mark.slow
 def test_tables_deltas_and_ablation_from_known_numbers(tmp_path, monkeypatch):
     recipes = {"standard": {}, "soteacher": {"lambda_lr": 1e-5, "lambda_cr": 1.0},
                "lr_big": {"lambda_lr": 1e-3, "lambda_cr": 1.0}, "cr_half": {"lambda_lr": 1e-5, "lambda_cr": 0.5},
@@ -328,6 +337,7 @@ def test_tables_deltas_and_ablation_from_known_numbers(tmp_path, monkeypatch):
     assert outputs["ablation_figure"].stat().st_size > 20_000  # a real plot, not the placeholder
 
 
+@pytest.mark.slow
 def test_no_ablation_and_no_standard_give_placeholders(tmp_path, monkeypatch):
     cfg = config_mod.validate(tiny_raw(**{"teacher.recipes": {"soteacher": {"lambda_lr": 1e-5}}}), deep=False)
     _write_results(tmp_path, cfg, lambda job: 60.0)
@@ -340,6 +350,7 @@ def test_no_ablation_and_no_standard_give_placeholders(tmp_path, monkeypatch):
         assert png.startswith(b"\x89PNG") and len(png) < 20_000
 
 
+@pytest.mark.slow
 def test_teachers_count_once_with_runs_missing_and_single_runs_show_no_spread(tmp_path, monkeypatch):
     cfg = config_mod.validate(tiny_raw(**{"teacher.seeds": [0, 1], "distill.seeds": [0, 1, 2]}), deep=False)
     # teacher seed 0 scores 70 + epoch, seed 1 scores 80 + epoch + 1 (see _write_results)
@@ -370,6 +381,7 @@ def test_teachers_count_once_with_runs_missing_and_single_runs_show_no_spread(tm
 
 # ---- the one declaration of the outputs -------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_snakemake_rule_declares_exactly_the_package_outputs(tmp_path):
     """report.smk builds rule aggregate's outputs from ``outputs``: a dry run lists every declared path, no other."""
     work = copy_workflow(tmp_path)

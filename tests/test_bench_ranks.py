@@ -20,6 +20,7 @@ def _bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:  # 
                           timeout=timeout)
 
 
+@pytest.mark.slow
 def test_bench_ranks_prints_both_throughputs_and_a_positive_scaling_efficiency():
     out = _bench("bench.bench_ranks", "--steps", "2", "--warmup", "1", "--batch-size", "8")
     assert out.returncode == 0, out.stderr[-4000:]

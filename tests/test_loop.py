@@ -189,6 +189,7 @@ def test_torch_compile_matches_eager_and_keeps_state_dict_names():
     assert torch.allclose(eager.conv.weight.grad, compiled.conv.weight.grad, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_compiling_a_model_carries_determinism_over_to_inductor():
     flags = python_output(
         "import torch\n"

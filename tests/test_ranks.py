@@ -96,6 +96,7 @@ def test_a_last_batch_smaller_than_the_ranks_is_left_out_and_no_shard_is_empty()
         assert all(torch.equal(s, o[World(rank=rank, size=3).shard(31)]) for s, o in zip(shards, one))
 
 
+@pytest.mark.slow
 def test_every_rank_trains_on_its_shard_of_the_one_process_batches(runs):
     one, (rank0, rank1) = runs["teacher"]
     assert len(one["batches"]) == len(rank0["batches"]) == 5
@@ -105,6 +106,7 @@ def test_every_rank_trains_on_its_shard_of_the_one_process_batches(runs):
         assert torch.equal(x, torch.cat([x0, x1]))  # augmented with the same draws
 
 
+@pytest.mark.slow
 def test_the_consistency_buffer_is_the_same_on_every_rank_and_equals_one_process(runs):
     one, (rank0, rank1) = runs["teacher"]
     buffers = [r["learners"]["teacher"]["objective"]["ensemble.targets"] for r in (one, rank0, rank1)]
@@ -113,6 +115,7 @@ def test_the_consistency_buffer_is_the_same_on_every_rank_and_equals_one_process
     torch.testing.assert_close(buffers[1], buffers[0], **TOL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", ["teacher", "students"])
 def test_without_batchnorm_losses_and_weights_equal_one_process(runs, scenario):
     one, two = runs[scenario]
@@ -128,6 +131,7 @@ def test_without_batchnorm_losses_and_weights_equal_one_process(runs, scenario):
                 assert theirs[key] == pytest.approx(mine[key], rel=1e-5, abs=atol), (name, mine["epoch"], key)
 
 
+@pytest.mark.slow
 def test_with_batchnorm_the_ranks_agree_and_one_process_is_matched_within_the_bound(runs):
     """The stated bound: after the first epoch (5 steps, shards of 6-7 samples) the training and test losses are
     within 0.03 of one process's (measured: 0.006 and 0.008). Later epochs drift further: the trajectories diverge,
@@ -141,6 +145,7 @@ def test_with_batchnorm_the_ranks_agree_and_one_process_is_matched_within_the_bo
     assert theirs["train_loss"] != mine["train_loss"]  # per-shard statistics: not the one process's
 
 
+@pytest.mark.slow
 def test_a_signal_to_one_rank_stops_both_at_the_same_step_and_the_job_resumes_to_the_same_numbers(runs, tmp_path):
     stopped = drive(tmp_path, "teacher", 2, "7", "SIGTERM")  # rank 1, in epoch 2
     assert stopped.returncode != 0
@@ -156,6 +161,7 @@ def test_a_signal_to_one_rank_stops_both_at_the_same_step_and_the_job_resumes_to
         assert all(torch.equal(x, y) for (_, x), (_, y) in zip(_tensors(a), _tensors(b)))
 
 
+@pytest.mark.slow
 def test_a_rank_killed_mid_epoch_fails_the_job_at_once_and_it_resumes_from_its_last_state(runs, tmp_path):
     killed = drive(tmp_path, "teacher", 2, "8", "SIGKILL")  # rank 1, in epoch 2
     # timed from the end of epoch 1 (the state saved), not from the start, so a loaded machine slows only 3 small
@@ -188,6 +194,7 @@ def _rank_pids(cwd: Path, local_rank: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 def test_a_teacher_job_whose_rank_dies_exits_non_zero_within_the_timeout_and_publishes_nothing(tmp_path):
     """The real job: `python -m soteacher train-teacher` starts its 2 ranks itself; rank 1 is SIGKILLed mid-run."""
     cfg = config.validate(tiny_raw(**{"compute.gpus_per_job": 2, "compute.collective_timeout_s": 30,
@@ -261,6 +268,7 @@ def test_the_tiny_study_with_two_ranks_per_job_matches_one_rank_within_the_batch
     assert all(r.info.status == "FINISHED" for r in runs)
 
 
+@pytest.mark.slow
 def test_a_job_on_several_nodes_outside_slurm_is_refused_in_plain_words(tmp_path):
     cfg = config.validate(tiny_raw(**{"compute.gpus_per_job": 2, "compute.nodes_per_job": 2}), deep=False)
     spec = teacher_jobs.teacher_spec(cfg, "resnet8", "standard", 0)
