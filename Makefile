@@ -8,7 +8,7 @@ CORES ?= all
 PROFILE ?= workflow/profiles/default
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: run test lint install mlflow-ui dvc-repro bench clean report
+.PHONY: run test test-quick lint install mlflow-ui dvc-repro bench clean report
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY_VERSION) -m venv $(VENV)
@@ -32,6 +32,11 @@ report: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the quick tier, while editing: no test marked slow (Snakemake, DVC, SLURM, servers, ranks or other processes, whole
+# jobs); `make test` (CI) runs them all
+test-quick: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # ruff for the package, snakefmt for the rules; `snakemake --lint` runs in the tests (tests/test_rules.py)
 lint: $(STAMP)

@@ -24,7 +24,9 @@ from soteacher.study import teacher_jobs
 from soteacher.study.identity import data_id
 from tests.helpers import REPO, TINY_CONFIG, copy_workflow, python_output, run, tiny_raw
 
-T975 = {1: 12.706205, 3: 3.182446}  # t_{0.975, df}, from a t table
+# t_{0.975, df}, from a t table: to 6 decimals (±5e-7), so an interval end computed with them is off by
+# ≤ 5e-7 · s/√n (≤ 8e-7 for the data below): the abs tolerances of 1e-6 and 1e-5
+T975 = {1: 12.706205, 3: 3.182446}
 REFERENCE = {"bayes_acc": {"train": 88.0, "val": 87.0, "test": 86.0},
              "expected_max_pstar": {"train": 85.0, "val": 84.5, "test": 84.0}}
 # per (recipe, teacher seed): epoch -> value, for the three saved checkpoints (epochs 1, 2, 3)
@@ -101,6 +103,7 @@ def _half(values: list[float]) -> float:
     return T975[n - 1] * s / math.sqrt(n)
 
 
+@pytest.mark.slow  # the whole aggregate job: every table and figure written (~2.5 s)
 def test_student_deltas_paired_by_seed_with_hand_intervals(study):
     table = pd.read_csv(study["students_paired_csv"]).set_index(["recipe", "method", "teacher_epoch"])
     assert "vanilla" not in set(table.index.get_level_values("method"))
@@ -146,6 +149,7 @@ def test_student_deltas_paired_by_seed_with_hand_intervals(study):
     assert summary["soteacher"]["teacher_tv_pstar_train"] == pytest.approx(0.155)
 
 
+@pytest.mark.slow
 def test_teachers_table_regime_and_paired_teacher_deltas(study):
     teachers = pd.read_csv(study["teachers_csv"]).set_index("recipe")
     std = teachers.loc["standard"]
@@ -172,6 +176,7 @@ def test_teachers_table_regime_and_paired_teacher_deltas(study):
     assert "seed 0: 1; seed 1: 2" in md and "-0.1200 ± 0.2541 (inconclusive)" in md and "nan" not in md.lower()
 
 
+@pytest.mark.slow
 def test_early_stopping_uses_the_val_best_distilled_checkpoint(study):
     early = pd.read_csv(study["early_stopping_csv"]).set_index(["recipe", "method"])
     row = early.loc[("soteacher", "kd")]
@@ -187,6 +192,7 @@ def test_early_stopping_uses_the_val_best_distilled_checkpoint(study):
     assert "+4.00 ± 3.44" in study["early_stopping_md"].read_text()
 
 
+@pytest.mark.slow
 def test_every_output_exists_and_figures_are_real_pngs(study):
     # the declared files and nothing else: dvc.yaml tracks the tables and figures folders whole
     declared = outputs("tiny")
@@ -202,6 +208,7 @@ def test_every_output_exists_and_figures_are_real_pngs(study):
         assert (len(png) > 20_000) == (key != "ablation_png"), key
 
 
+@pytest.mark.slow
 def test_the_reference_recipe_comes_from_the_config(study, tmp_path, monkeypatch):
     """The study of the ``study`` fixture with its standard recipe named ``baseline`` and configured as the
     reference: every table is the same, ``baseline`` where it said ``standard`` (the ablation aside: another
@@ -230,6 +237,7 @@ def test_the_reference_recipe_comes_from_the_config(study, tmp_path, monkeypatch
     assert "baseline" in outputs["students_paired_md"].read_text()
 
 
+@pytest.mark.slow
 def test_single_seed_rows_say_no_interval(tmp_path, monkeypatch):
     cfg = _config([0], [0])
     _write(tmp_path, cfg)
@@ -248,6 +256,7 @@ def test_single_seed_rows_say_no_interval(tmp_path, monkeypatch):
     assert summary == {"mean": 1.0, "low": None, "high": None, "n": 1}
 
 
+@pytest.mark.slow
 def test_no_val_no_pstar_no_history_still_writes_everything(tmp_path, monkeypatch):
     """Files from before the validation split and the histories: notes instead of numbers, placeholders."""
     cfg = _config([0, 1], [0])
@@ -271,6 +280,7 @@ def test_no_val_no_pstar_no_history_still_writes_everything(tmp_path, monkeypatc
     assert students["delta_vanilla_mean"].isna().all() and students["agreement_mean"].notna().all()
 
 
+@pytest.mark.slow
 def test_without_standard_recipe(tmp_path, monkeypatch):
     cfg = _config([0], [0, 1])
     cfg["teacher"]["recipes"] = {"soteacher": cfg["teacher"]["recipes"]["soteacher"]}
@@ -284,6 +294,7 @@ def test_without_standard_recipe(tmp_path, monkeypatch):
     assert outputs["delta_by_method_png"].stat().st_size > 20_000
 
 
+@pytest.mark.slow
 def test_best_epoch_column_names_the_split_that_chose_it(study):
     md = study["summary_md"].read_text()
     assert "student acc, best epoch, chosen on val (%)" in md
@@ -307,6 +318,7 @@ def _write_results(root: Path, cfg: dict, student_acc, teacher_acc=lambda job: 8
         path.write_text(json.dumps({"last_acc": acc, "best_acc": acc + 1.0}))
 
 
+@pytest.mark.slow
 def test_tables_deltas_and_ablation_from_known_numbers(tmp_path, monkeypatch):
     recipes = {"standard": {}, "soteacher": {"lambda_lr": 1e-5, "lambda_cr": 1.0},
                "lr_big": {"lambda_lr": 1e-3, "lambda_cr": 1.0}, "cr_half": {"lambda_lr": 1e-5, "lambda_cr": 0.5},
@@ -357,6 +369,7 @@ def test_tables_deltas_and_ablation_from_known_numbers(tmp_path, monkeypatch):
     assert outputs["ablation_png"].stat().st_size > 20_000  # a real plot, not the placeholder
 
 
+@pytest.mark.slow
 def test_no_ablation_and_no_standard_give_placeholders(tmp_path, monkeypatch):
     cfg = config_mod.validate(tiny_raw(**{"teacher.recipes": {"soteacher": {"lambda_lr": 1e-5}}}), deep=False)
     _write_results(tmp_path, cfg, lambda job: 60.0)
@@ -369,6 +382,7 @@ def test_no_ablation_and_no_standard_give_placeholders(tmp_path, monkeypatch):
         assert png.startswith(b"\x89PNG") and len(png) < 20_000
 
 
+@pytest.mark.slow
 def test_teachers_count_once_with_runs_missing_and_single_runs_show_no_spread(tmp_path, monkeypatch):
     cfg = config_mod.validate(tiny_raw(**{"teacher.seeds": [0, 1], "distill.seeds": [0, 1, 2]}), deep=False)
     # teacher seed 0 scores 70 + epoch, seed 1 scores 80 + epoch + 1 (see _write_results)
@@ -407,6 +421,7 @@ FIGURES.append(Figure(("history",), File("fake.png", "soteacher.report.figures:t
 """
 
 
+@pytest.mark.slow
 def test_the_rule_declares_and_a_run_writes_exactly_the_declared_files(tmp_path):
     """With a table and a figure declared in a copy of the package: Snakemake's dry run lists as rule aggregate's
     outputs, and the aggregate writes, exactly the declared files, the new ones included."""
@@ -447,6 +462,7 @@ def test_declarations_that_cannot_run_are_refused():
         check([table("a", ("students",), "a-b.csv")], [])
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_the_declarations_import_neither_pandas_nor_matplotlib():
     """Snakemake reads them when it parses the rules."""
     assert python_output("import sys; from soteacher.report import registry; "

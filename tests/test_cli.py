@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.helpers import REPO, python_output
 
 
+@pytest.mark.slow
 def test_commands_without_training_do_not_import_torch(tmp_path):
     # init-tracking, and the config check Snakemake runs at start-up (the aggregate job's too)
     loaded = python_output(

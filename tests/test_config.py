@@ -76,6 +76,7 @@ def test_grid_counts(tiny_config):
     assert len(jobs.student_jobs(tiny_config)) == 8
 
 
+@pytest.mark.slow
 def test_cli_check_config_exit_codes(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "soteacher", "check-config", str(TINY_CONFIG)],
                         capture_output=True, text=True)
@@ -96,6 +97,7 @@ def test_dataset_choices_are_the_registry():
     assert list(DATASETS) == ["synthetic", "cifar100", "tiny_imagenet", "fashion_mnist", "imagenet"]
 
 
+@pytest.mark.slow
 def test_config_checks_do_not_import_torch():
     """Snakemake's start-up and the aggregate job check configs; the registries they read need no torch."""
     code = ("import sys; from soteacher.study import config; "
@@ -144,6 +146,7 @@ def test_settings_that_never_take_effect_are_named(caplog):
     assert caplog.records == []
 
 
+@pytest.mark.slow
 def test_check_config_prints_the_warnings(tmp_path):
     import subprocess
     import sys

@@ -21,6 +21,7 @@ run.end()
 """
 
 
+@pytest.mark.slow
 def test_eight_concurrent_writers_on_a_new_store_lose_nothing(tmp_path):
     # no store yet: the first writers race to create it (MLflow's schema set-up is not safe concurrently)
     from mlflow.tracking import MlflowClient

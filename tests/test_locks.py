@@ -30,7 +30,7 @@ def make_run(work: Path, check: bool = True) -> subprocess.CompletedProcess:
     return run(["make", "-o", ".venv/.installed", "run", "CORES=2"], work, check=check)
 
 
-def _wait_for(predicate, what: str, timeout: float = 120) -> None:
+def _wait_for(predicate, what: str, timeout: float = 300) -> None:  # returns once true: generous for loaded machines
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

@@ -148,7 +148,10 @@ def test_bf16_autocast_trains_with_finite_losses_and_really_changes_the_arithmet
     bf16 = _run(tiny_config, Speed(amp_bf16=True))
     assert all(torch.isfinite(torch.tensor(v)) for v in bf16.history[0].values())
     assert not torch.equal(fp32.model.fc.weight, bf16.model.fc.weight)  # autocast was active
-    assert torch.allclose(fp32.model.fc.weight, bf16.model.fc.weight, atol=0.05)
+    # the epoch (4 steps at lr 0.05) moves the fc weights by ≤ 0.03; bf16 (8-bit significands, 2^-8 per rounding)
+    # keeps them within a few % of that (measured 1e-3). 0.01: a bf16 run that did not train at all fails (the old
+    # 0.05 exceeded the whole movement)
+    assert torch.allclose(fp32.model.fc.weight, bf16.model.fc.weight, atol=0.01)
 
 
 def test_channels_last_gives_the_same_training_up_to_float_reordering(tiny_config):
@@ -156,6 +159,8 @@ def test_channels_last_gives_the_same_training_up_to_float_reordering(tiny_confi
     nhwc = _run(tiny_config, Speed(channels_last=True), {"channels_last": True})
     assert nhwc.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     for (k, a), (_, b) in zip(nchw.model.state_dict().items(), nhwc.model.state_dict().items()):
+        # 4 steps of reordered float32 sums over entries up to ~4: a few eps32 · 4 per step, compounding (measured
+        # 2.4e-7); 1e-4 leaves it room
         assert torch.allclose(a.float(), b.float(), atol=1e-4), k
 
 
@@ -179,10 +184,12 @@ def test_torch_compile_matches_eager_and_keeps_state_dict_names():
     x = torch.randn(4, 3, 8, 8)
     for model in (eager, compiled):
         model(x).square().mean().backward()
+    # outputs and gradients of magnitude < 1 from reordered float32 sums of ≤ 27 · 64 terms: ~1e-6
     assert torch.allclose(eager(x), compiled(x), atol=1e-5)
     assert torch.allclose(eager.conv.weight.grad, compiled.conv.weight.grad, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_compiling_a_model_carries_determinism_over_to_inductor():
     flags = python_output(
         "import torch\n"

@@ -32,6 +32,7 @@ def test_plan_scales_with_data_and_epochs():
     assert longer.cpu_hours["train_teacher"] > small.cpu_hours["train_teacher"]
 
 
+@pytest.mark.slow
 def test_plan_cli_and_measure(tmp_path):
     out = subprocess.run([sys.executable, "-m", "soteacher", "plan", str(TINY_CONFIG), "--measure", "--steps", "1"],
                          capture_output=True, text=True, cwd=tmp_path, timeout=120)

@@ -192,6 +192,7 @@ def test_fig2_preset_end_to_end_and_html_report(tmp_path):
             assert caption[:20] in html, out.path
 
 
+@pytest.mark.slow
 def test_configfile_replaces_the_default_study_instead_of_merging(tmp_path):
     """`make run CONFIG=preset` passes --configfile: the preset alone is the study (the default's fitnet must not
     leak into a KD-only preset)."""

@@ -2,7 +2,7 @@
 
 Two ranks and one process train the same learners from the same seed with the same global batch (13 of 64 samples:
 the shards are 7 and 6, the last batch's 6 and 6). Without BatchNorm they compute the same function of the same
-samples, so they must agree up to float reassociation of the sums over shards (TOL; measured ≤ 1.8e-6). With
+samples, so they must agree up to float reassociation of the sums over shards (TOL, derived below). With
 BatchNorm each rank normalises its own shard: the ranks stay identical to each other, and one process's numbers
 are matched only within the bound stated in ``test_with_batchnorm_...``.
 """
@@ -25,8 +25,20 @@ from soteacher.core.ranks import LAUNCHED
 from soteacher.core.specs import to_json
 from soteacher.study import config, teacher_jobs
 from tests.helpers import REPO, results_without_hashes, subprocess_env, tiny_raw
+from tests.ranks_driver import BATCH, method_cfg
 
+# Weights and buffers after 15 steps (3 epochs of 5): every step rounds each weight (eps32·|w|, eps32 ≈ 1.2e-7) and
+# its gradient differs by a few eps32 between the runs (the shards' sums all-reduced vs one sum over 13 samples, conv
+# blocking by batch size): ~15 · 4 · eps32 ≈ 7e-6 of |w|, so rtol 1e-5; atol 5e-6 is that at |w| ≈ 0.5, the weights'
+# scale, for entries near 0. The epoch losses below: the same rtol, abs 1e-5 for terms near 0 (KD's ≈ 5e-3).
 TOL = {"rtol": 1e-5, "atol": 5e-6}
+# PKT's epoch loss (and the total that holds it) is β · mean over the B × B pairs of p_t · log((p_t + ε) / (p_s + ε)),
+# β = 30000, B = 13, p ≈ 1/B: a sum whose terms cancel (≈ 6e-6 before β), so its float error scales with the terms,
+# not the result. log r, r ≈ 1, is rounded to ~eps32 and p_s, p_t carry ulps that differ between the runs: each
+# term errs by k · eps32 · p_t (k a few), the mean of the B² terms, of independent signs, by ≈ k · eps32 / B / B
+# (× β: k · 2.1e-5). Allowed: β · eps32 / B ≈ 2.7e-4, B / k times that and the bound for all B² errors of one ulp
+# aligned; 0.15 % of the loss (≈ 0.2), where a loss over each rank's shard instead of the global batch is tens of %.
+PKT_ABS = method_cfg("pkt")["weight"] * torch.finfo(torch.float32).eps / BATCH
 SCENARIOS = ("teacher", "students", "teacher-bn")
 
 
@@ -85,6 +97,7 @@ def test_a_last_batch_smaller_than_the_ranks_is_left_out_and_no_shard_is_empty()
         assert all(torch.equal(s, o[World(rank=rank, size=3).shard(31)]) for s, o in zip(shards, one))
 
 
+@pytest.mark.slow
 def test_every_rank_trains_on_its_shard_of_the_one_process_batches(runs):
     one, (rank0, rank1) = runs["teacher"]
     assert len(one["batches"]) == len(rank0["batches"]) == 5
@@ -94,6 +107,7 @@ def test_every_rank_trains_on_its_shard_of_the_one_process_batches(runs):
         assert torch.equal(x, torch.cat([x0, x1]))  # augmented with the same draws
 
 
+@pytest.mark.slow
 def test_the_consistency_buffer_is_the_same_on_every_rank_and_equals_one_process(runs):
     one, (rank0, rank1) = runs["teacher"]
     buffers = [r["learners"]["teacher"]["objective"]["ensemble.targets"] for r in (one, rank0, rank1)]
@@ -102,6 +116,7 @@ def test_the_consistency_buffer_is_the_same_on_every_rank_and_equals_one_process
     torch.testing.assert_close(buffers[1], buffers[0], **TOL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", ["teacher", "students"])
 def test_without_batchnorm_losses_and_weights_equal_one_process(runs, scenario):
     one, two = runs[scenario]
@@ -113,9 +128,11 @@ def test_without_batchnorm_losses_and_weights_equal_one_process(runs, scenario):
         for mine, theirs in zip(learner["history"], two[0]["learners"][name]["history"], strict=True):
             assert mine.keys() == theirs.keys()
             for key in mine:
-                assert theirs[key] == pytest.approx(mine[key], rel=1e-5, abs=1e-5), (name, mine["epoch"], key)
+                atol = PKT_ABS if name == "pkt" and key in ("train_pkt", "train_loss") else 1e-5
+                assert theirs[key] == pytest.approx(mine[key], rel=1e-5, abs=atol), (name, mine["epoch"], key)
 
 
+@pytest.mark.slow
 def test_with_batchnorm_the_ranks_agree_and_one_process_is_matched_within_the_bound(runs):
     """The stated bound: after the first epoch (5 steps, shards of 6-7 samples) the training and test losses are
     within 0.03 of one process's (measured: 0.006 and 0.008). Later epochs drift further: the trajectories diverge,
@@ -129,6 +146,7 @@ def test_with_batchnorm_the_ranks_agree_and_one_process_is_matched_within_the_bo
     assert theirs["train_loss"] != mine["train_loss"]  # per-shard statistics: not the one process's
 
 
+@pytest.mark.slow
 def test_a_signal_to_one_rank_stops_both_at_the_same_step_and_the_job_resumes_to_the_same_numbers(runs, tmp_path):
     stopped = drive(tmp_path, "teacher", 2, "7", "SIGTERM")  # rank 1, in epoch 2
     assert stopped.returncode != 0
@@ -144,10 +162,14 @@ def test_a_signal_to_one_rank_stops_both_at_the_same_step_and_the_job_resumes_to
         assert all(torch.equal(x, y) for (_, x), (_, y) in zip(_tensors(a), _tensors(b)))
 
 
+@pytest.mark.slow
 def test_a_rank_killed_mid_epoch_fails_the_job_at_once_and_it_resumes_from_its_last_state(runs, tmp_path):
-    started = time.monotonic()
     killed = drive(tmp_path, "teacher", 2, "8", "SIGKILL")  # rank 1, in epoch 2
-    assert killed.returncode != 0 and time.monotonic() - started < 60
+    # timed from the end of epoch 1 (the state saved), not from the start, so a loaded machine slows only 3 small
+    # steps and the exit (measured 1.4 s at load 4 on 2 cores); a rank left waiting would take torchrun's 30 s
+    # SIGTERM grace or the 1800 s collective timeout
+    since_saved = time.time() - (tmp_path / "state.pt").stat().st_mtime
+    assert killed.returncode != 0 and since_saved < 20, since_saved
     assert not list(tmp_path.glob("rank*.pt"))
     state = torch.load(tmp_path / "state.pt", weights_only=True)
     assert (state["epoch"], state["batches_done"]) == (2, 0)  # the end of epoch 1, as saved
@@ -173,6 +195,7 @@ def _rank_pids(cwd: Path, local_rank: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 def test_a_teacher_job_whose_rank_dies_exits_non_zero_within_the_timeout_and_publishes_nothing(tmp_path):
     """The real job: `python -m soteacher train-teacher` starts its 2 ranks itself; rank 1 is SIGKILLed mid-run."""
     cfg = config.validate(tiny_raw(**{"compute.gpus_per_job": 2, "compute.collective_timeout_s": 30,
@@ -188,7 +211,7 @@ def test_a_teacher_job_whose_rank_dies_exits_non_zero_within_the_timeout_and_pub
                                 "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--experiment", "tiny"],
                                cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + 600  # ends at "epoch 3/200": long only when the machine is loaded
             while "epoch 3/200" not in log.read_text() and time.monotonic() < deadline and job.poll() is None:
                 time.sleep(0.2)
             victims = _rank_pids(tmp_path, 1)
@@ -246,6 +269,7 @@ def test_the_tiny_study_with_two_ranks_per_job_matches_one_rank_within_the_batch
     assert all(r.info.status == "FINISHED" for r in runs)
 
 
+@pytest.mark.slow
 def test_a_job_on_several_nodes_outside_slurm_is_refused_in_plain_words(tmp_path):
     cfg = config.validate(tiny_raw(**{"compute.gpus_per_job": 2, "compute.nodes_per_job": 2}), deep=False)
     spec = teacher_jobs.teacher_spec(cfg, "resnet8", "standard", 0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import yaml
 from snakemake_executor_plugin_slurm.submit_string import get_submit_command
 from snakemake_executor_plugin_slurm.utils import set_gres_string
@@ -84,6 +85,7 @@ def _dry_run_jobs(text: str) -> list[dict]:
     return jobs
 
 
+@pytest.mark.slow
 def test_a_dry_run_with_two_ranks_gives_the_training_jobs_two_gpus_and_both_ranks_threads(tmp_path):
     raw = tiny_raw(**{"compute.gpus_per_job": 2, "compute.threads": 1,
                       "distill.methods": {"kd": {}, "vanilla": {}},  # vanilla: a train_vanilla job too

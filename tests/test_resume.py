@@ -18,6 +18,7 @@ from soteacher.study import config, teacher_jobs
 from tests.helpers import REPO, TINY_CONFIG
 from tests.resume_driver import identical
 
+pytestmark = pytest.mark.slow  # every test trains in processes it kills and restarts
 STEPS = 3 * 4  # 3 epochs x 4 batches of the tiny data
 
 

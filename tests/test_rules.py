@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.helpers import copy_workflow, run
 
 ACCEPTED = {
@@ -31,6 +33,7 @@ def lints(text: str) -> dict[str, set[str]]:
     return found
 
 
+@pytest.mark.slow
 def test_snakemake_lint_finds_only_the_accepted_lints(tmp_path):
     out = run(["snakemake", "--lint"], copy_workflow(tmp_path), check=False)
     found = lints(out.stdout + out.stderr)

@@ -157,7 +157,7 @@ def served_study(tmp_path_factory):
         cwd=root, env=subprocess_env(), stdout=open(root / "server.log", "wb"), stderr=subprocess.STDOUT,
         start_new_session=True)
     try:
-        deadline = time.time() + 90
+        deadline = time.time() + 300  # ends when it answers (or exits); its start-up slows with the machine's load
         while True:
             try:
                 with urllib.request.urlopen(f"{uri}/health", timeout=2) as resp:

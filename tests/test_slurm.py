@@ -102,10 +102,11 @@ def _slurm_and_local(cluster: Path, tmp_path_factory, config: Path, name: str, l
     local_proc = subprocess.Popen(["nice", "-n", "19", "snakemake", "--cores", str(local_cores)], cwd=local,
                                   env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        # against a hung run only: a run's time grows with the machine's load (CI's outlasted the old MinJobAge, 300 s)
         remote_out = subprocess.run(["snakemake", "--workflow-profile", str(profile)], cwd=remote,
-                                    env=_env(cluster), capture_output=True, text=True, timeout=600)
+                                    env=_env(cluster), capture_output=True, text=True, timeout=1800)
         slurm_seconds = time.monotonic() - started
-        local_stdout, local_stderr = local_proc.communicate(timeout=600)
+        local_stdout, local_stderr = local_proc.communicate(timeout=1800)
     finally:
         if local_proc.poll() is None:
             local_proc.kill()
