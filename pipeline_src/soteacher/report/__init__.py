@@ -48,7 +48,8 @@ def run(config: dict, allow_partial: bool = False) -> dict[str, Path]:
     tables.write_csv(outputs["delta_by_method"], bars)
     figures.delta_figure(bars, outputs["delta_figure"])
 
-    points = ablation.ablation_table(table, config["teacher"]["recipes"])
+    points = ablation.ablation_table(table, config["teacher"]["recipes"], config["report"]["ablation_recipe"],
+                                     config["report"]["reference_recipe"])
     tables.write_csv(outputs["ablation_csv"], points)
     figures.ablation_figure(points, outputs["ablation_figure"])
 

@@ -82,7 +82,7 @@ def teacher_spec(config: dict, teacher_arch: str, recipe: str, teacher_seed: int
         "role": "teacher",
         "arch": teacher_arch,
         "recipe": recipe,
-        "recipe_values": t["recipes"][recipe],
+        "terms": t["recipes"][recipe],
         "seed": int(teacher_seed),
         "epochs": t["epochs"],
         "checkpoint_epochs": checkpoint_epochs(t),

@@ -39,7 +39,7 @@ def _run_teacher(spec: dict, tracking_uri: str, experiment: str, device: torch.d
     data = load_data(spec["data"], layout.data_dir(teacher["data"]), device)
     seed_everything(spec["seed"])
     model = prepare_model(build_model(spec["arch"], data.num_classes).to(device), spec["compute"])
-    objective = TeacherObjective(model, spec["recipe_values"], len(data.train), data.num_classes,
+    objective = TeacherObjective(model, spec["terms"], len(data.train), data.num_classes,
                                  spec["epochs"], world).to(device)
     optimizer, scheduler = make_optimizer(model.parameters(), spec["optim"], arch_lr(spec["optim"], spec["arch"]))
     learner = Learner(f"teacher {out_dir.name}", model, objective, optimizer, scheduler)
