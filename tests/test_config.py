@@ -32,6 +32,8 @@ BAD_CONFIGS = [
      "teacher.recipes.soteacher.consistency.schedule"),
     ({"teacher": {"recipes": {"soteacher": {"lipschitz": 1}}}}, "teacher.recipes.soteacher.lipschitz: expected object"),
     ({"teacher": {"recipes": {"soteacher": {"lambda_lr": 1e-5}}}}, "unknown key 'teacher.recipes.soteacher.lambda_lr'"),
+    ({"teacher": {"recipes": {"ls": {"label_smoothing": {"epsilon": 1.5}}}}},
+     "teacher.recipes.ls.label_smoothing.epsilon"),
     ({"teacher": {"optim": {"lr": 0}}}, "teacher.optim.lr"),
     ({"teacher": {"optim": {"lr_milestones": [5, 3]}}}, "teacher.optim.lr_milestones"),
     ({"teacher": {"optim": {"batch_size": 1}}}, "teacher.optim.batch_size"),

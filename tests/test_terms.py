@@ -19,6 +19,7 @@ from soteacher.study.config import load_schema, validate
 from soteacher.teachers.objective import TeacherObjective
 from soteacher.teachers.terms import TERMS, TeacherSetup
 from soteacher.teachers.terms.consistency import consistency_loss, consistency_weight
+from soteacher.teachers.terms.label_smoothing import label_smoothing_loss
 from soteacher.teachers.terms.lipschitz import LipschitzPenalty
 from tests.helpers import soteacher_recipe, standard_recipe
 
@@ -61,12 +62,24 @@ def test_registry_matches_schema_and_defaults_fill():
         assert set(cls.joint_params) | set(cls.joint_params.values()) <= set(props), name
 
 
-# ---------------------------------------------------------------- ce
+# ---------------------------------------------------------------- ce and label smoothing
 
 def test_cross_entropy_by_hand():
     expected = -sum(math.log(softmax_row(row)[y]) for row, y in zip(LOGITS, LABELS)) / 2
     got = term("ce")(out(LOGITS), torch.tensor(LABELS), torch.arange(2))
     assert math.isclose(got.item(), expected, rel_tol=REL)
+
+
+def test_label_smoothing_by_hand():
+    eps, classes = 0.2, 3
+    expected = 0.0
+    for row, y in zip(LOGITS, LABELS):
+        target = [(1 - eps) * (c == y) + eps / classes for c in range(classes)]
+        expected -= sum(q * math.log(p) for q, p in zip(target, softmax_row(row)))
+    expected /= 2
+    got = term("label_smoothing", epsilon=eps)(out(LOGITS), torch.tensor(LABELS), torch.arange(2))
+    assert math.isclose(got.item(), expected, rel_tol=REL)
+    assert label_smoothing_loss(torch.tensor(LOGITS), torch.tensor(LABELS), eps).item() == got.item()
 
 
 # ---------------------------------------------------------------- Lipschitz
