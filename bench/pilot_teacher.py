@@ -3,7 +3,8 @@
     python -m bench.pilot_teacher '{"syn": {"noise_std": 0.02, "train_size": 1000}, "epochs": 80,
                                     "milestones": [30, 70], "arch": "resnet14"}'
 
-``syn`` overrides the default generator (data seed 0, the design seed); ``recipe`` the standard recipe. Each
+``syn`` overrides the default generator (data seed 0, the design seed); ``recipe`` (``{term: params}``, e.g.
+``{"ce": {}, "consistency": {"weight": 1.0}}``) replaces the standard recipe. Each
 line: running train CE, clean train-split accuracy, test accuracy, train-split TV to p*, seconds so far. The
 header gives the Bayes test accuracy (argmax p*) and E[max p*] on train. docs/theory.md lists the pilots
 that chose config/theory.yaml; none of their seeds is reported.
@@ -23,6 +24,7 @@ from bench.common import default_recipe
 from soteacher.core.settings import Optim
 from soteacher.data import load, prepare
 from soteacher.models import build_model
+from soteacher.study.config import validate
 from soteacher.teachers.objective import TeacherObjective
 from soteacher.training.loop import Learner, make_optimizer, seed_everything, train
 
@@ -42,7 +44,8 @@ def main(args: dict) -> None:
                   lr_milestones=args.get("milestones", []), lr_gamma=0.1)
     seed_everything(0)
     model = build_model(args.get("arch", "resnet20"), data.num_classes)
-    recipe = {**default_recipe("standard"), **args.get("recipe", {})}
+    recipe = default_recipe("standard") if "recipe" not in args else validate(
+        {"teacher": {"recipes": {"pilot": args["recipe"]}}}, deep=False)["teacher"]["recipes"]["pilot"]
     objective = TeacherObjective(model, recipe, len(data.train), data.num_classes, epochs)
     optimizer, scheduler = make_optimizer(model.parameters(), optim, optim.lr)
     print(f"# {json.dumps(args)} bayes_test={ref['bayes_acc']['test']:.1f} "

@@ -128,21 +128,23 @@ def tiny_raw(**changes) -> dict:
     return raw
 
 
-def _recipe(name: str, overrides: dict) -> dict:
-    """Recipe ``name`` as the schema's default teacher.recipes fill it, ``overrides`` on top, validated (a
-    misspelt key or an out-of-range value fails here)."""
-    default = config_mod.validate({}, deep=False)["teacher"]["recipes"][name]
-    filled = config_mod.validate({"teacher": {"recipes": {name: {**default, **overrides}}}}, deep=False)
+def _recipe(name: str, overrides: dict[str, dict]) -> dict:
+    """Recipe ``name`` as the schema's default teacher.recipes fill it, each term of ``overrides`` merged into its
+    parameters (a term the recipe lacks is added), validated (a misspelt key or an out-of-range value fails here)."""
+    terms = config_mod.validate({}, deep=False)["teacher"]["recipes"][name]
+    terms = {**terms, **{term: {**terms.get(term, {}), **params} for term, params in overrides.items()}}
+    filled = config_mod.validate({"teacher": {"recipes": {name: terms}}}, deep=False)
     return filled["teacher"]["recipes"][name]
 
 
-def soteacher_recipe(**overrides) -> dict:
-    """The SoTeacher recipe (λ_LR, λ_CR and the rest as the schema's default ``soteacher`` recipe)."""
+def soteacher_recipe(**overrides: dict) -> dict:
+    """The SoTeacher recipe, ``{term: params}`` (ce, lipschitz, consistency as the schema's default ``soteacher``
+    recipe); ``overrides``: term -> parameters to change, e.g. ``consistency={"weight": 2.0}``."""
     return _recipe("soteacher", overrides)
 
 
-def standard_recipe(**overrides) -> dict:
-    """The standard recipe (both λ zero: plain cross-entropy), as the schema's default ``standard`` recipe."""
+def standard_recipe(**overrides: dict) -> dict:
+    """The standard recipe (cross-entropy alone), as the schema's default ``standard`` recipe."""
     return _recipe("standard", overrides)
 
 
@@ -158,10 +160,11 @@ def tiny_data(config: dict, val_size: int = 0) -> Data:
                 val=val)
 
 
-def teacher_learner(data: Data, recipe: dict, seed: int, arch: str = "resnet8", epochs: int = 2) -> Learner:
+def teacher_learner(data: Data, terms: dict, seed: int, arch: str = "resnet8", epochs: int = 2) -> Learner:
+    """A teacher trained on ``terms`` (a recipe, ``{term: params}`` with defaults filled)."""
     seed_everything(seed)
     model = build_model(arch, data.num_classes)
-    objective = TeacherObjective(model, recipe, len(data.train), data.num_classes, epochs)
+    objective = TeacherObjective(model, terms, len(data.train), data.num_classes, epochs)
     optimizer, scheduler = make_optimizer(model.parameters(), OPTIM, OPTIM.lr)
     return Learner("teacher", model, objective, optimizer, scheduler)
 

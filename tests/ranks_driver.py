@@ -72,8 +72,8 @@ def main() -> int:
     teacher = None
     if scenario.startswith("teacher"):
         model = network("resnet8", classes, bn, seed=0)
-        objective = TeacherObjective(model, soteacher_recipe(cr_schedule="step", cr_start_epoch=1), len(data.train),
-                                     classes, EPOCHS, world)
+        recipe = soteacher_recipe(consistency={"schedule": "step", "start_epoch": 1})
+        objective = TeacherObjective(model, recipe, len(data.train), classes, EPOCHS, world)
         learners = [Learner("teacher", model, objective, *make_optimizer(model.parameters(), OPTIM, OPTIM.lr))]
     else:
         teacher = network("resnet8", classes, bn, seed=1).eval()

@@ -17,6 +17,7 @@ import pytest
 
 from soteacher import report as aggregate
 from soteacher.core import layout
+from soteacher.report import ablation as ablation_mod
 from soteacher.report.registry import outputs
 from soteacher.study import config as config_mod
 from soteacher.study import student_jobs as jobs
@@ -320,10 +321,11 @@ def _write_results(root: Path, cfg: dict, student_acc, teacher_acc=lambda job: 8
 
 @pytest.mark.slow
 def test_tables_deltas_and_ablation_from_known_numbers(tmp_path, monkeypatch):
-    recipes = {"standard": {}, "soteacher": {"lambda_lr": 1e-5, "lambda_cr": 1.0},
-               "lr_big": {"lambda_lr": 1e-3, "lambda_cr": 1.0}, "cr_half": {"lambda_lr": 1e-5, "lambda_cr": 0.5},
-               "cosine": {"lambda_lr": 1e-5, "lambda_cr": 1.0, "cr_schedule": "cosine"},
-               "both": {"lambda_lr": 0.0, "lambda_cr": 2.0}}  # two changes: no ablation point
+    recipes = {"standard": {"ce": {}}, "soteacher": {"ce": {}, "lipschitz": {}, "consistency": {}},
+               "lr_big": {"ce": {}, "lipschitz": {"weight": 1e-3}, "consistency": {}},
+               "cr_half": {"ce": {}, "lipschitz": {}, "consistency": {"weight": 0.5}},
+               "cosine": {"ce": {}, "lipschitz": {}, "consistency": {"schedule": "cosine"}},
+               "both": {"ce": {}, "consistency": {"weight": 2.0}}}  # two changes: no ablation point
     cfg = config_mod.validate(tiny_raw(**{"teacher.recipes": recipes, "teacher.seeds": [0, 1],
                                        "distill.seeds": [0, 1]}), deep=False)
     gain = {"standard": 0.0, "soteacher": 1.0, "lr_big": -2.0, "cr_half": 0.5, "cosine": 0.25, "both": 0.0}
@@ -351,9 +353,9 @@ def test_tables_deltas_and_ablation_from_known_numbers(tmp_path, monkeypatch):
     assert bars.set_index(["recipe", "method"]).loc[("cr_half", "fitnet"), "delta_last_mean"] == pytest.approx(0.5)
 
     ablation = pd.read_csv(outputs["ablation_csv"])
-    assert set(ablation["parameter"]) == {"lambda_lr", "lambda_cr", "cr_schedule"}
+    assert set(ablation["parameter"]) == {"lipschitz.weight", "consistency.weight", "consistency.schedule"}
     assert "both" not in set(ablation["recipe"])
-    lr = ablation[(ablation["parameter"] == "lambda_lr") & (ablation["method"] == "kd")]
+    lr = ablation[(ablation["parameter"] == "lipschitz.weight") & (ablation["method"] == "kd")]
     assert list(lr["value"].astype(float)) == [1e-5, 1e-3]  # sorted by value
     assert list(lr["student_last_mean"]) == pytest.approx([52.5, 49.5])
     assert lr["standard_student_last_mean"].eq(51.5).all()
@@ -369,9 +371,49 @@ def test_tables_deltas_and_ablation_from_known_numbers(tmp_path, monkeypatch):
     assert outputs["ablation_png"].stat().st_size > 20_000  # a real plot, not the placeholder
 
 
+def _points(recipes: dict, base: str = "soteacher", reference: str = "standard") -> dict[str, tuple]:
+    filled = config_mod.validate({"teacher": {"recipes": recipes}}, deep=False)["teacher"]["recipes"]
+    return {p["recipe"]: (p["parameter"], p["value"]) for p in ablation_mod.ablation_points(filled, base, reference)
+            if not p["is_default"]}
+
+
+def test_ablation_points_are_read_from_the_terms_not_the_names():
+    sot = {"ce": {}, "lipschitz": {}, "consistency": {}}
+    points = _points({
+        "standard": {"ce": {}}, "soteacher": sot,
+        "no_lr": {"ce": {}, "consistency": {}},  # a term left out: its weight at 0
+        "no_cr": {"ce": {}, "lipschitz": {}},
+        "spectral": {**sot, "lipschitz": {"bound": "spectral"}},
+        "late_step": {**sot, "consistency": {"schedule": "step", "start_epoch": 150}},  # schedule and its start
+        "cosine": {**sot, "consistency": {"schedule": "cosine"}},
+        "no_ce": {"lipschitz": {}, "consistency": {}},  # ce has no weight: leaving it out is no axis
+        "smoothed": {**sot, "label_smoothing": {}},  # a term the base lacks: no axis
+        "two_terms": {"ce": {}, "lipschitz": {"weight": 1e-4}, "consistency": {"weight": 2.0}},
+        "two_params": {**sot, "consistency": {"weight": 2.0, "schedule": "cosine"}},
+    })
+    assert points == {
+        "no_lr": ("lipschitz.weight", 0.0), "no_cr": ("consistency.weight", 0.0),
+        "spectral": ("lipschitz.bound", "spectral"), "late_step": ("consistency.schedule", "step@150"),
+        "cosine": ("consistency.schedule", "cosine")}
+
+
+def test_ablation_base_and_reference_come_from_the_config_names():
+    recipes = {"standard": {"ce": {}}, "lipschitz_only": {"ce": {}, "lipschitz": {}},
+               "strong": {"ce": {}, "lipschitz": {"weight": 1e-3}}}
+    # the reference is the figure's line, not a point, even where it lies on an axis (lipschitz.weight = 0)
+    assert _points(recipes, base="lipschitz_only") == {"strong": ("lipschitz.weight", 1e-3)}
+    assert _points(recipes, base="lipschitz_only", reference="none") == {
+        "standard": ("lipschitz.weight", 0.0), "strong": ("lipschitz.weight", 1e-3)}
+    filled = config_mod.validate({"teacher": {"recipes": recipes}}, deep=False)["teacher"]["recipes"]
+    base = [p for p in ablation_mod.ablation_points(filled, "lipschitz_only", "standard") if p["is_default"]]
+    assert base == [{"parameter": "lipschitz.weight", "value": 1e-5, "recipe": "lipschitz_only", "is_default": True}]
+    assert ablation_mod.ablation_points(filled, "soteacher", "standard") == []  # no such base recipe
+
+
 @pytest.mark.slow
 def test_no_ablation_and_no_standard_give_placeholders(tmp_path, monkeypatch):
-    cfg = config_mod.validate(tiny_raw(**{"teacher.recipes": {"soteacher": {"lambda_lr": 1e-5}}}), deep=False)
+    cfg = config_mod.validate(tiny_raw(**{"teacher.recipes": {"soteacher": {"ce": {}, "lipschitz": {}}}}),
+                              deep=False)
     _write_results(tmp_path, cfg, lambda job: 60.0)
     monkeypatch.chdir(tmp_path)
     outputs = aggregate.run(cfg)

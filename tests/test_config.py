@@ -24,10 +24,16 @@ BAD_CONFIGS = [
     ({"teacher": {"archs": ["../etc"]}}, "teacher.archs[0]"),
     ({"teacher": {"seeds": [-1]}}, "teacher.seeds[0]"),
     ({"teacher": {"checkpoint_every": 20, "epochs": 10}}, "teacher.checkpoint_every"),
-    ({"teacher": {"recipes": {"Bad-Name": {}}}}, "teacher.recipes"),
-    ({"teacher": {"recipes": {"soteacher": {"lambda_lr": -1}}}}, "teacher.recipes.soteacher.lambda_lr"),
-    ({"teacher": {"recipes": {"soteacher": {"cr_schedule": "exp"}}}}, "teacher.recipes.soteacher.cr_schedule"),
-    ({"teacher": {"recipes": {"soteacher": {"lipschitz": 1}}}}, "unknown key 'teacher.recipes.soteacher.lipschitz'"),
+    ({"teacher": {"recipes": {"Bad-Name": {"ce": {}}}}}, "teacher.recipes"),
+    ({"teacher": {"recipes": {"empty": {}}}}, "config key teacher.recipes.empty"),  # no term: no loss
+    ({"teacher": {"recipes": {"soteacher": {"lipschitz": {"weight": -1}}}}},
+     "teacher.recipes.soteacher.lipschitz.weight"),
+    ({"teacher": {"recipes": {"soteacher": {"consistency": {"schedule": "exp"}}}}},
+     "teacher.recipes.soteacher.consistency.schedule"),
+    ({"teacher": {"recipes": {"soteacher": {"lipschitz": 1}}}}, "teacher.recipes.soteacher.lipschitz: expected object"),
+    ({"teacher": {"recipes": {"soteacher": {"lambda_lr": 1e-5}}}}, "unknown key 'teacher.recipes.soteacher.lambda_lr'"),
+    ({"teacher": {"recipes": {"ls": {"label_smoothing": {"epsilon": 1.5}}}}},
+     "teacher.recipes.ls.label_smoothing.epsilon"),
     ({"teacher": {"optim": {"lr": 0}}}, "teacher.optim.lr"),
     ({"teacher": {"optim": {"lr_milestones": [5, 3]}}}, "teacher.optim.lr_milestones"),
     ({"teacher": {"optim": {"batch_size": 1}}}, "teacher.optim.batch_size"),
@@ -56,8 +62,10 @@ def test_malformed_config_is_refused_naming_the_key(overrides, expected):
 
 def test_defaults_are_filled_and_default_config_is_valid():
     cfg = config_mod.validate({})
-    assert cfg["teacher"]["recipes"]["soteacher"]["lambda_lr"] == 1e-5
-    assert cfg["teacher"]["recipes"]["soteacher"]["lambda_cr"] == 1.0
+    assert cfg["teacher"]["recipes"] == {
+        "standard": {"ce": {}},
+        "soteacher": {"ce": {}, "lipschitz": {"weight": 1e-5, "bound": "l1"},
+                      "consistency": {"weight": 1.0, "schedule": "linear", "start_epoch": 1}}}
     assert cfg["distill"]["methods"]["kd"]["kd_temperature"] == 4.0
     config_mod.load(REPO / "config" / "config.yaml")
 
@@ -110,8 +118,9 @@ def test_config_checks_do_not_import_torch():
 
 
 @pytest.mark.parametrize(("yaml_text", "key"), [
-    ("teacher: {recipes: {soteacher: {lambda_cr: .nan}}}", "teacher.recipes.soteacher.lambda_cr: nan"),
-    ("teacher: {recipes: {soteacher: {lambda_lr: .inf}}}", "teacher.recipes.soteacher.lambda_lr: inf"),
+    ("teacher: {recipes: {soteacher: {consistency: {weight: .nan}}}}",
+     "teacher.recipes.soteacher.consistency.weight: nan"),
+    ("teacher: {recipes: {soteacher: {lipschitz: {weight: .inf}}}}", "teacher.recipes.soteacher.lipschitz.weight: inf"),
     ("distill: {methods: {kd: {kd_temperature: -.inf}}}", "distill.methods.kd.kd_temperature: -inf"),
     ("teacher: {optim: {lr: .nan}}", "teacher.optim.lr: nan"),
 ])
@@ -125,8 +134,8 @@ def test_non_finite_numbers_are_refused_naming_the_key(tmp_path, yaml_text, key)
 
 def test_settings_that_never_take_effect_are_named(caplog):
     raw = {"teacher": {"epochs": 10, "checkpoint_every": 5, "optim": {"lr_milestones": [5, 10, 12]},
-                       "recipes": {"late": {"lambda_cr": 1.0, "cr_schedule": "step", "cr_start_epoch": 10},
-                                   "fine": {"lambda_cr": 1.0, "cr_schedule": "step", "cr_start_epoch": 9}}},
+                       "recipes": {"late": {"ce": {}, "consistency": {"schedule": "step", "start_epoch": 10}},
+                                   "fine": {"ce": {}, "consistency": {"schedule": "step", "start_epoch": 9}}}},
            "distill": {"epochs": 4, "optim": {"lr_milestones": [3]}, "methods": {"crd": {"nce_k": 5000}}},
            "data": {"synthetic": {"train_size": 1000}}}
     with caplog.at_level("WARNING", logger="soteacher.study.config"):
@@ -135,8 +144,8 @@ def test_settings_that_never_take_effect_are_named(caplog):
     assert said == [
         "config key teacher.optim.lr_milestones: [10, 12] at or beyond teacher.epochs=10 never decay the lr "
         "(the decays that happen: [5])",
-        "config key teacher.recipes.late.cr_start_epoch: 10 is not before teacher.epochs=10: with cr_schedule step "
-        "the consistency term never switches on (λ_CR stays 0)",
+        "config key teacher.recipes.late.consistency.start_epoch: 10 is not before teacher.epochs=10: with schedule "
+        "step the consistency term never switches on (λ_CR stays 0)",
         "config key distill.methods.crd.nce_k: 5000 exceeds the 1000 training samples: an anchor's negatives "
         "repeat samples (at most 1000 distinct)"]
     caplog.clear()

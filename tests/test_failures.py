@@ -42,7 +42,7 @@ def test_eight_concurrent_writers_on_a_new_store_lose_nothing(tmp_path):
 def test_nan_loss_fails_the_job_leaves_no_output_and_marks_the_run_failed(work):
     cfg = yaml.safe_load(TINY_CONFIG.read_text())
     cfg["teacher"]["optim"]["lr"] = 1.0e30  # diverges to a non-finite loss in the first epoch
-    cfg["teacher"]["recipes"] = {"standard": {}}
+    cfg["teacher"]["recipes"] = {"standard": {"ce": {}}}
     (work / "config/config.yaml").write_text(yaml.safe_dump(cfg))
     out = run(["snakemake", "--cores", "1", "teachers"], work, check=False)
     assert out.returncode != 0

@@ -224,7 +224,7 @@ def test_dvc_repro_runs_then_is_a_noop_then_reruns_only_students(work):
 
 def test_grouped_seeds_run_one_job_per_checkpoint_with_the_numbers_of_one_job_per_seed(tmp_path):
     cfg = yaml.safe_load(TINY_CONFIG.read_text())
-    cfg["teacher"]["recipes"] = {"standard": {}}
+    cfg["teacher"]["recipes"] = {"standard": {"ce": {}}}
     cfg["distill"].update(seeds=[0, 1], group_seeds=True)
     config_file = tmp_path / "grouped.yaml"
     config_file.write_text(yaml.safe_dump(cfg))

@@ -109,8 +109,9 @@ def test_cifar100_table_preset_has_the_papers_pairs_and_every_method():
 
 def test_fig2_preset_varies_one_hyperparameter_at_a_time():
     cfg = config_mod.load(REPO / "config/paper/fig2_ablation.yaml", deep=False)
-    points = pd.DataFrame(ablation.ablation_points(cfg["teacher"]["recipes"]))
-    assert set(points["parameter"]) == {"lambda_lr", "lambda_cr", "cr_schedule"}
+    points = pd.DataFrame(ablation.ablation_points(cfg["teacher"]["recipes"], cfg["report"]["ablation_recipe"],
+                                                   cfg["report"]["reference_recipe"]))
+    assert set(points["parameter"]) == {"lipschitz.weight", "consistency.weight", "consistency.schedule"}
     # every recipe but standard is on some axis; the default is on all three
     assert set(points["recipe"]) == set(cfg["teacher"]["recipes"]) - {"standard"}
     assert points[points["is_default"]]["recipe"].eq("soteacher").all() and points["is_default"].sum() == 3
@@ -171,7 +172,7 @@ def test_fig2_preset_end_to_end_and_html_report(tmp_path):
     _snakemake(work)
     tables, figures = work / layout.tables_dir(cfg["name"]), work / layout.figures_dir(cfg["name"])
     ablation = pd.read_csv(tables / "ablation.csv")
-    assert set(ablation["parameter"]) == {"lambda_lr", "lambda_cr", "cr_schedule"}
+    assert set(ablation["parameter"]) == {"lipschitz.weight", "consistency.weight", "consistency.schedule"}
     assert set(ablation["recipe"]) == {"soteacher", "lr_1em4", "cr_2", "sched_cosine"}
     assert ablation["standard_student_last_mean"].notna().all()
     assert (figures / "ablation.png").stat().st_size > 20_000

@@ -145,7 +145,7 @@ def served_study(tmp_path_factory):
     (root / "work").mkdir()
     work = copy_workflow(root / "work")
     cfg = yaml.safe_load(TINY_CONFIG.read_text())
-    cfg["teacher"].update(epochs=2, checkpoint_every=2, recipes={"standard": {}},
+    cfg["teacher"].update(epochs=2, checkpoint_every=2, recipes={"standard": {"ce": {}}},
                           imports={"ref": {"arch": "resnet8", "path": REF_PATH, "epoch": 240}})
     (work / "config/config.yaml").write_text(yaml.safe_dump(cfg))
     reference = reference_checkpoint(work / REF_PATH)
@@ -299,8 +299,8 @@ def test_dvc_push_clone_pull_then_nothing_to_do_and_kd_change_reruns_students(tm
     run(["git", "checkout", "--", "config/config.yaml"], clone)
 
     # an ablation as a DVC experiment (nested key in the params file), its metric in `dvc exp show`
-    run(["dvc", "exp", "run", "-S", "config/config.yaml:teacher.recipes.soteacher.lambda_cr=2.0"], clone)
+    run(["dvc", "exp", "run", "-S", "config/config.yaml:teacher.recipes.soteacher.consistency.weight=2.0"], clone)
     shown = json.loads(run(["dvc", "exp", "show", "--json"], clone).stdout)
     text = json.dumps(shown)
-    assert "student_last_acc" in text and "lambda_cr" in text
-    assert yaml.safe_load(cfg_path.read_text())["teacher"]["recipes"]["soteacher"]["lambda_cr"] == 2.0
+    assert "student_last_acc" in text and "consistency" in text
+    assert yaml.safe_load(cfg_path.read_text())["teacher"]["recipes"]["soteacher"]["consistency"]["weight"] == 2.0

@@ -32,8 +32,8 @@ def _snakemake(work: Path, config: str) -> dict[str, int]:
 def test_two_studies_keep_their_tables_and_share_the_teachers_they_both_need(tmp_path):
     work = copy_workflow(tmp_path)
     a = _study(work, "a")
-    b = _study(work, "b", **{"teacher.recipes": {"standard": {}, "soteacher": {"lambda_lr": 1.0e-5,
-                                                                               "lambda_cr": 2.0}}})
+    b = _study(work, "b", **{"teacher.recipes": {"standard": {"ce": {}}, "soteacher": {
+        "ce": {}, "lipschitz": {"weight": 1.0e-5}, "consistency": {"weight": 2.0}}}})
     c = _study(work, "c", **{"distill.methods": {"kd": {}}})  # a's teachers, other students
     assert _snakemake(work, a)["train_teacher"] == 2
     # b's standard teacher is a's; its soteacher teacher (another λ_CR) is its own

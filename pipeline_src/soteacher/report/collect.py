@@ -21,8 +21,6 @@ from soteacher.study.teacher_jobs import teacher_jobs
 
 GROUP = ["teacher", "recipe", "teacher_epoch", "method", "student"]  # one row of the summary table
 TEACHER = ["teacher", "recipe"]  # one line of the teacher tables and figures
-STANDARD = "standard"  # ablation.py's reference line only (made generic in its own branch); the tables read
-# config["report"]["reference_recipe"]
 VANILLA = jobs.VANILLA  # the student trained on labels alone: the baseline every KD student is compared with
 TEACHER_KEYS = ["lr", "train_loss", "train_ce", "train_acc", "train_eval_acc", "test_acc", "test_loss", "val_acc",
                 "val_loss", "tv_pstar_train", "tv_pstar_test", "tv_pstar_val", "kl_pstar_train", "kl_pstar_test",

@@ -127,9 +127,11 @@ def delta_figure(bars: pd.DataFrame, study: Study) -> bytes:
 # ---- Fig. 2 shape: the ablation -------------------------------------------------------------------------
 
 def ablation_figure(ablation: pd.DataFrame, study: Study) -> bytes:
-    """Paper Fig. 2 shape: student accuracy vs each ablated hyper-parameter; default starred, standard dashed."""
+    """Paper Fig. 2 shape: student accuracy vs each ablated term parameter; the ablated recipe starred, the reference
+    recipe dashed."""
     if ablation.empty:
         return placeholder_figure("no ablation recipes in this study")
+    base, reference = study.config["report"]["ablation_recipe"], study.reference_recipe
     params = list(dict.fromkeys(ablation["parameter"]))
     fig, axes = plt().subplots(1, len(params), figsize=(4.4 * len(params), 3.6), squeeze=False)
     for ax, param in zip(axes.flat, params):
@@ -141,18 +143,17 @@ def ablation_figure(ablation: pd.DataFrame, study: Study) -> bytes:
                         capsize=3, label=f"{key[0]}→{key[1]}, {key[2]}")
             default = line["is_default"].to_numpy().nonzero()[0]
             ax.plot([x[j] for j in default], line["student_last_mean"].iloc[default], "*", color=color,
-                    markersize=16, markeredgecolor="black", label="default (soteacher)" if i == 0 else None)
-            ref = line["standard_student_last_mean"].iloc[0]
+                    markersize=16, markeredgecolor="black", label=f"{base} (ablated)" if i == 0 else None)
+            ref = line[f"{reference}_student_last_mean"].iloc[0]
             if pd.notna(ref):
-                ax.axhline(ref, color=color, linestyle="--", alpha=0.8, label="standard teacher" if i == 0 else None)
+                ax.axhline(ref, color=color, linestyle="--", alpha=0.8,
+                           label=f"{reference} teacher" if i == 0 else None)
             ax.set_xticks(x, [f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in line["value"]])
-        ax.set_xlabel({"lambda_lr": "λ_LR", "lambda_cr": "λ_CR", "cr_schedule": "λ_CR schedule",
-                       "lipschitz_bound": "Lipschitz bound"}.get(param, param))
+        ax.set_xlabel(param)  # <term>.<parameter>, as in the recipe
         ax.set_ylabel("student test accuracy (%), last epoch")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("Ablation: one hyper-parameter varied around the SoTeacher default (mean ± std over seeds)",
-                 fontsize=10)
+    fig.suptitle(f"Ablation: one term parameter of recipe {base} varied (mean ± std over seeds)", fontsize=10)
     fig.tight_layout()
     return png(fig)
 

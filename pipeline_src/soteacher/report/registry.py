@@ -61,7 +61,8 @@ def ablation_table(summary, config: dict):
     """The ablation's points (``ablation``) from the study's recipes."""
     from soteacher.report import ablation
 
-    return ablation.ablation_table(summary, config["teacher"]["recipes"])
+    return ablation.ablation_table(summary, config["teacher"]["recipes"], config["report"]["ablation_recipe"],
+                                   config["report"]["reference_recipe"])
 
 
 @dataclass(frozen=True)

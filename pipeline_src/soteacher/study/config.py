@@ -67,7 +67,8 @@ def _describe(error) -> str:
         allowed = sorted(schema.get("properties", {}))
         extra = sorted(set(instance) - set(allowed))
         where = f"{key}." if error.absolute_path else ""
-        return f"unknown key {', '.join(repr(where + e) for e in extra)}; allowed under {key}: {', '.join(allowed)}"
+        return (f"unknown key {', '.join(repr(where + e) for e in extra)}; allowed under {key}: "
+                f"{', '.join(allowed) or 'nothing'}")
     if error.validator == "propertyNames":
         return f"config key {key}: name {instance!r} does not match {schema['propertyNames']['pattern']}"
     if error.validator == "type":
@@ -301,9 +302,10 @@ def never_in_effect(config: dict) -> list[str]:
                          f"never decay the lr (the decays that happen: {kept or 'none'})")
     epochs = config["teacher"]["epochs"]
     for name, recipe in config["teacher"]["recipes"].items():
-        if recipe["lambda_cr"] > 0 and recipe["cr_schedule"] == "step" and recipe["cr_start_epoch"] >= epochs:
-            found.append(f"config key teacher.recipes.{name}.cr_start_epoch: {recipe['cr_start_epoch']} is not before "
-                         f"teacher.epochs={epochs}: with cr_schedule step the consistency term never switches on "
+        cr = recipe.get("consistency")
+        if cr and cr["weight"] > 0 and cr["schedule"] == "step" and cr["start_epoch"] >= epochs:
+            found.append(f"config key teacher.recipes.{name}.consistency.start_epoch: {cr['start_epoch']} is not "
+                         f"before teacher.epochs={epochs}: with schedule step the consistency term never switches on "
                          "(λ_CR stays 0)")
     crd, samples = config["distill"]["methods"].get("crd"), train_size(config)
     if crd is not None and crd["nce_k"] > samples:

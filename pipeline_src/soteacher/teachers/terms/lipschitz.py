@@ -1,4 +1,6 @@
-"""Lipschitz penalty: a sum of per-layer upper bounds on the network's Lipschitz constant.
+"""Lipschitz penalty (SoTeacher: Dong, Liu & Shang, "Toward Student-Oriented Teacher Network Training for
+Knowledge Distillation"): λ_LR times a sum of per-layer upper bounds on the network's Lipschitz
+constant.
 
 Reference form (SoTeacher's public code), summed over every leaf module, classifier included:
 
@@ -20,10 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from soteacher.models.base import ModelOutput
+from soteacher.teachers.terms.base import TeacherSetup, TeacherTerm
+
 _BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
 class LipschitzPenalty(nn.Module):
+    """The unweighted bound of ``net``, read from its current weights at each call."""
+
     def __init__(self, net: nn.Module, bound: str = "l1", power_iterations: int = 1):
         super().__init__()
         if bound not in ("l1", "spectral"):
@@ -87,3 +94,15 @@ class LipschitzPenalty(nn.Module):
         if not terms:
             raise ValueError("the network has no Conv2d, Linear or BatchNorm layer to regularise")
         return torch.stack(terms).sum()
+
+
+class Lipschitz(TeacherTerm):
+    name = "lipschitz"
+    weight_param = "weight"
+
+    def __init__(self, params: dict, setup: TeacherSetup):
+        super().__init__(params, setup)
+        self.penalty = LipschitzPenalty(setup.net, params["bound"])
+
+    def forward(self, out: ModelOutput, labels: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        return self.params["weight"] * self.penalty()
