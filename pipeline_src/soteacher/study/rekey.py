@@ -71,8 +71,6 @@ def v1_data_id(config: dict) -> str:
 def v1_recipe(terms: dict) -> dict | None:
     """A recipe's format-1 values (λ_LR, bound, λ_CR, schedule, start epoch); None when format 1 had no such recipe
     (a term other than ce, lipschitz and consistency, or cross-entropy left out)."""
-    if set(terms) <= set(V1_RECIPE_DEFAULTS):  # TEMPORARY: the recipe format before teacher terms
-        return {**V1_RECIPE_DEFAULTS, **terms}
     if "ce" not in terms or set(terms) - {"ce", "lipschitz", "consistency"}:
         return None
     lipschitz, consistency = terms.get("lipschitz"), terms.get("consistency")
