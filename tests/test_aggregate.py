@@ -43,7 +43,7 @@ GAIN = {(0, 0): 1.0, (0, 1): 2.0, (1, 0): 3.0, (1, 1): 6.0}
 def _config(teacher_seeds: list[int], student_seeds: list[int], val: bool = True) -> dict:
     raw = config_mod.read_yaml(TINY_CONFIG)
     raw["teacher"].update(seeds=teacher_seeds, epochs=3, checkpoint_every=1)
-    raw["distill"].update(seeds=student_seeds, teacher_epochs=[2, 3])  # epoch 1 is saved but not distilled
+    raw["distill"].update(seeds=student_seeds, checkpoints=[2, 3])  # epoch 1 is saved but not distilled
     cfg = config_mod.validate(raw, deep=False)
     # the vanilla student, one more method of every distill job (added after validation: this test does
     # not depend on the schema knowing it)

@@ -106,7 +106,7 @@ def teacher_frames(config: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
             continue
         metrics = read_json(path)
         who = {"teacher": job["teacher_arch"], "recipe": job["recipe"], "teacher_seed": job["teacher_seed"]}
-        distilled = set(jobs.teacher_distill_epochs(config, job["recipe"]))
+        distilled = set(jobs.checkpoints_of(config, job["recipe"]))
         for epoch, entry in metrics.get("checkpoints", {}).items():
             ckpts.append({**who, "teacher_epoch": int(epoch), "distilled": int(epoch) in distilled,
                           **{k: number(entry, k) for k in TEACHER_KEYS}})

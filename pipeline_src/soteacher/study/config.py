@@ -78,7 +78,7 @@ def _describe(error) -> str:
         return f"config key {key}: {instance!r} is not allowed; allowed: {', '.join(map(str, error.validator_value))}"
     if error.validator == "pattern":
         return f"config key {key}: {instance!r} must match {error.validator_value} (letters, digits, _)"
-    if error.validator == "oneOf" and "teacher_epochs" in key:
+    if error.validator == "oneOf" and key.endswith("distill.checkpoints"):
         return f"config key {key}: {instance!r} must be 'all', 'last' or a list of epochs"
     return f"config key {key}: {error.message}"
 
@@ -135,8 +135,9 @@ def checkpoint_epochs(teacher: dict) -> list[int]:
     return sorted(set(range(every, epochs + 1, every)) | {epochs})
 
 
-def distill_epochs(config: dict) -> list[int]:
-    choice = config["distill"]["teacher_epochs"]
+def distilled_checkpoints(config: dict) -> list[int]:
+    """The epochs of the trained teachers' checkpoints that are distilled (``distill.checkpoints``)."""
+    choice = config["distill"]["checkpoints"]
     if choice == "all":
         return checkpoint_epochs(config["teacher"])
     if choice == "last":
@@ -191,11 +192,11 @@ def _semantic_errors(config: dict, deep: bool) -> list[str]:
     if teacher["checkpoint_every"] > teacher["epochs"]:
         errors.append(f"config key teacher.checkpoint_every: {teacher['checkpoint_every']} exceeds "
                       f"teacher.epochs={teacher['epochs']}")
-    if isinstance(distill["teacher_epochs"], list):
+    if isinstance(distill["checkpoints"], list):
         saved = checkpoint_epochs(teacher)
-        missing = [e for e in distill["teacher_epochs"] if e not in saved]
+        missing = [e for e in distill["checkpoints"] if e not in saved]
         if missing:
-            errors.append(f"config key distill.teacher_epochs: epochs {missing} are not saved; "
+            errors.append(f"config key distill.checkpoints: epochs {missing} are not saved; "
                           f"saved checkpoints: {saved}")
     for section in ("teacher", "distill"):
         milestones = config[section]["optim"]["lr_milestones"]

@@ -223,7 +223,7 @@ def make_plan(config: dict, costs: dict[str, tuple[float, float, int]] | None = 
                 gpu_hours={**gpu_hours, "total": sum(gpu_hours.values())})
     if plan.total_jobs > HUGE_JOBS:
         plan.warnings.append(f"huge study: {plan.total_jobs} jobs (> {HUGE_JOBS}); consider distill.pairs, "
-                             "fewer teacher_epochs or seeds, or a cluster profile")
+                             "fewer distill.checkpoints or seeds, or a cluster profile")
     if plan.gpu_hours["total"] > HUGE_GPU_HOURS:
         unit = f"hours on {label}" if measured else "GPU-hours (estimated)"
         plan.warnings.append(f"huge study: ~{plan.gpu_hours['total']:.0f} {unit} "

@@ -18,7 +18,7 @@ from soteacher.core import layout
 from soteacher.core.digest import stable_hash
 from soteacher.core.settings import Optim
 from soteacher.students.spec import DistillSpec, StudentRun, TeacherCheckpoint
-from soteacher.study.config import distill_epochs, distill_pairs
+from soteacher.study.config import distill_pairs, distilled_checkpoints
 from soteacher.study.identity import data_id, student_id
 from soteacher.study.teacher_jobs import imported, job_settings, teacher_jobs
 
@@ -27,10 +27,10 @@ VANILLA = "vanilla"  # the method of the student trained on labels alone: the ba
 CHECKPOINT_FIELDS = tuple(f for f in layout.TEACHER_FIELDS if f != "data") + ("epoch",)
 
 
-def teacher_distill_epochs(config: dict, recipe: str) -> list[int]:
-    """Checkpoint epochs distilled from a teacher: ``distill.teacher_epochs``, or an import's one epoch."""
+def checkpoints_of(config: dict, recipe: str) -> list[int]:
+    """The epochs of a teacher's distilled checkpoints: ``distill.checkpoints``, or an import's one epoch."""
     imp = imported(config, recipe)
-    return [imp["epoch"]] if imp else distill_epochs(config)
+    return [imp["epoch"]] if imp else distilled_checkpoints(config)
 
 
 def student_groups(config: dict) -> list[dict]:
@@ -46,7 +46,7 @@ def student_groups(config: dict) -> list[dict]:
         {**job, "epoch": epoch, "student": student, "seed": seed}
         for job in teacher_jobs(config)
         for epoch, student, seed in product(
-            teacher_distill_epochs(config, job["recipe"]),
+            checkpoints_of(config, job["recipe"]),
             # an imported teacher whose arch no trained teacher has distils into distill.students
             students_of.get(job["teacher_arch"]) or (d["students"] if imported(config, job["recipe"]) else []),
             d["seeds"])
