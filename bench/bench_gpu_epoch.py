@@ -26,7 +26,9 @@ from soteacher.core.settings import Optim
 from soteacher.methods import METHODS
 from soteacher.models import build_model, feature_shapes
 from soteacher.teachers.objective import TeacherObjective
-from soteacher.training.loop import Learner, Speed, make_optimizer, prepare_model, train
+from soteacher.training.loop import Learner, train
+from soteacher.training.optim import make_optimizer
+from soteacher.training.speed import Speed, prepare_model
 
 OPTIM = Optim(lr=0.05, lr_by_arch={}, momentum=0.9, weight_decay=5e-4, batch_size=64, lr_milestones=[],
               lr_gamma=0.1)

@@ -14,7 +14,8 @@ from bench.common import kd_defaults, random_data, report, timed
 from soteacher.core.settings import Optim
 from soteacher.methods import METHODS
 from soteacher.models import build_model, feature_shapes
-from soteacher.training.loop import Learner, make_optimizer, train
+from soteacher.training.loop import Learner, train
+from soteacher.training.optim import make_optimizer
 
 OPTIM = Optim(lr=0.05, lr_by_arch={}, momentum=0.9, weight_decay=5e-4, batch_size=64, lr_milestones=[],
               lr_gamma=0.1)

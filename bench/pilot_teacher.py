@@ -24,7 +24,9 @@ from soteacher.core.settings import Optim
 from soteacher.data import load, prepare
 from soteacher.models import build_model
 from soteacher.teachers.objective import TeacherObjective
-from soteacher.training.loop import Learner, make_optimizer, seed_everything, train
+from soteacher.training.loop import Learner, train
+from soteacher.training.optim import make_optimizer
+from soteacher.training.state import seed_everything
 
 GENERATOR = {"seed": 0, "num_classes": 10, "num_features": 20, "features_per_image": 2, "feature_purity_min": 0.6,
              "image_size": 16, "patch_size": 4, "noise_std": 0.15, "train_size": 2000, "test_size": 1000}

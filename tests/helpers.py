@@ -21,7 +21,9 @@ from soteacher.methods import METHODS
 from soteacher.models import build_model, feature_shapes
 from soteacher.study import config as config_mod
 from soteacher.teachers.objective import TeacherObjective
-from soteacher.training.loop import Learner, make_optimizer, seed_everything
+from soteacher.training.loop import Learner
+from soteacher.training.optim import make_optimizer
+from soteacher.training.state import seed_everything
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "tests" / "configs" / "tiny.yaml"

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from soteacher.study import config
-from soteacher.training.loop import Resume, train
+from soteacher.training.loop import train
+from soteacher.training.state import Resume
 from tests.helpers import TINY_CONFIG, soteacher_recipe, teacher_learner, tiny_data
 
 EPOCHS = 3
@@ -38,7 +39,7 @@ def main() -> int:
         return forward(*args, **kwargs)
 
     learner.objective.forward = counting_forward
-    from soteacher.training.loop import TrainingInterrupted
+    from soteacher.core.errors import TrainingInterrupted
 
     try:
         train([learner], data, epochs=EPOCHS, batch_size=16, seed=0, resume=Resume(out / "state.pt", every=1))

@@ -6,8 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from soteacher.training.loop import NonFiniteLossError, Speed, predict, prepare_model, train
+from soteacher.core.errors import NonFiniteLossError
+from soteacher.training.evaluation import predict
+from soteacher.training.loop import train
 from soteacher.training.metrics import accuracy, kl_from, tv_to
+from soteacher.training.speed import Speed, prepare_model
 from tests.helpers import python_output, soteacher_recipe, student_learner, teacher_learner, tiny_data
 
 
@@ -187,7 +190,7 @@ def test_compiling_a_model_carries_determinism_over_to_inductor():
     flags = python_output(
         "import torch\n"
         "from soteacher.core import devices\n"
-        "from soteacher.training.loop import prepare_model\n"
+        "from soteacher.training.speed import prepare_model\n"
         "devices.setup({'threads': 1, 'deterministic': True, 'device': 'cpu'})\n"
         "prepare_model(torch.nn.Linear(2, 2), {'compile': True})\n"
         "import torch._inductor.config as c\n"

@@ -24,17 +24,12 @@ from soteacher.data import load as load_data
 from soteacher.methods import METHODS, DistillMethod, InitStage
 from soteacher.models import build_model, feature_shapes
 from soteacher.students.spec import DistillSpec, StudentRun
-from soteacher.training.loop import (
-    Learner,
-    Resume,
-    job_options,
-    make_optimizer,
-    predict,
-    prepare_model,
-    seed_everything,
-    train,
-)
+from soteacher.training.evaluation import predict
+from soteacher.training.loop import Learner, job_options, train
 from soteacher.training.metrics import agreement, kl_between
+from soteacher.training.optim import make_optimizer
+from soteacher.training.speed import prepare_model
+from soteacher.training.state import Resume, seed_everything
 
 log = logging.getLogger(__name__)
 

@@ -16,15 +16,10 @@ from soteacher.models import build_model
 from soteacher.teachers.objective import TeacherObjective
 from soteacher.teachers.outputs import publish, save_checkpoint, teacher_run
 from soteacher.teachers.spec import TeacherSpec
-from soteacher.training.loop import (
-    Learner,
-    Resume,
-    job_options,
-    make_optimizer,
-    prepare_model,
-    seed_everything,
-    train,
-)
+from soteacher.training.loop import Learner, job_options, train
+from soteacher.training.optim import make_optimizer
+from soteacher.training.speed import prepare_model
+from soteacher.training.state import Resume, seed_everything
 
 
 def run_teacher(spec: TeacherSpec, tracking_uri: str, experiment: str) -> Path:

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 
 import torch
 
+from soteacher.core.settings import Optim
+
 
 class SGD:
     def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, momentum: float = 0.0,
@@ -85,3 +87,8 @@ class MultiStepLR:
 
     def load_state_dict(self, state: dict) -> None:
         self.last_epoch = state["last_epoch"]
+
+
+def make_optimizer(params, optim: Optim, lr: float) -> tuple[SGD, MultiStepLR]:
+    optimizer = SGD(params, lr=lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+    return optimizer, MultiStepLR(optimizer, optim.lr_milestones, optim.lr_gamma)
