@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from soteacher.core.settings import Optim
+from soteacher.core.settings import Compute, Optim
 from soteacher.data import Data, Split
 from soteacher.data.synthetic import generate
 from soteacher.methods import METHODS
@@ -101,6 +101,16 @@ def results_without_hashes(results: Path) -> dict[str, dict]:
 def dry_run_jobs(cwd: Path) -> dict[str, int]:
     """Jobs per rule that ``snakemake -n`` would run ({} when there is nothing to do)."""
     return job_stats(run(["snakemake", "-n", "--cores", "2"], cwd))
+
+
+def compute_section(**overrides) -> dict:
+    """The config's ``compute`` section at the schema's defaults, ``overrides`` on top (what the rules read)."""
+    return {**config_mod.defaults_at("compute"), **overrides}
+
+
+def compute(**overrides) -> Compute:
+    """A job's ``Compute`` at the schema's defaults, ``overrides`` on top."""
+    return Compute(**compute_section(**overrides))
 
 
 # --- teacher recipes: the schema's defaults, not copies --------------------------------------------------------

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from soteacher.core import layout
+from soteacher.core.specs import to_json
 from soteacher.study import config, teacher_jobs
 from tests.helpers import REPO, TINY_CONFIG
 from tests.resume_driver import identical
@@ -66,7 +67,7 @@ def test_teacher_job_killed_by_sigterm_resumes_into_the_same_mlflow_run(tmp_path
                    env=env, capture_output=True)
     subprocess.run([*cli, "init-tracking", "--experiment", "tiny", "--tracking-uri", env["MLFLOW_TRACKING_URI"]],
                    cwd=tmp_path, check=True, env=env, capture_output=True)
-    job = subprocess.Popen([*cli, "train-teacher", "--spec", json.dumps(spec)], cwd=tmp_path, env=env,
+    job = subprocess.Popen([*cli, "train-teacher", "--spec", to_json(spec)], cwd=tmp_path, env=env,
                            stderr=subprocess.PIPE, text=True)
     for line in job.stderr:  # stop it once epoch 2 has finished
         if "epoch 2/6" in line:
@@ -74,17 +75,17 @@ def test_teacher_job_killed_by_sigterm_resumes_into_the_same_mlflow_run(tmp_path
             break
     rest = job.stderr.read()
     assert job.wait(timeout=120) == 143, rest
-    out = tmp_path / layout.teacher_dir(teacher_jobs.spec_teacher(spec))
+    out = tmp_path / spec.dir
     assert not (out / "metrics.json").exists() and not (out / "ep3.pt").exists()  # nothing final yet
-    assert (out / ".resume" / spec["config_hash"] / "state.pt").is_file()
-    done = subprocess.run([*cli, "train-teacher", "--spec", json.dumps(spec)], cwd=tmp_path, env=env,
+    assert (out / layout.RESUME_DIR / layout.RESUME_STATE).is_file()
+    done = subprocess.run([*cli, "train-teacher", "--spec", to_json(spec)], cwd=tmp_path, env=env,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "resuming from" in done.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3, 4, 5, 6]
     assert set(metrics["checkpoints"]) == {"3", "6"} and (out / "ep3.pt").is_file() and (out / "ep6.pt").is_file()
-    assert not (out / ".resume").exists()
+    assert not (out / layout.RESUME_DIR).exists()
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
