@@ -14,9 +14,12 @@ import pytest
 import torch
 
 from soteacher.core import layout
+from soteacher.core.errors import CheckpointError
 from soteacher.core.specs import to_json
 from soteacher.study import config, teacher_jobs
-from tests.helpers import REPO, TINY_CONFIG
+from soteacher.training.loop import train
+from soteacher.training.state import Resume
+from tests.helpers import REPO, TINY_CONFIG, soteacher_recipe, teacher_learner, tiny_data
 from tests.resume_driver import identical
 
 STEPS = 3 * 4  # 3 epochs x 4 batches of the tiny data
@@ -93,3 +96,14 @@ def test_teacher_job_killed_by_sigterm_resumes_into_the_same_mlflow_run(tmp_path
     assert run.info.status == "FINISHED"
     assert len(client.search_runs([run.info.experiment_id])) == 1
     assert [m.step for m in client.get_metric_history(run.info.run_id, "test_acc")][-1] == 6
+
+
+def test_a_state_of_an_older_layout_is_refused_in_plain_words(tmp_path):
+    # saved before multi-rank jobs (sums and RNG states at the top level) and per-learner seeds (one "generator")
+    data = tiny_data(config.load(TINY_CONFIG))
+    learner = teacher_learner(data, soteacher_recipe(), seed=0)
+    torch.save({"epoch": 2, "batches_done": 0, "generator": torch.Generator().get_state(), "seen": 0, "extra": {},
+                "sums": [{}], "correct": [torch.zeros(())], "rng": {}, "learners": [{"name": learner.name}]},
+               tmp_path / "state.pt")
+    with pytest.raises(CheckpointError, match=r"older version \(it has no generators, ranks\); delete it"):
+        train([learner], data, epochs=2, batch_size=16, seed=0, resume=Resume(tmp_path / "state.pt"))

@@ -144,8 +144,7 @@ def train(
     if resume is not None and resume.path.is_file():
         saved = load_state(resume, learners, device, world)
         start_epoch, skip = saved["epoch"], saved["batches_done"]
-        # states saved before per-learner seeds hold one "generator"
-        for generator, state in zip(generators, saved.get("generators") or [saved["generator"]]):
+        for generator, state in zip(generators, saved["generators"]):
             generator.set_state(state.to(generator.get_state().device))
         log.info("resuming from %s at epoch %d, batch %d", resume.path, start_epoch, skip)
     with StopRequest() if resume is not None else contextlib.nullcontext() as stop:

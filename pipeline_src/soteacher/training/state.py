@@ -124,12 +124,15 @@ def load_state(resume: Resume, learners: list[Learner], device: torch.device, wo
     except Exception as err:
         raise CheckpointError(f"cannot load training state {resume.path}: {type(err).__name__}: {err}; "
                               "delete it to start this job from scratch") from None
+    missing = sorted({"learners", "ranks", "generators"} - set(state))
+    if missing:  # saved before multi-rank jobs or per-learner seeds: its layout is read no more
+        raise CheckpointError(f"training state {resume.path} was saved by an older version (it has no "
+                              f"{', '.join(missing)}); delete it to start this job from scratch")
     names = [s["name"] for s in state["learners"]]
     if names != [lr.name for lr in learners]:
         raise CheckpointError(f"training state {resume.path} belongs to learners {names}, not "
                               f"{[lr.name for lr in learners]}; delete it to start from scratch")
-    # states saved before multi-rank jobs hold one process's sums and RNG states at the top level
-    per_rank = state.get("ranks") or [{k: state[k] for k in ("sums", "correct", "rng")}]
+    per_rank = state["ranks"]
     if len(per_rank) != world.size:
         # the shards, and so every rank's partial sums and random draws, depend on the number of ranks
         raise CheckpointError(f"training state {resume.path} was saved by a job of {len(per_rank)} rank(s); this "
