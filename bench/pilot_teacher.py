@@ -19,8 +19,7 @@ from pathlib import Path
 
 import torch
 
-from bench.common import default_recipe
-from soteacher.core.settings import Optim
+from bench.common import default_optim, default_recipe
 from soteacher.data import load, prepare
 from soteacher.models import build_model
 from soteacher.teachers.objective import TeacherObjective
@@ -40,13 +39,12 @@ def main(args: dict) -> None:
         data = load(data_cfg, Path(tmp), torch.device("cpu"))
     ref = manifest["reference"]
     epochs = args["epochs"]
-    optim = Optim(lr=args.get("lr", 0.05), lr_by_arch={}, momentum=0.9, weight_decay=5e-4, batch_size=64,
-                  lr_milestones=args.get("milestones", []), lr_gamma=0.1)
+    optim = default_optim(lr=args.get("lr", 0.05), lr_milestones=args.get("milestones", []))
     seed_everything(0)
     model = build_model(args.get("arch", "resnet20"), data.num_classes)
     recipe = {**default_recipe("standard"), **args.get("recipe", {})}
     objective = TeacherObjective(model, recipe, len(data.train), data.num_classes, epochs)
-    optimizer, scheduler = make_optimizer(model.parameters(), optim, optim.lr)
+    optimizer, scheduler = make_optimizer(model.parameters(), optim, optim.lr, epochs)
     print(f"# {json.dumps(args)} bayes_test={ref['bayes_acc']['test']:.1f} "
           f"Emaxp_train={ref['expected_max_pstar']['train']:.1f}", flush=True)
     started = time.perf_counter()

@@ -30,8 +30,8 @@ TINY_CONFIG = REPO / "tests" / "configs" / "tiny.yaml"
 WORKFLOW_FILES = ["Snakefile", "workflow", "profiles", "dvc.yaml", ".dvcignore"]
 BIN = Path(sys.executable).parent
 
-OPTIM = Optim(lr=0.05, lr_by_arch={}, momentum=0.9, weight_decay=5e-4, batch_size=16, lr_milestones=[2],
-              lr_gamma=0.1)
+OPTIM = Optim(lr=0.05, lr_by_arch={}, momentum=0.9, weight_decay=5e-4, batch_size=16, lr_schedule="multistep",
+              lr_milestones=[2], lr_gamma=0.1)
 
 
 # --- the workflow and its commands, for real ------------------------------------------------------------------
@@ -160,19 +160,21 @@ def tiny_data(config: dict, val_size: int = 0) -> Data:
                 val=val)
 
 
-def teacher_learner(data: Data, recipe: dict, seed: int, arch: str = "resnet8", epochs: int = 2) -> Learner:
+def teacher_learner(data: Data, recipe: dict, seed: int, arch: str = "resnet8", epochs: int = 2,
+                    optim: Optim = OPTIM) -> Learner:
     seed_everything(seed)
     model = build_model(arch, data.num_classes)
     objective = TeacherObjective(model, recipe, len(data.train), data.num_classes, epochs)
-    optimizer, scheduler = make_optimizer(model.parameters(), OPTIM, OPTIM.lr)
+    optimizer, scheduler = make_optimizer(model.parameters(), optim, optim.lr, epochs)
     return Learner("teacher", model, objective, optimizer, scheduler)
 
 
 def student_learner(data: Data, teacher: torch.nn.Module, method: str, cfg: dict, seed: int,
-                    arch: str = "resnet8") -> Learner:
+                    arch: str = "resnet8", epochs: int = 2) -> Learner:
     seed_everything(seed)
     model = build_model(arch, data.num_classes)
     shape = data.image_shape
     module = METHODS[method](cfg, feature_shapes(model, shape), feature_shapes(teacher, shape), len(data.train))
-    optimizer, scheduler = make_optimizer(list(model.parameters()) + list(module.parameters()), OPTIM, OPTIM.lr)
+    optimizer, scheduler = make_optimizer(list(model.parameters()) + list(module.parameters()), OPTIM, OPTIM.lr,
+                                          epochs)
     return Learner(method, model, module, optimizer, scheduler)

@@ -29,7 +29,7 @@ from soteacher.teachers.objective import TeacherObjective
 from soteacher.training.loop import Learner, train
 from soteacher.training.optim import make_optimizer
 from soteacher.training.state import Resume, seed_everything
-from tests.helpers import OPTIM, TINY_CONFIG, soteacher_recipe, tiny_data
+from tests.helpers import OPTIM, TINY_CONFIG, compute, soteacher_recipe, tiny_data
 
 BATCH = 13
 EPOCHS = 3
@@ -65,7 +65,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     found = ranks.environment()
     size = 1 if found is None else found[1]
-    world = ranks.start({"gpus_per_job": size, "threads": 1}, torch.device("cpu"))
+    world = ranks.start(compute(gpus_per_job=size, threads=1), torch.device("cpu"))
     bn = scenario.endswith("-bn")
     data = tiny_data(config.load(TINY_CONFIG))
     classes = data.num_classes
@@ -76,7 +76,7 @@ def main() -> int:
         model = network("resnet8", classes, bn, seed=0)
         objective = TeacherObjective(model, soteacher_recipe(cr_schedule="step", cr_start_epoch=1), len(data.train),
                                      classes, EPOCHS, world)
-        learners = [Learner("teacher", model, objective, *make_optimizer(model.parameters(), OPTIM, OPTIM.lr))]
+        learners = [Learner("teacher", model, objective, *make_optimizer(model.parameters(), OPTIM, OPTIM.lr, EPOCHS))]
     else:
         teacher = network("resnet8", classes, bn, seed=1).eval()
         learners = []
@@ -85,7 +85,7 @@ def main() -> int:
             method = METHODS[name](method_cfg(name), feature_shapes(student, data.image_shape),
                                    feature_shapes(teacher, data.image_shape), len(data.train), world)
             params = list(student.parameters()) + list(method.parameters())
-            learners.append(Learner(name, student, method, *make_optimizer(params, OPTIM, STUDENT_LR)))
+            learners.append(Learner(name, student, method, *make_optimizer(params, OPTIM, STUDENT_LR, EPOCHS)))
     steps = [0]
     forward = learners[0].objective.forward
 

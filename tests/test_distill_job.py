@@ -3,6 +3,7 @@ stage (its learning rate, the speed switches)."""
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
@@ -27,9 +28,9 @@ def test_best_epoch_is_chosen_on_the_validation_split_and_only_test_is_reported(
     assert without_val["best_chosen_on"] == "test" and without_val["best_epoch"] == 2
 
 
-def _init_spec(job_compute) -> SimpleNamespace:
+def _init_spec(job_compute, optim=OPTIM) -> SimpleNamespace:
     """What init_stage reads of a DistillSpec: the optimiser, the student, the data's augmentation, compute."""
-    return SimpleNamespace(optim=OPTIM, student="resnet8", data={"augment": True}, compute=job_compute)
+    return SimpleNamespace(optim=optim, student="resnet8", data={"augment": True}, compute=job_compute)
 
 
 def test_init_stage_runs_at_the_methods_init_lr_or_the_students(tiny_config, tmp_path):
@@ -45,6 +46,19 @@ def test_init_stage_runs_at_the_methods_init_lr_or_the_students(tiny_config, tmp
                                        lambda *args: None, tmp_path)
     assert [h["lr"] for h in histories["ft"]] == [0.01]
     assert [h["lr"] for h in histories["fsp"]] == [OPTIM.lr]
+
+
+@pytest.mark.parametrize("schedule", ["multistep", "cosine"])
+def test_the_init_stage_keeps_a_constant_lr_whatever_the_schedule(tiny_config, tmp_path, schedule):
+    """The distillation's schedule (its milestones, its cosine over distill.epochs) is not the init stage's."""
+    data = tiny_data(tiny_config)
+    teacher = teacher_learner(data, tiny_config["teacher"]["recipes"]["standard"], 0).model.eval()
+    cfg = {**validate({"distill": {"methods": {"fsp": {}}}}, deep=False)["distill"]["methods"]["fsp"], "init_epochs": 3}
+    learners = [student_learner(data, teacher, "fsp", cfg, 0)]
+    optim = dataclasses.replace(OPTIM, lr_schedule=schedule, lr_milestones=[1])
+    histories = init_stage(learners, [learners[0].objective], [0], _init_spec(compute(resume_every=0), optim), data,
+                           teacher, lambda *args: None, tmp_path)
+    assert [h["lr"] for h in histories["fsp"]] == [OPTIM.lr] * 3
 
 
 @pytest.mark.parametrize("switches", [{"amp": "bf16"}, {"channels_last": True}, {}])

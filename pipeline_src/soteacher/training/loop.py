@@ -21,6 +21,8 @@ from typing import Protocol
 
 import torch
 from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from soteacher.core.errors import NonFiniteLossError, TrainingInterrupted
 from soteacher.core.ranks import SINGLE, World
@@ -28,7 +30,6 @@ from soteacher.core.settings import Compute, Optim
 from soteacher.data import Data
 from soteacher.models.base import ModelOutput
 from soteacher.training.evaluation import evaluate
-from soteacher.training.optim import SGD, MultiStepLR
 from soteacher.training.parallel import as_output, average_batchnorm, joint_steps
 from soteacher.training.speed import EXACT, Speed
 from soteacher.training.state import Resume, StopRequest, load_state, save_state
@@ -63,8 +64,8 @@ class Learner:
     name: str
     model: nn.Module
     objective: Objective
-    optimizer: SGD
-    scheduler: MultiStepLR
+    optimizer: Optimizer
+    scheduler: LRScheduler  # stepped once per epoch
     history: list[dict] = field(default_factory=list)
 
 
