@@ -53,9 +53,12 @@ def main() -> int:
 
 def identical(a: Path, b: Path) -> bool:
     x, y = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    buffers = [(x["optimizer"]["state"][k]["momentum_buffer"], y["optimizer"]["state"][k]["momentum_buffer"])
+               for k in x["optimizer"]["state"]]
     return x["history"] == y["history"] and all(
         torch.equal(x[part][k], y[part][k]) for part in ("model", "objective") for k in x[part]
-    ) and str(x["optimizer"]) == str(y["optimizer"])
+    ) and x["optimizer"]["param_groups"] == y["optimizer"]["param_groups"] and (
+        x["optimizer"]["state"].keys() == y["optimizer"]["state"].keys()) and all(torch.equal(*b) for b in buffers)
 
 
 if __name__ == "__main__":
