@@ -10,6 +10,8 @@ import math
 import pytest
 import torch
 
+from soteacher.core.settings import Optim
+from soteacher.study.config import validate
 from soteacher.training.loop import train
 from soteacher.training.optim import make_optimizer
 from soteacher.training.state import Resume
@@ -94,3 +96,9 @@ def test_optimiser_and_schedule_round_trip_through_the_training_state(tiny_confi
     for a, b in zip(whole.optimizer.state.values(), resumed.optimizer.state.values()):
         assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
     assert whole.scheduler.state_dict() == resumed.scheduler.state_dict()
+
+
+def test_lr_by_arch_overrides_lr_for_the_architectures_it_lists():
+    section = validate({"distill": {"optim": {"lr": 0.05, "lr_by_arch": {"MobileNetV2": 0.01}}}}, deep=False)
+    optim = Optim(**section["distill"]["optim"])
+    assert (optim.lr_of("MobileNetV2"), optim.lr_of("resnet8")) == (0.01, 0.05)
