@@ -19,17 +19,17 @@ import argparse
 import torch
 
 from bench.bench_ranks import cores, cpu_caveat, device_label, emit, join, launch, time_steps
-from bench.common import default_recipe, kd_defaults, random_data
+from bench.common import default_compute, default_optim, default_recipe, kd_defaults, random_data
 from soteacher.core import ranks
 from soteacher.core.ranks import World
-from soteacher.core.settings import Optim
 from soteacher.methods import METHODS
 from soteacher.models import build_model, feature_shapes
 from soteacher.teachers.objective import TeacherObjective
-from soteacher.training.loop import Learner, Speed, make_optimizer, prepare_model, train
+from soteacher.training.loop import Learner, train
+from soteacher.training.optim import make_optimizer
+from soteacher.training.speed import Speed, prepare_model
 
-OPTIM = Optim(lr=0.05, lr_by_arch={}, momentum=0.9, weight_decay=5e-4, batch_size=64, lr_milestones=[],
-              lr_gamma=0.1)
+OPTIM = default_optim()
 CIFAR_TRAIN, EPOCHS = 50_000, 240
 MODELS = (("teacher", "teacher resnet32x4 (soteacher)", 15), ("student", "student resnet8x4 (KD)", 8))
 
@@ -40,7 +40,7 @@ def steps_per_epoch(global_batch: int) -> int:
 
 def measure(args: argparse.Namespace, device: torch.device, world: World) -> dict:
     """Seconds per training step of the teacher and of the student, on this rank (global batch: per-rank × ranks)."""
-    compute = {"amp": args.amp, "channels_last": args.channels_last, "compile": args.compile}
+    compute = default_compute(amp=args.amp, channels_last=args.channels_last, compile=args.compile)
     speed = Speed.from_compute(compute)
     batch = args.batch_size * world.size
     n = batch * (args.warmup + args.steps)
@@ -51,7 +51,7 @@ def measure(args: argparse.Namespace, device: torch.device, world: World) -> dic
     teacher = prepare_model(build_model("resnet32x4", 100).to(device), compute)
     objective = TeacherObjective(teacher, default_recipe("soteacher"), samples, 100, EPOCHS, world).to(device)
     objective.end_epoch(1)
-    learner = Learner("teacher", teacher, objective, *make_optimizer(teacher.parameters(), OPTIM, 0.05))
+    learner = Learner("teacher", teacher, objective, *make_optimizer(teacher.parameters(), OPTIM, 0.05, 1))
     with time_steps(args.warmup, args.steps, device) as per_step:
         train([learner], data, epochs=1, batch_size=batch, seed=0, speed=speed, world=world)
     t_teacher = per_step()[0]
@@ -59,7 +59,7 @@ def measure(args: argparse.Namespace, device: torch.device, world: World) -> dic
     student = prepare_model(build_model("resnet8x4", 100).to(device), compute)
     method = METHODS["kd"](kd_defaults(), feature_shapes(student, (3, 32, 32)), feature_shapes(teacher, (3, 32, 32)),
                            samples, world).to(device)
-    opt, sched = make_optimizer(list(student.parameters()) + list(method.parameters()), OPTIM, 0.05)
+    opt, sched = make_optimizer(list(student.parameters()) + list(method.parameters()), OPTIM, 0.05, 1)
     with time_steps(args.warmup, args.steps, device) as per_step:
         train([Learner("student", student, method, opt, sched)], data, epochs=1, batch_size=batch, seed=0,
               teacher=teacher, speed=speed, world=world)

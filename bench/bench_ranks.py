@@ -27,15 +27,13 @@ from pathlib import Path
 
 import torch
 
-from bench.common import default_recipe, random_data, report
+from bench.common import default_compute, default_optim, default_recipe, random_data, report
 from soteacher.core import devices, ranks
 from soteacher.core.ranks import LAUNCHED, World
-from soteacher.core.settings import Optim
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT = "BENCH_RESULT "  # the prefix of the JSON line a worker's rank 0 prints
-OPTIM = Optim(lr=0.05, lr_by_arch={}, momentum=0.9, weight_decay=5e-4, batch_size=64, lr_milestones=[],
-              lr_gamma=0.1)
+OPTIM = default_optim()
 TARGET = ">= 0.8"
 
 
@@ -97,8 +95,8 @@ def join(device: str, threads: int) -> tuple[torch.device, World]:
     """This worker's device and ranks: cuda:LOCAL_RANK (cuda:0 alone) or the CPU, and the process group under
     torchrun (gloo on CPU, NCCL on CUDA); SINGLE when started as one process."""
     found = ranks.environment()
-    compute = {"device": device, "threads": threads, "deterministic": False,
-               "gpus_per_job": 1 if found is None else found[1]}
+    compute = default_compute(device=device, threads=threads, deterministic=False,
+                              gpus_per_job=1 if found is None else found[1])
     where = devices.setup(compute, 0 if found is None else found[2])  # a card of its own: no lock file
     return where, ranks.start(compute, where)
 
@@ -144,7 +142,8 @@ def emit(world: World, result: dict) -> None:
 def worker(args: argparse.Namespace) -> None:
     from soteacher.models import build_model
     from soteacher.teachers.objective import TeacherObjective
-    from soteacher.training.loop import Learner, make_optimizer, train
+    from soteacher.training.loop import Learner, train
+    from soteacher.training.optim import make_optimizer
 
     device, world = join(args.device, args.threads)
     try:
@@ -155,7 +154,7 @@ def worker(args: argparse.Namespace) -> None:
         model = build_model(args.arch, 100).to(device)
         objective = TeacherObjective(model, default_recipe("soteacher"), n, 100, 2, world).to(device)
         objective.end_epoch(1)  # the consistency term active, as in every epoch after the first
-        learner = Learner("teacher", model, objective, *make_optimizer(model.parameters(), OPTIM, 0.05))
+        learner = Learner("teacher", model, objective, *make_optimizer(model.parameters(), OPTIM, 0.05, 1))
         with time_steps(args.warmup, args.steps, device) as per_step:
             train([learner], data, epochs=1, batch_size=batch, seed=0, world=world)
         seconds, cpu = per_step()

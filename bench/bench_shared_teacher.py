@@ -10,14 +10,13 @@ import argparse
 
 import torch
 
-from bench.common import kd_defaults, random_data, report, timed
-from soteacher.core.settings import Optim
+from bench.common import default_optim, kd_defaults, random_data, report, timed
 from soteacher.methods import METHODS
 from soteacher.models import build_model, feature_shapes
-from soteacher.training.loop import Learner, make_optimizer, train
+from soteacher.training.loop import Learner, train
+from soteacher.training.optim import make_optimizer
 
-OPTIM = Optim(lr=0.05, lr_by_arch={}, momentum=0.9, weight_decay=5e-4, batch_size=64, lr_milestones=[],
-              lr_gamma=0.1)
+OPTIM = default_optim()
 
 
 def make_student(arch: str, teacher, data) -> Learner:
@@ -27,7 +26,7 @@ def make_student(arch: str, teacher, data) -> Learner:
     shape = data.image_shape
     method = METHODS["kd"](kd_defaults(), feature_shapes(model, shape), feature_shapes(teacher, shape),
                            len(data.train)).to(device)
-    optimizer, scheduler = make_optimizer(list(model.parameters()) + list(method.parameters()), OPTIM, 0.05)
+    optimizer, scheduler = make_optimizer(list(model.parameters()) + list(method.parameters()), OPTIM, 0.05, 1)
     return Learner("kd", model, method, optimizer, scheduler)
 
 

@@ -10,14 +10,13 @@ import argparse
 
 import torch
 
-from bench.common import default_recipe, random_data, report, timed
-from soteacher.core.settings import Optim
+from bench.common import default_optim, default_recipe, random_data, report, timed
 from soteacher.models import build_model
 from soteacher.teachers.objective import TeacherObjective
-from soteacher.training.loop import Learner, make_optimizer, train
+from soteacher.training.loop import Learner, train
+from soteacher.training.optim import make_optimizer
 
-OPTIM = Optim(lr=0.05, lr_by_arch={}, momentum=0.9, weight_decay=5e-4, batch_size=64, lr_milestones=[],
-              lr_gamma=0.1)
+OPTIM = default_optim()
 
 
 def epoch_time(recipe: str, arch: str, data, batch_size: int, epochs: int = 2) -> float:
@@ -26,7 +25,7 @@ def epoch_time(recipe: str, arch: str, data, batch_size: int, epochs: int = 2) -
     objective = TeacherObjective(model, default_recipe(recipe), len(data.train), data.num_classes, epochs)
     objective.to(data.train.images.device)
     objective.end_epoch(1)  # measure with the consistency term active
-    optimizer, scheduler = make_optimizer(model.parameters(), OPTIM, 0.05)
+    optimizer, scheduler = make_optimizer(model.parameters(), OPTIM, 0.05, epochs)
     learner = Learner(recipe, model, objective, optimizer, scheduler)
     return timed(lambda: train([learner], data, epochs=1, batch_size=batch_size, seed=0), repeats=epochs)
 

@@ -6,7 +6,23 @@ import time
 
 import torch
 
+from soteacher.core.settings import Compute, Optim
 from soteacher.data import Data, Split
+
+
+def default_optim(**overrides) -> Optim:
+    """The schema's default optimiser (SGD, lr 0.05, momentum 0.9, weight decay 5e-4, batch 64, no lr decay),
+    ``overrides`` on top."""
+    from soteacher.study.config import defaults_at
+
+    return Optim(**{**defaults_at("teacher", "optim"), **overrides})
+
+
+def default_compute(**overrides) -> Compute:
+    """The schema's default ``compute`` section, ``overrides`` on top."""
+    from soteacher.study.config import defaults_at
+
+    return Compute(**{**defaults_at("compute"), **overrides})
 
 
 def default_recipe(name: str) -> dict:

@@ -20,13 +20,14 @@ from pathlib import Path
 
 import torch
 
-from bench.common import default_recipe
-from soteacher.core.settings import Optim
+from bench.common import default_optim, default_recipe
 from soteacher.data import load, prepare
 from soteacher.models import build_model
 from soteacher.study.config import validate
 from soteacher.teachers.objective import TeacherObjective
-from soteacher.training.loop import Learner, make_optimizer, seed_everything, train
+from soteacher.training.loop import Learner, train
+from soteacher.training.optim import make_optimizer
+from soteacher.training.state import seed_everything
 
 GENERATOR = {"seed": 0, "num_classes": 10, "num_features": 20, "features_per_image": 2, "feature_purity_min": 0.6,
              "image_size": 16, "patch_size": 4, "noise_std": 0.15, "train_size": 2000, "test_size": 1000}
@@ -40,14 +41,13 @@ def main(args: dict) -> None:
         data = load(data_cfg, Path(tmp), torch.device("cpu"))
     ref = manifest["reference"]
     epochs = args["epochs"]
-    optim = Optim(lr=args.get("lr", 0.05), lr_by_arch={}, momentum=0.9, weight_decay=5e-4, batch_size=64,
-                  lr_milestones=args.get("milestones", []), lr_gamma=0.1)
+    optim = default_optim(lr=args.get("lr", 0.05), lr_milestones=args.get("milestones", []))
     seed_everything(0)
     model = build_model(args.get("arch", "resnet20"), data.num_classes)
     recipe = default_recipe("standard") if "recipe" not in args else validate(
         {"teacher": {"recipes": {"pilot": args["recipe"]}}}, deep=False)["teacher"]["recipes"]["pilot"]
     objective = TeacherObjective(model, recipe, len(data.train), data.num_classes, epochs)
-    optimizer, scheduler = make_optimizer(model.parameters(), optim, optim.lr)
+    optimizer, scheduler = make_optimizer(model.parameters(), optim, optim.lr, epochs)
     print(f"# {json.dumps(args)} bayes_test={ref['bayes_acc']['test']:.1f} "
           f"Emaxp_train={ref['expected_max_pstar']['train']:.1f}", flush=True)
     started = time.perf_counter()

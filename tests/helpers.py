@@ -21,15 +21,17 @@ from soteacher.methods import METHODS
 from soteacher.models import build_model, feature_shapes
 from soteacher.study import config as config_mod
 from soteacher.teachers.objective import TeacherObjective
-from soteacher.training.loop import Learner, make_optimizer, seed_everything
+from soteacher.training.loop import Learner
+from soteacher.training.optim import make_optimizer
+from soteacher.training.state import seed_everything
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "tests" / "configs" / "tiny.yaml"
 WORKFLOW_FILES = ["Snakefile", "workflow", "profiles", "dvc.yaml", ".dvcignore"]
 BIN = Path(sys.executable).parent
 
-OPTIM = Optim(lr=0.05, lr_by_arch={}, momentum=0.9, weight_decay=5e-4, batch_size=16, lr_milestones=[2],
-              lr_gamma=0.1)
+OPTIM = Optim(lr=0.05, lr_by_arch={}, momentum=0.9, weight_decay=5e-4, batch_size=16, lr_schedule="multistep",
+              lr_milestones=[2], lr_gamma=0.1)
 
 
 # --- the workflow and its commands, for real ------------------------------------------------------------------
@@ -160,20 +162,22 @@ def tiny_data(config: dict, val_size: int = 0) -> Data:
                 val=val)
 
 
-def teacher_learner(data: Data, terms: dict, seed: int, arch: str = "resnet8", epochs: int = 2) -> Learner:
+def teacher_learner(data: Data, terms: dict, seed: int, arch: str = "resnet8", epochs: int = 2,
+                    optim: Optim = OPTIM) -> Learner:
     """A teacher trained on ``terms`` (a recipe, ``{term: params}`` with defaults filled)."""
     seed_everything(seed)
     model = build_model(arch, data.num_classes)
     objective = TeacherObjective(model, terms, len(data.train), data.num_classes, epochs)
-    optimizer, scheduler = make_optimizer(model.parameters(), OPTIM, OPTIM.lr)
+    optimizer, scheduler = make_optimizer(model.parameters(), optim, optim.lr, epochs)
     return Learner("teacher", model, objective, optimizer, scheduler)
 
 
 def student_learner(data: Data, teacher: torch.nn.Module, method: str, cfg: dict, seed: int,
-                    arch: str = "resnet8") -> Learner:
+                    arch: str = "resnet8", epochs: int = 2) -> Learner:
     seed_everything(seed)
     model = build_model(arch, data.num_classes)
     shape = data.image_shape
     module = METHODS[method](cfg, feature_shapes(model, shape), feature_shapes(teacher, shape), len(data.train))
-    optimizer, scheduler = make_optimizer(list(model.parameters()) + list(module.parameters()), OPTIM, OPTIM.lr)
+    optimizer, scheduler = make_optimizer(list(model.parameters()) + list(module.parameters()), OPTIM, OPTIM.lr,
+                                          epochs)
     return Learner(method, model, module, optimizer, scheduler)

@@ -26,7 +26,9 @@ from soteacher.methods import METHODS
 from soteacher.models import build_model, feature_shapes
 from soteacher.study import config
 from soteacher.teachers.objective import TeacherObjective
-from soteacher.training.loop import Learner, Resume, make_optimizer, seed_everything, train
+from soteacher.training.loop import Learner, train
+from soteacher.training.optim import make_optimizer
+from soteacher.training.state import Resume, seed_everything
 from tests.helpers import OPTIM, TINY_CONFIG, compute, soteacher_recipe, tiny_data
 
 BATCH = 13
@@ -74,7 +76,7 @@ def main() -> int:
         model = network("resnet8", classes, bn, seed=0)
         recipe = soteacher_recipe(consistency={"schedule": "step", "start_epoch": 1})
         objective = TeacherObjective(model, recipe, len(data.train), classes, EPOCHS, world)
-        learners = [Learner("teacher", model, objective, *make_optimizer(model.parameters(), OPTIM, OPTIM.lr))]
+        learners = [Learner("teacher", model, objective, *make_optimizer(model.parameters(), OPTIM, OPTIM.lr, EPOCHS))]
     else:
         teacher = network("resnet8", classes, bn, seed=1).eval()
         learners = []
@@ -83,7 +85,7 @@ def main() -> int:
             method = METHODS[name](method_cfg(name), feature_shapes(student, data.image_shape),
                                    feature_shapes(teacher, data.image_shape), len(data.train), world)
             params = list(student.parameters()) + list(method.parameters())
-            learners.append(Learner(name, student, method, *make_optimizer(params, OPTIM, STUDENT_LR)))
+            learners.append(Learner(name, student, method, *make_optimizer(params, OPTIM, STUDENT_LR, EPOCHS)))
     steps = [0]
     forward = learners[0].objective.forward
 
@@ -96,7 +98,9 @@ def main() -> int:
     learners[0].objective.forward = counting_forward
     resume = Resume(out / "state.pt", every=1) if kill_at >= 0 or (out / "state.pt").exists() else None
     try:
-        train(learners, data, epochs=EPOCHS, batch_size=BATCH, seed=0, teacher=teacher, resume=resume, world=world)
+        # compute.sync_bn with BatchNorm: on CPU it warns and leaves per-shard statistics (test_ranks checks those)
+        train(learners, data, epochs=EPOCHS, batch_size=BATCH, seed=0, teacher=teacher, resume=resume, world=world,
+              sync_bn=bn)
     except TrainingInterrupted as err:
         print(err, file=sys.stderr)
         return 143

@@ -155,6 +155,16 @@ def test_settings_that_never_take_effect_are_named(caplog):
     assert caplog.records == []
 
 
+def test_lr_milestones_with_the_cosine_schedule_are_named(caplog):
+    raw = {"teacher": {"epochs": 10, "checkpoint_every": 5, "optim": {"lr_schedule": "cosine"}},
+           "distill": {"epochs": 4, "optim": {"lr_schedule": "cosine", "lr_milestones": [3, 6]}}}
+    with caplog.at_level("WARNING", logger="soteacher.study.config"):
+        config_mod.validate(raw)
+    assert [r.getMessage() for r in caplog.records] == [
+        "config key distill.optim.lr_milestones: [3, 6] are not used with distill.optim.lr_schedule cosine (the lr "
+        "follows the cosine alone)"]
+
+
 @pytest.mark.slow
 def test_check_config_prints_the_warnings(tmp_path):
     import subprocess

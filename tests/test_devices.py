@@ -319,3 +319,15 @@ def test_deterministic_setup_sets_torch_flags_without_importing_inductor():
         "print(torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),"
         " 'torch._inductor' in sys.modules)")
     assert flags == "True True False"
+
+
+def test_cudnn_benchmark_is_set_only_when_not_deterministic():
+    # a flag of torch's, settable without a GPU; deterministic kernels exclude cuDNN's benchmarked choice
+    flags = python_output(
+        "import torch\n"
+        "from soteacher.core import devices\n"
+        "from tests.helpers import compute\n"
+        "for deterministic in (False, True):\n"
+        "    devices.setup(compute(threads=1, device='cpu', deterministic=deterministic, cudnn_benchmark=True))\n"
+        "    print(torch.backends.cudnn.benchmark)")
+    assert flags.split() == ["True", "False"]

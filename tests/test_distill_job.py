@@ -3,12 +3,15 @@ stage (its learning rate, the speed switches)."""
 
 from __future__ import annotations
 
+import dataclasses
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from soteacher.students.job import init_stage, student_summary
 from soteacher.study.config import validate
-from tests.helpers import OPTIM, student_learner, teacher_learner, tiny_data
+from tests.helpers import OPTIM, compute, student_learner, teacher_learner, tiny_data
 
 
 def test_best_epoch_is_chosen_on_the_validation_split_and_only_test_is_reported():
@@ -25,6 +28,11 @@ def test_best_epoch_is_chosen_on_the_validation_split_and_only_test_is_reported(
     assert without_val["best_chosen_on"] == "test" and without_val["best_epoch"] == 2
 
 
+def _init_spec(job_compute, optim=OPTIM) -> SimpleNamespace:
+    """What init_stage reads of a DistillSpec: the optimiser, the student, the data's augmentation, compute."""
+    return SimpleNamespace(optim=optim, student="resnet8", data={"augment": True}, compute=job_compute)
+
+
 def test_init_stage_runs_at_the_methods_init_lr_or_the_students(tiny_config, tmp_path):
     """FT's paraphraser trains at ft.init_lr (RepDistiller: 0.01 for CIFAR ResNet/WRN students); FSP has no
     init_lr and uses the student's lr."""
@@ -33,15 +41,28 @@ def test_init_stage_runs_at_the_methods_init_lr_or_the_students(tiny_config, tmp
     filled = validate({"distill": {"methods": {"ft": {}, "fsp": {}}}}, deep=False)["distill"]["methods"]
     assert filled["ft"]["init_lr"] == 0.01 and "init_lr" not in filled["fsp"]
     learners = [student_learner(data, teacher, name, {**filled[name], "init_epochs": 1}, 0) for name in ("ft", "fsp")]
-    spec = {"optim": OPTIM, "student": "resnet8", "data": {"augment": True}, "compute": {"resume_every": 0}}
+    spec = _init_spec(compute(resume_every=0))
     histories = init_stage(learners, [lr.objective for lr in learners], [0, 0], spec, data, teacher,
                                        lambda *args: None, tmp_path)
     assert [h["lr"] for h in histories["ft"]] == [0.01]
     assert [h["lr"] for h in histories["fsp"]] == [OPTIM.lr]
 
 
-@pytest.mark.parametrize("compute", [{"amp": "bf16"}, {"channels_last": True}, {}])
-def test_the_speed_switches_reach_the_init_stage(tiny_config, tmp_path, compute):
+@pytest.mark.parametrize("schedule", ["multistep", "cosine"])
+def test_the_init_stage_keeps_a_constant_lr_whatever_the_schedule(tiny_config, tmp_path, schedule):
+    """The distillation's schedule (its milestones, its cosine over distill.epochs) is not the init stage's."""
+    data = tiny_data(tiny_config)
+    teacher = teacher_learner(data, tiny_config["teacher"]["recipes"]["standard"], 0).model.eval()
+    cfg = {**validate({"distill": {"methods": {"fsp": {}}}}, deep=False)["distill"]["methods"]["fsp"], "init_epochs": 3}
+    learners = [student_learner(data, teacher, "fsp", cfg, 0)]
+    optim = dataclasses.replace(OPTIM, lr_schedule=schedule, lr_milestones=[1])
+    histories = init_stage(learners, [learners[0].objective], [0], _init_spec(compute(resume_every=0), optim), data,
+                           teacher, lambda *args: None, tmp_path)
+    assert [h["lr"] for h in histories["fsp"]] == [OPTIM.lr] * 3
+
+
+@pytest.mark.parametrize("switches", [{"amp": "bf16"}, {"channels_last": True}, {}])
+def test_the_speed_switches_reach_the_init_stage(tiny_config, tmp_path, switches):
     """compute.amp and compute.channels_last apply to a staged method's init epochs as to distillation: the
     student sees channels-last inputs and runs under bf16 autocast in its init-stage forward passes."""
     data = tiny_data(tiny_config)
@@ -57,7 +78,6 @@ def test_the_speed_switches_reach_the_init_stage(tiny_config, tmp_path, compute)
                          torch.is_autocast_enabled("cpu")))
 
     learner.model.register_forward_pre_hook(record)
-    spec = {"optim": OPTIM, "student": "resnet8", "data": {"augment": True},
-            "compute": {"resume_every": 0, "amp": None, "channels_last": False, **compute}}
+    spec = _init_spec(compute(resume_every=0, **switches))
     init_stage([learner], [learner.objective], [0], spec, data, teacher, lambda *args: None, tmp_path)
-    assert seen and set(seen) == {(compute.get("channels_last", False), compute.get("amp") == "bf16")}
+    assert seen and set(seen) == {(switches.get("channels_last", False), switches.get("amp") == "bf16")}

@@ -6,9 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from soteacher.training.loop import NonFiniteLossError, Speed, predict, prepare_model, train
+from soteacher.core.errors import NonFiniteLossError
+from soteacher.training.evaluation import predict
+from soteacher.training.loop import train
 from soteacher.training.metrics import accuracy, kl_from, tv_to
-from tests.helpers import python_output, soteacher_recipe, student_learner, teacher_learner, tiny_data
+from soteacher.training.speed import Speed, prepare_model
+from tests.helpers import compute, python_output, soteacher_recipe, student_learner, teacher_learner, tiny_data
 
 
 def _train_teacher(config, seed):
@@ -136,10 +139,10 @@ def test_non_finite_loss_stops_with_epoch_and_terms(tiny_config):
         train([learner], data, epochs=1, batch_size=16, seed=0)
 
 
-def _run(tiny_config, speed: Speed | None = None, compute: dict | None = None):
+def _run(tiny_config, speed: Speed | None = None, **switches):
     data = tiny_data(tiny_config)
     learner = teacher_learner(data, soteacher_recipe(), seed=0)
-    prepare_model(learner.model, compute or {})
+    prepare_model(learner.model, compute(**switches))
     train([learner], data, epochs=1, batch_size=16, seed=0, speed=speed or Speed())
     return learner
 
@@ -157,7 +160,7 @@ def test_bf16_autocast_trains_with_finite_losses_and_really_changes_the_arithmet
 
 def test_channels_last_gives_the_same_training_up_to_float_reordering(tiny_config):
     nchw = _run(tiny_config)
-    nhwc = _run(tiny_config, Speed(channels_last=True), {"channels_last": True})
+    nhwc = _run(tiny_config, Speed(channels_last=True), channels_last=True)
     assert nhwc.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     for (k, a), (_, b) in zip(nchw.model.state_dict().items(), nhwc.model.state_dict().items()):
         # 4 steps of reordered float32 sums over entries up to ~4: a few eps32 · 4 per step, compounding (measured
@@ -179,7 +182,7 @@ class TinyNet(torch.nn.Module):
 def test_torch_compile_matches_eager_and_keeps_state_dict_names():
     torch.manual_seed(0)
     eager = TinyNet()
-    compiled = prepare_model(TinyNet(), {"compile": True})
+    compiled = prepare_model(TinyNet(), compute(compile=True))
     compiled.load_state_dict(eager.state_dict())
     assert list(compiled.state_dict()) == list(eager.state_dict())  # no _orig_mod. prefix
     x = torch.randn(4, 3, 8, 8)
@@ -195,9 +198,10 @@ def test_compiling_a_model_carries_determinism_over_to_inductor():
     flags = python_output(
         "import torch\n"
         "from soteacher.core import devices\n"
-        "from soteacher.training.loop import prepare_model\n"
-        "devices.setup({'threads': 1, 'deterministic': True, 'device': 'cpu'})\n"
-        "prepare_model(torch.nn.Linear(2, 2), {'compile': True})\n"
+        "from soteacher.training.speed import prepare_model\n"
+        "from tests.helpers import compute\n"
+        "devices.setup(compute(threads=1, deterministic=True, device='cpu'))\n"
+        "prepare_model(torch.nn.Linear(2, 2), compute(compile=True))\n"
         "import torch._inductor.config as c\n"
         "print(c.deterministic)")
     assert flags == "True"

@@ -14,8 +14,12 @@ import pytest
 import torch
 
 from soteacher.core import layout
+from soteacher.core.errors import CheckpointError
+from soteacher.core.specs import to_json
 from soteacher.study import config, teacher_jobs
-from tests.helpers import REPO, TINY_CONFIG
+from soteacher.training.loop import train
+from soteacher.training.state import Resume
+from tests.helpers import REPO, TINY_CONFIG, soteacher_recipe, teacher_learner, tiny_data
 from tests.resume_driver import identical
 
 pytestmark = pytest.mark.slow  # every test trains in processes it kills and restarts
@@ -67,7 +71,7 @@ def test_teacher_job_killed_by_sigterm_resumes_into_the_same_mlflow_run(tmp_path
                    env=env, capture_output=True)
     subprocess.run([*cli, "init-tracking", "--experiment", "tiny", "--tracking-uri", env["MLFLOW_TRACKING_URI"]],
                    cwd=tmp_path, check=True, env=env, capture_output=True)
-    job = subprocess.Popen([*cli, "train-teacher", "--spec", json.dumps(spec)], cwd=tmp_path, env=env,
+    job = subprocess.Popen([*cli, "train-teacher", "--spec", to_json(spec)], cwd=tmp_path, env=env,
                            stderr=subprocess.PIPE, text=True)
     for line in job.stderr:  # stop it once epoch 2 has finished
         if "epoch 2/6" in line:
@@ -75,17 +79,17 @@ def test_teacher_job_killed_by_sigterm_resumes_into_the_same_mlflow_run(tmp_path
             break
     rest = job.stderr.read()
     assert job.wait(timeout=120) == 143, rest
-    out = tmp_path / layout.teacher_dir(teacher_jobs.spec_teacher(spec))
+    out = tmp_path / spec.dir
     assert not (out / "metrics.json").exists() and not (out / "ep3.pt").exists()  # nothing final yet
-    assert (out / ".resume" / spec["config_hash"] / "state.pt").is_file()
-    done = subprocess.run([*cli, "train-teacher", "--spec", json.dumps(spec)], cwd=tmp_path, env=env,
+    assert (out / layout.RESUME_DIR / layout.RESUME_STATE).is_file()
+    done = subprocess.run([*cli, "train-teacher", "--spec", to_json(spec)], cwd=tmp_path, env=env,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "resuming from" in done.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3, 4, 5, 6]
     assert set(metrics["checkpoints"]) == {"3", "6"} and (out / "ep3.pt").is_file() and (out / "ep6.pt").is_file()
-    assert not (out / ".resume").exists()
+    assert not (out / layout.RESUME_DIR).exists()
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
@@ -93,3 +97,14 @@ def test_teacher_job_killed_by_sigterm_resumes_into_the_same_mlflow_run(tmp_path
     assert run.info.status == "FINISHED"
     assert len(client.search_runs([run.info.experiment_id])) == 1
     assert [m.step for m in client.get_metric_history(run.info.run_id, "test_acc")][-1] == 6
+
+
+def test_a_state_of_an_older_layout_is_refused_in_plain_words(tmp_path):
+    # saved before multi-rank jobs (sums and RNG states at the top level) and per-learner seeds (one "generator")
+    data = tiny_data(config.load(TINY_CONFIG))
+    learner = teacher_learner(data, soteacher_recipe(), seed=0)
+    torch.save({"epoch": 2, "batches_done": 0, "generator": torch.Generator().get_state(), "seen": 0, "extra": {},
+                "sums": [{}], "correct": [torch.zeros(())], "rng": {}, "learners": [{"name": learner.name}]},
+               tmp_path / "state.pt")
+    with pytest.raises(CheckpointError, match=r"older version \(it has no generators, ranks\); delete it"):
+        train([learner], data, epochs=2, batch_size=16, seed=0, resume=Resume(tmp_path / "state.pt"))

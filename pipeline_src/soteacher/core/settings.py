@@ -38,7 +38,8 @@ class Optim:
     momentum: float
     weight_decay: float
     batch_size: int  # the global batch (split over a job's ranks)
-    lr_milestones: list[int]  # epochs after which the lr is multiplied by lr_gamma
+    lr_schedule: str  # multistep | cosine
+    lr_milestones: list[int]  # multistep: epochs after which the lr is multiplied by lr_gamma
     lr_gamma: float
 
     def lr_of(self, arch: str) -> float:

@@ -24,17 +24,12 @@ from soteacher.data import load as load_data
 from soteacher.methods import METHODS, DistillMethod, InitStage
 from soteacher.models import build_model, feature_shapes
 from soteacher.students.spec import DistillSpec, StudentRun
-from soteacher.training.loop import (
-    Learner,
-    Resume,
-    job_options,
-    make_optimizer,
-    predict,
-    prepare_model,
-    seed_everything,
-    train,
-)
+from soteacher.training.evaluation import predict
+from soteacher.training.loop import Learner, job_options, train
 from soteacher.training.metrics import agreement, kl_between
+from soteacher.training.optim import make_optimizer
+from soteacher.training.speed import prepare_model
+from soteacher.training.state import Resume, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +50,7 @@ def init_stage(learners: list[Learner], methods: list[DistillMethod], seeds: lis
         if method.init_epochs > 0:
             groups.setdefault(method.init_epochs, []).append((learner, method, seed))
     histories: dict[str, list[dict]] = {}
-    optim = dataclasses.replace(spec.optim, lr_milestones=[])
+    optim = dataclasses.replace(spec.optim, lr_schedule="multistep", lr_milestones=[])  # a constant lr
     by_name = {learner.name: learner for learner in learners}
 
     def on_epoch_end(epoch: int, init_learner: Learner, metrics: dict) -> None:
@@ -65,7 +60,8 @@ def init_stage(learners: list[Learner], methods: list[DistillMethod], seeds: lis
         init_learners = []
         for learner, method, _ in group:
             params = [p for p in [*learner.model.parameters(), *method.parameters()] if p.requires_grad]
-            optimizer, scheduler = make_optimizer(params, optim, method.init_lr or spec.optim.lr_of(spec.student))
+            lr = method.init_lr or spec.optim.lr_of(spec.student)
+            optimizer, scheduler = make_optimizer(params, optim, lr, epochs)
             init_learners.append(Learner(learner.name, learner.model, InitStage(method), optimizer, scheduler))
         resume = Resume.of_job(resume_dir / layout.INIT_STATE.format(epochs=epochs), spec.compute)
         train(init_learners, data, epochs=epochs, seed=[seed for _, _, seed in group], teacher=teacher,
@@ -122,7 +118,7 @@ def _run_distill(spec: DistillSpec, tracking_uri: str, experiment: str, device: 
         method = METHODS[member.method](spec.methods[member.method], feature_shapes(student, data.image_shape),
                                         teacher_sample, len(data.train), world).to(device)
         params = list(student.parameters()) + list(method.parameters())
-        optimizer, scheduler = make_optimizer(params, spec.optim, spec.optim.lr_of(spec.student))
+        optimizer, scheduler = make_optimizer(params, spec.optim, spec.optim.lr_of(spec.student), spec.epochs)
         learners.append(Learner(f"{member.method} {spec.student}-s{member.seed}", student, method, optimizer,
                                 scheduler))
         methods.append(method)

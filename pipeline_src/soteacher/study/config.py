@@ -296,6 +296,11 @@ def never_in_effect(config: dict) -> list[str]:
     found = []
     for section in ("teacher", "distill"):
         epochs, optim = config[section]["epochs"], config[section]["optim"]
+        if optim["lr_schedule"] == "cosine":
+            if optim["lr_milestones"]:
+                found.append(f"config key {section}.optim.lr_milestones: {optim['lr_milestones']} are not used with "
+                             f"{section}.optim.lr_schedule cosine (the lr follows the cosine alone)")
+            continue
         late = [m for m in optim["lr_milestones"] if m >= epochs]
         if late:
             kept = [m for m in optim["lr_milestones"] if m < epochs]

@@ -110,11 +110,10 @@ def _time_arch(arch, image_shape, dev, batch, steps, num_classes, clock, sync) -
     import torch.nn.functional as F
 
     from soteacher.models import build_model
-    from soteacher.training.optim import SGD
 
     torch.manual_seed(0)
     model = build_model(arch, num_classes).to(dev)
-    opt = SGD(model.parameters(), lr=0.01, momentum=0.9)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(batch, *image_shape, device=dev)
     y = torch.randint(0, num_classes, (batch,), device=dev)
 

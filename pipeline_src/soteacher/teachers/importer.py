@@ -225,7 +225,7 @@ def run_import(spec: ImportSpec, tracking_uri: str, experiment: str) -> Path:
     from soteacher.data import load as load_data
     from soteacher.models import build_model
     from soteacher.teachers.outputs import publish, save_checkpoint, teacher_run
-    from soteacher.training.loop import evaluate
+    from soteacher.training.evaluation import evaluate
 
     arch, name, epoch = spec.arch, spec.recipe, spec.epoch
     source = Path(spec.source)

@@ -16,15 +16,10 @@ from soteacher.models import build_model
 from soteacher.teachers.objective import TeacherObjective
 from soteacher.teachers.outputs import publish, save_checkpoint, teacher_run
 from soteacher.teachers.spec import TeacherSpec
-from soteacher.training.loop import (
-    Learner,
-    Resume,
-    job_options,
-    make_optimizer,
-    prepare_model,
-    seed_everything,
-    train,
-)
+from soteacher.training.loop import Learner, job_options, train
+from soteacher.training.optim import make_optimizer
+from soteacher.training.speed import prepare_model
+from soteacher.training.state import Resume, seed_everything
 
 
 def run_teacher(spec: TeacherSpec, tracking_uri: str, experiment: str) -> Path:
@@ -39,7 +34,7 @@ def _run_teacher(spec: TeacherSpec, tracking_uri: str, experiment: str, device: 
     seed_everything(spec.seed)
     model = prepare_model(build_model(spec.arch, data.num_classes).to(device), spec.compute)
     objective = TeacherObjective(model, spec.terms, len(data.train), data.num_classes, spec.epochs, world).to(device)
-    optimizer, scheduler = make_optimizer(model.parameters(), spec.optim, spec.optim.lr_of(spec.arch))
+    optimizer, scheduler = make_optimizer(model.parameters(), spec.optim, spec.optim.lr_of(spec.arch), spec.epochs)
     learner = Learner(f"teacher {spec.name}", model, objective, optimizer, scheduler)
     # the folder's name is the teacher's identity: a state found here was saved by this very teacher's job
     resume_dir = out_dir / layout.RESUME_DIR
