@@ -25,7 +25,8 @@ from soteacher.core.ranks import World
 from soteacher.methods import METHODS
 from soteacher.models import build_model, feature_shapes
 from soteacher.teachers.objective import TeacherObjective
-from soteacher.training.loop import Learner, train
+from soteacher.training.learner import Learner
+from soteacher.training.loop import train
 from soteacher.training.optim import make_optimizer
 from soteacher.training.speed import Speed, prepare_model
 

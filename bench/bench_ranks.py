@@ -142,7 +142,8 @@ def emit(world: World, result: dict) -> None:
 def worker(args: argparse.Namespace) -> None:
     from soteacher.models import build_model
     from soteacher.teachers.objective import TeacherObjective
-    from soteacher.training.loop import Learner, train
+    from soteacher.training.learner import Learner
+    from soteacher.training.loop import train
     from soteacher.training.optim import make_optimizer
 
     device, world = join(args.device, args.threads)

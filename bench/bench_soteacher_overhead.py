@@ -13,7 +13,8 @@ import torch
 from bench.common import default_optim, default_recipe, random_data, report, timed
 from soteacher.models import build_model
 from soteacher.teachers.objective import TeacherObjective
-from soteacher.training.loop import Learner, train
+from soteacher.training.learner import Learner
+from soteacher.training.loop import train
 from soteacher.training.optim import make_optimizer
 
 OPTIM = default_optim()

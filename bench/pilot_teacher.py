@@ -25,7 +25,8 @@ from soteacher.data import load, prepare
 from soteacher.models import build_model
 from soteacher.study.config import validate
 from soteacher.teachers.objective import TeacherObjective
-from soteacher.training.loop import Learner, train
+from soteacher.training.learner import Learner
+from soteacher.training.loop import train
 from soteacher.training.optim import make_optimizer
 from soteacher.training.state import seed_everything
 

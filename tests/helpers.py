@@ -21,7 +21,7 @@ from soteacher.methods import METHODS
 from soteacher.models import build_model, feature_shapes
 from soteacher.study import config as config_mod
 from soteacher.teachers.objective import TeacherObjective
-from soteacher.training.loop import Learner
+from soteacher.training.learner import Learner
 from soteacher.training.optim import make_optimizer
 from soteacher.training.state import seed_everything
 

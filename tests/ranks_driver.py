@@ -26,7 +26,8 @@ from soteacher.methods import METHODS
 from soteacher.models import build_model, feature_shapes
 from soteacher.study import config
 from soteacher.teachers.objective import TeacherObjective
-from soteacher.training.loop import Learner, train
+from soteacher.training.learner import Learner
+from soteacher.training.loop import train
 from soteacher.training.optim import make_optimizer
 from soteacher.training.state import Resume, seed_everything
 from tests.helpers import OPTIM, TINY_CONFIG, compute, soteacher_recipe, tiny_data

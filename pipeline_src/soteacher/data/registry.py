@@ -52,11 +52,9 @@ def _reader(module: str, attr: str) -> Callable[..., Any]:
 
 
 def _imagenet_stream(name: str, root: Path, data_cfg: dict, device: torch.device) -> Data:
-    from soteacher.data import imagenet
-
     spec = DATASETS[name]
-    return imagenet.open_stream(name, root, data_cfg, device, spec.num_classes, spec.mean, spec.std,
-                                crop_padding=spec.crop_padding, flip=spec.flip)
+    return _reader("imagenet", "open_stream")(name, root, data_cfg, device, spec.num_classes, spec.mean, spec.std,
+                                              crop_padding=spec.crop_padding, flip=spec.flip)
 
 
 DATASETS: dict[str, DatasetSpec] = {

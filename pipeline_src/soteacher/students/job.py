@@ -25,7 +25,8 @@ from soteacher.methods import METHODS, DistillMethod, InitStage
 from soteacher.models import build_model, feature_shapes
 from soteacher.students.spec import DistillSpec, StudentRun
 from soteacher.training.evaluation import predict
-from soteacher.training.loop import Learner, job_options, train
+from soteacher.training.learner import Learner
+from soteacher.training.loop import job_options, train
 from soteacher.training.metrics import agreement, kl_between
 from soteacher.training.optim import make_optimizer
 from soteacher.training.speed import prepare_model

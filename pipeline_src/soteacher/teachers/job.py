@@ -16,7 +16,8 @@ from soteacher.models import build_model
 from soteacher.teachers.objective import TeacherObjective
 from soteacher.teachers.outputs import publish, save_checkpoint, teacher_run
 from soteacher.teachers.spec import TeacherSpec
-from soteacher.training.loop import Learner, job_options, train
+from soteacher.training.learner import Learner
+from soteacher.training.loop import job_options, train
 from soteacher.training.optim import make_optimizer
 from soteacher.training.speed import prepare_model
 from soteacher.training.state import Resume, seed_everything

@@ -15,14 +15,10 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
-from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
 
 from soteacher.core.errors import NonFiniteLossError, TrainingInterrupted
 from soteacher.core.ranks import SINGLE, World
@@ -30,43 +26,12 @@ from soteacher.core.settings import Compute, Optim
 from soteacher.data import Data
 from soteacher.models.base import ModelOutput
 from soteacher.training.evaluation import evaluate
+from soteacher.training.learner import Learner
 from soteacher.training.parallel import as_output, average_batchnorm, joint_steps
 from soteacher.training.speed import EXACT, Speed
 from soteacher.training.state import Resume, StopRequest, load_state, save_state
 
 log = logging.getLogger(__name__)
-
-
-class Objective(Protocol):
-    """What the loop asks of a learner's loss (a teacher's objective, a KD method, a staged method's init stage):
-    an ``nn.Module`` called on the learner's output, the teacher's (None without a teacher), the labels and the
-    sample indices, returning named loss terms that the loop sums."""
-
-    needs_features: bool  # the loop then runs the learner (and the teacher) with ``with_features=True``
-
-    def __call__(self, out: ModelOutput, teacher: ModelOutput | None, labels: torch.Tensor,
-                 indices: torch.Tensor) -> dict[str, torch.Tensor]: ...
-
-    def end_epoch(self, finished_epoch: int) -> None:
-        """Per-epoch state (ramped weights, temporal ensembles, memory banks) after each epoch."""
-
-    def parameters(self) -> Iterator[nn.Parameter]: ...
-
-    def train(self, mode: bool = True) -> nn.Module: ...
-
-    def state_dict(self) -> dict: ...
-
-    def load_state_dict(self, state: dict) -> object: ...
-
-
-@dataclass
-class Learner:
-    name: str
-    model: nn.Module
-    objective: Objective
-    optimizer: Optimizer
-    scheduler: LRScheduler  # stepped once per epoch
-    history: list[dict] = field(default_factory=list)
 
 
 def job_options(optim: Optim, augment: bool, compute: Compute) -> dict:

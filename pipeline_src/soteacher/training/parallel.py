@@ -5,16 +5,13 @@ one process a learner's step calls its model and objective directly."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from soteacher.core.ranks import World
 from soteacher.models.base import ModelOutput
-
-if TYPE_CHECKING:  # the loop imports this module; learners are only passed through here
-    from soteacher.training.loop import Learner
+from soteacher.training.learner import Learner
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ import signal
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,9 +22,7 @@ from soteacher.core.errors import CheckpointError
 from soteacher.core.io import save_torch
 from soteacher.core.ranks import World
 from soteacher.core.settings import Compute
-
-if TYPE_CHECKING:  # the loop imports this module; a learner is only passed through here
-    from soteacher.training.loop import Learner
+from soteacher.training.learner import Learner
 
 log = logging.getLogger(__name__)
 
