@@ -152,7 +152,7 @@ def test_a_spec_of_another_shape_is_refused_naming_the_keys(tmp_path):
 @pytest.mark.parametrize(("group_methods", "group_seeds"), [(False, False), (True, False), (False, True),
                                                           (True, True)])
 def test_planned_distill_jobs_are_the_jobs_snakemake_schedules(tmp_path, group_methods, group_seeds):
-    """The planner's distill job count (student_side.jobs, which the distill rule's outputs also come from) is the
+    """The planner's distill job count (study.student_jobs, which the distill rule's outputs also come from) is the
     number of jobs Snakemake schedules, for each grouping."""
     from soteacher.study import config as config_mod
     from soteacher.study import student_jobs as jobs
@@ -192,16 +192,17 @@ def test_dvc_repro_runs_then_is_a_noop_then_reruns_only_students(work):
     cfg["distill"]["methods"]["kd"]["kd_temperature"] = 2.0
     cfg_path.write_text(yaml.safe_dump(cfg))
     package = work / "pipeline_src/soteacher"
-    # every student-side file: code the teachers do not run
-    student_side = [*sorted((package / "student_side").rglob("*.py")), work / "workflow/rules/distill.smk",
-                    work / "workflow/rules/report.smk"]
+    # every file the teachers do not run: the students, their methods, the report and their rules
+    student_side = [*(path for part in ("students", "methods", "report") for path in
+                      sorted((package / part).rglob("*.py"))), package / "study/student_jobs.py",
+                    work / "workflow/rules/distill.smk", work / "workflow/rules/report.smk"]
     for path in student_side:
         with open(path, "a") as f:
             f.write("# edited\n")
     third = run(["dvc", "repro"], work)
     assert "Running stage 'students@tiny'" in third.stdout
     assert "Running stage 'teachers@tiny'" not in third.stdout
-    with open(package / "teacher_side/loop.py", "a") as f:  # the loop every teacher runs
+    with open(package / "training/loop.py", "a") as f:  # the loop every teacher runs
         f.write("# edited\n")
     assert "teachers@tiny" in json.loads(run(["dvc", "status", "--json"], work).stdout)
     # every module a teacher job loads is a dependency of the teachers stage, and none is on the student side

@@ -225,9 +225,9 @@ def test_a_teacher_job_whose_rank_dies_exits_non_zero_within_the_timeout_and_pub
             if job.poll() is None:
                 job.kill()
     assert code != 0 and took < 60, (code, took)
-    teacher = layout.teacher_dir(teacher_jobs.spec_teacher(spec))
-    assert not (tmp_path / layout.teacher_metrics(teacher_jobs.spec_teacher(spec))).exists()
-    assert not list((tmp_path / teacher).glob("ep*.pt"))  # checkpoints are staged in .resume/ until the job succeeds
+    teacher = tmp_path / spec.dir
+    assert not (teacher / layout.METRICS_FILE).exists()
+    assert not list(teacher.glob("ep*.pt"))  # checkpoints are staged in .resume/ until the job succeeds
     assert not _rank_pids(tmp_path, 0)  # no rank left behind
 
 

@@ -231,7 +231,7 @@ def test_every_run_links_to_its_files_and_logs_small_artifacts(served_study, tmp
         assert max(artifacts.values()) < 200_000  # no checkpoint copied into MLflow
         local = Path(client.download_artifacts(r.info.run_id, "spec.json", str(tmp_path)))
         spec = json.loads(local.read_text())
-        assert spec["config_hash"] == tags["config_hash"]
+        assert spec["identity"] == tags["identity"]
         local = Path(client.download_artifacts(r.info.run_id, "metrics.json", str(tmp_path)))
         metrics = json.loads(local.read_text())
         assert metrics["mlflow_run_id"] == r.info.run_id
