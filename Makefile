@@ -30,13 +30,16 @@ report: $(STAMP)
 	$(BIN)/snakemake --report "$$($(BIN)/python -m soteacher report-path $(CONFIG))" --configfile $(CONFIG) \
 		--workflow-profile $(PROFILE)
 
+# Two pytest workers (pytest-xdist) keep both cores busy while a test waits on Snakemake, SLURM or a server; each
+# test file stays on one worker (its module fixtures: one SLURM cluster, one served study). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # the quick tier, while editing: no test marked slow (Snakemake, DVC, SLURM, servers, ranks or other processes, whole
 # jobs); `make test` (CI) runs them all
 test-quick: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 # ruff for the package, snakefmt for the rules; `snakemake --lint` runs in the tests (tests/test_rules.py)
 lint: $(STAMP)
