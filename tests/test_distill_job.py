@@ -1,4 +1,4 @@
-"""The distill job (student_side/distill_job.py): what a student's metrics file reports; a staged method's init
+"""The distill job (students/job.py): what a student's metrics file reports; a staged method's init
 stage (its learning rate, the speed switches)."""
 
 from __future__ import annotations

@@ -193,10 +193,11 @@ def test_dvc_repro_runs_then_is_a_noop_then_reruns_only_students(work):
     cfg_path.write_text(yaml.safe_dump(cfg))
     package = work / "pipeline_src/soteacher"
     # every file the teachers do not run: the students, their methods, the report and their rules
-    student_side = [*(path for part in ("students", "methods", "report") for path in
+    assert all((package / part).is_dir() for part in ("students", "methods", "report"))
+    not_teachers = [*(path for part in ("students", "methods", "report") for path in
                       sorted((package / part).rglob("*.py"))), package / "study/student_jobs.py",
                     work / "workflow/rules/distill.smk", work / "workflow/rules/report.smk"]
-    for path in student_side:
+    for path in not_teachers:
         with open(path, "a") as f:
             f.write("# edited\n")
     third = run(["dvc", "repro"], work)

@@ -1,4 +1,4 @@
-"""The planner (student_side/plan.py): job counts per rule, warnings, compute estimates, --measure."""
+"""The planner (study/plan.py): job counts per rule, warnings, compute estimates, --measure."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Synthetic data (teacher_side/data/synthetic.py): draws that depend on the seed only, the val split, prepare
+"""Synthetic data (data/synthetic.py): draws that depend on the seed only, the val split, prepare
 and load, the Bayes reference."""
 
 from __future__ import annotations
