@@ -117,12 +117,13 @@ def moves(config: dict) -> list[Move]:
     from soteacher.study import student_jobs, teacher_jobs
 
     data_v1 = v1_data_id(config)
-    teachers = {}
+    teachers = {}  # name now -> (format-1 name, identity now)
     for job in teacher_jobs.teacher_jobs(config):
         old = v1_teacher_hash(config, job["teacher_arch"], job["recipe"], job["teacher_seed"])
         if old is not None:
-            teachers[layout.TEACHER.format(**job)] = layout.TEACHER.format(**{**job, "data": data_v1,
-                                                                              "teacher_hash": old})
+            teachers[layout.TEACHER.format(**job)] = (layout.TEACHER.format(**{**job, "data": data_v1,
+                                                                               "teacher_hash": old}),
+                                                      job["teacher_hash"])
     out: list[Move] = []
     for job in student_jobs.student_jobs(config):
         run = student_jobs.run_of(job)
@@ -130,14 +131,14 @@ def moves(config: dict) -> list[Move]:
         if job["method"] == student_jobs.VANILLA:
             where = f"{data_v1}/{V1_VANILLA_FOLDER}"
         elif layout.TEACHER.format(**job) in teachers:
-            where = f"{teachers[layout.TEACHER.format(**job)]}/ep{job['epoch']}"
+            where = f"{teachers[layout.TEACHER.format(**job)][0]}/ep{job['epoch']}"
         else:
             continue
         old = Path(layout.STUDENTS_DIR, where, layout.STUDENT.format(
             **{**run, "student_hash": v1_student_hash(config, job["method"])}))
         out.append(Move(old, new, job["student_hash"]))
-    out += [Move(Path(layout.RESULTS, "teachers", old), Path(layout.RESULTS, "teachers", new),
-                 new.rsplit("-", 1)[-1]) for new, old in teachers.items()]
+    out += [Move(Path(layout.RESULTS, "teachers", old), Path(layout.RESULTS, "teachers", new), identity)
+            for new, (old, identity) in teachers.items()]
     out.append(Move(layout.data_dir(data_v1), layout.data_dir(data_id(config)), None))
     return list(dict.fromkeys(out))  # the vanilla student stands under every checkpoint: once
 
