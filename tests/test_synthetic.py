@@ -66,3 +66,23 @@ def test_bayes_reference_by_hand():
     ref = bayes_reference(pstar, labels)
     assert ref["bayes_acc"] == pytest.approx(100 * 2 / 3)
     assert ref["expected_max_pstar"] == pytest.approx(100 * (0.7 + 0.6 + 0.5) / 3)
+
+
+def test_same_class_prob_zero_is_the_data_without_it_and_one_gives_every_image_one_home_class(tiny_config):
+    cfg = {**tiny_config["data"]["synthetic"], "num_classes": 3, "num_features": 6, "features_per_image": 2,
+           "feature_purity_min": 0.7}
+    plain = generate(cfg)
+    assert all(torch.equal(plain[k], v) for k, v in generate({**cfg, "same_class_prob": 0.0}).items())
+    coherent = generate({**cfg, "same_class_prob": 1.0})
+    # two features of one home class: p*(x) puts at least the smaller purity (≥ feature_purity_min) on that class
+    # (float32 mean of two values in [0, 1]: rounding below 1e-6)
+    top = coherent["train_pstar"].max(1).values
+    assert bool((top >= cfg["feature_purity_min"] - 1e-6).all())
+    assert top.mean() > plain["train_pstar"].max(1).values.mean()
+
+
+def test_same_class_prob_needs_enough_features_per_home_class(tiny_config):
+    cfg = {**tiny_config["data"]["synthetic"], "num_classes": 4, "num_features": 6, "features_per_image": 2,
+           "same_class_prob": 0.5}
+    with pytest.raises(ValueError, match="features per home class"):
+        generate(cfg)

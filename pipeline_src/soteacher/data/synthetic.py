@@ -8,6 +8,11 @@ An image places ``features_per_image`` distinct features into distinct cells of 
 noisy grey background. Its true label distribution is the mean of its features' distributions,
 p*(x) = (1/m) Σ_j p(y | v_j), and the observed label is one draw from p*(x). Everything follows from
 ``seed``.
+
+With ``same_class_prob`` = s > 0, an image's features share one home class with probability s (drawn among the
+features of its first feature's home class), else they are drawn as above. Mixing features of different home
+classes caps max p*(x) near 1/2 for m = 2; s sets how many inputs are learnable to a confident p* (E[max p*]) while
+the rest stay ambiguous, a mixed-feature distribution all the same.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ def generate(cfg: dict, val_size: int = 0) -> dict[str, torch.Tensor]:
         raise ValueError(f"data.synthetic.features_per_image={m} exceeds the {grid}x{grid} patch grid")
     if m > v:
         raise ValueError(f"data.synthetic.features_per_image={m} exceeds num_features={v}")
+    same_class = float(cfg.get("same_class_prob", 0.0))
+    if same_class > 0 and v // c < m:
+        raise ValueError(f"data.synthetic.same_class_prob > 0 needs features_per_image={m} features per home class; "
+                         f"num_features={v} gives {v // c} per class of {c}: raise num_features to {m * c} or more")
 
     # a feature = its own colour times its own binary texture: easy to tell apart for a small CNN
     colours = torch.rand(v, 3, 1, 1, generator=g)
@@ -45,6 +54,11 @@ def generate(cfg: dict, val_size: int = 0) -> dict[str, torch.Tensor]:
     sizes = [("train", cfg["train_size"]), ("test", cfg["test_size"])] + ([("val", val_size)] if val_size > 0 else [])
     for split, n in sizes:
         feats = torch.stack([torch.randperm(v, generator=g)[:m] for _ in range(n)])
+        if same_class > 0:  # drawn only then: the data of s = 0 are those of a release without the option
+            coherent = torch.rand(n, generator=g) < same_class
+            for i in torch.nonzero(coherent).flatten().tolist():
+                mates = torch.arange(int(feats[i, 0]) % c, v, c)  # the features of the first one's home class
+                feats[i] = mates[torch.randperm(len(mates), generator=g)[:m]]
         cells = torch.stack([torch.randperm(grid * grid, generator=g)[:m] for _ in range(n)])
         images = 0.5 + cfg["noise_std"] * torch.randn(n, 3, size, size, generator=g)
         for j in range(m):
