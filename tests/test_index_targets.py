@@ -208,8 +208,43 @@ def test_snakemake_plans_teacherless_and_distilled_arms(tmp_path):
                       "distill.methods": {"vanilla": {}, "kd": {}, "oracle": {}, "filter_kd": {}}})
     config_file = tmp_path / "arms.yaml"
     config_file.write_text(yaml.safe_dump(raw))
+    (tmp_path / "work").mkdir()
     work = copy_workflow(tmp_path / "work", config_file)
     planned = dry_run_jobs(work)
     assert planned["train_vanilla"] == 2  # one per seed, vanilla and oracle in it
     assert planned["distill"] == 2 * 2 * 2  # recipes × checkpoints × seeds, kd and filter_kd in each
     assert planned["train_teacher"] == 2
+
+
+@pytest.mark.slow
+def test_the_real_jobs_record_the_table_and_train_both_arms(tmp_path, monkeypatch):
+    """One teacher, its last checkpoint, one seed, run by Snakemake for real: the checkpoint holds a (N, C) table on
+    the simplex; train_vanilla trains vanilla and oracle, the distill job kd and filter_kd; collect lists the
+    oracle's one run under the checkpoint."""
+    import yaml
+
+    from soteacher.core import layout
+    from soteacher.core.io import load_checkpoint
+    from soteacher.report.collect import collect
+    from tests.helpers import run
+
+    raw = tiny_raw(**{"teacher.filter_table": {}, "teacher.recipes": {"standard": {"ce": {}}},
+                      "distill.checkpoints": "last",
+                      "distill.methods": {"vanilla": {}, "kd": {}, "oracle": {}, "filter_kd": {}}})
+    config_file = tmp_path / "arms.yaml"
+    config_file.write_text(yaml.safe_dump(raw))
+    (tmp_path / "work").mkdir()
+    work = copy_workflow(tmp_path / "work", config_file)
+    run(["snakemake", "--cores", "2"], work)  # the whole study, tables included
+    cfg = config_mod.validate(raw, deep=False)
+    (teacher,) = jobs.teacher_jobs(cfg)
+    n, c = raw["data"]["synthetic"]["train_size"], raw["data"]["synthetic"]["num_classes"]
+    for epoch in (1, 2):
+        table = load_checkpoint(work / layout.teacher_checkpoint(teacher, epoch))[FILTER_TABLE]
+        assert table.shape == (n, c) and (table >= 0).all()
+        assert torch.allclose(table.sum(dim=1), torch.ones(n), rtol=0, atol=8 * F32_EPS)
+    monkeypatch.chdir(work)
+    rows, missing = collect(cfg)
+    assert not missing and sorted(rows["method"]) == ["filter_kd", "kd", "oracle", "vanilla"]
+    oracle = rows[rows["method"] == "oracle"].iloc[0]
+    assert oracle["teacher_epoch"] == 2 and math.isnan(oracle["agreement"])  # no teacher: no fidelity to one
