@@ -184,6 +184,11 @@ def test_the_filter_table_renames_only_teachers_that_record_it():
     assert ids[0] == ids[2] and not set(ids[0]) & set(ids[1])
 
 
+def test_the_teacherless_names_are_the_methods_that_need_no_teacher():
+    """study.student_jobs names them without torch; the classes say it too (the distill job checks it)."""
+    assert {n for n, cls in METHODS.items() if not cls.needs_teacher} == set(jobs.TEACHERLESS)
+
+
 @pytest.mark.parametrize("group_methods", [True, False])
 def test_teacherless_methods_are_one_run_per_student_and_seed(group_methods: bool):
     cfg = _study(**{"teacher.filter_table": {}, "distill.seeds": [0, 1], "distill.group_methods": group_methods,
