@@ -27,6 +27,7 @@ from soteacher.methods.logit_std import standardize
 from soteacher.methods.nst import nst_loss
 from soteacher.methods.pkt import pkt_loss
 from soteacher.methods.rkd import rkd_loss
+from soteacher.methods.soft_targets import SoftTargetMethod
 from soteacher.methods.sp import sp_loss
 from soteacher.methods.vid import VIDRegressor, vid_loss
 from soteacher.models import MODELS, ModelOutput, build_model
@@ -54,13 +55,23 @@ def _kl_rows(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def _cfg(name: str, **overrides) -> dict:
-    cfg = validate({"distill": {"methods": {name: {}}}}, deep=False)["distill"]["methods"][name]
+    # filter_kd needs its teachers to record the table
+    cfg = validate({"teacher": {"filter_table": {}}, "distill": {"methods": {name: {}}}},
+                   deep=False)["distill"]["methods"][name]
     return {**cfg, **overrides}
 
 
 def _out(logits: torch.Tensor, feats: list[torch.Tensor] | None = None) -> ModelOutput:
     feats = feats or []
     return ModelOutput(logits, feats, feats)
+
+
+def _with_targets(method: torch.nn.Module, num_samples: int, num_classes: int) -> torch.nn.Module:
+    """A soft-target method (oracle, filter_kd) with a random table on the simplex, as its job would attach one."""
+    if isinstance(method, SoftTargetMethod):
+        method.set_targets(torch.softmax(torch.randn(num_samples, num_classes,
+                                                     generator=torch.Generator().manual_seed(3)), dim=1))
+    return method
 
 
 # ---------------------------------------------------------------- 1. losses vs independent computations
@@ -448,7 +459,7 @@ def _step(name: str, teacher_arch: str, student_arch: str, size: int) -> None:
     student.train()
     cfg = _cfg(name, **SMALL.get(name, {}))
     try:
-        method = METHODS[name](cfg, s_sample, t_sample, num_samples=16)
+        method = _with_targets(METHODS[name](cfg, s_sample, t_sample, num_samples=16), 16, 10)
     except ValueError as err:
         assert name == "fsp" and teacher_arch != "resnet20", err  # FSP needs equal channel counts
         return
@@ -500,6 +511,7 @@ READS = {
     "sp": {("feats", 3)}, "ft": {("feats", 3)},  # feats[-2], the last stage
     "fsp": {("feats", 0)} | STAGES,  # feats[:-1]
     "cc": {("pooled",)}, "rkd": {("pooled",)}, "pkt": {("pooled",)}, "crd": {("pooled",)},
+    "oracle": set(), "filter_kd": set(),  # targets by index: see test_soft_target_methods_never_read_the_teacher
 }
 
 
@@ -570,12 +582,15 @@ def test_registry_matches_schema_and_defaults_fill():
     assert set(METHODS) == set(methods["properties"])
     for name, cls in METHODS.items():
         assert cls.name == name == name.lower()
-        cfg = validate({"distill": {"methods": {name: {}}}}, deep=False)["distill"]["methods"][name]
+        cfg = _cfg(name)
         props = methods["properties"][name]["properties"]
         assert set(cfg) == set(props), name  # every key has a default
         assert all(props[k].get("description") for k in props), name
         if name == "vanilla":  # CE only: no KD or method weight that could add a teacher term
             assert cfg == {"ce_weight": 1.0}
+            continue
+        if issubclass(cls, SoftTargetMethod):  # CE + the KL to the targets: no method term to weigh
+            assert set(cfg) == {"ce_weight", "kd_weight", "kd_temperature"}, name
             continue
         for key in ("ce_weight", "kd_weight", "kd_temperature", "weight"):
             assert key in cfg, (name, key)
@@ -584,8 +599,8 @@ def test_registry_matches_schema_and_defaults_fill():
 
 
 def test_pair_validation_instantiates_every_method():
-    cfg = {"teacher": {"archs": ["resnet20"]}, "distill": {"students": ["resnet8"],
-                                                          "methods": {name: {} for name in METHODS}}}
+    cfg = {"teacher": {"archs": ["resnet20"], "filter_table": {}},
+           "distill": {"students": ["resnet8"], "methods": {name: {} for name in METHODS}}}
     validate(cfg)  # deep: every method on the pair
     bad = {"teacher": {"archs": ["resnet32x4"]}, "distill": {"students": ["resnet8"], "methods": {"fsp": {}}}}
     with pytest.raises(ValueError, match="distill.methods.fsp: cannot distil resnet32x4 -> resnet8"):

@@ -101,7 +101,9 @@ def test_cifar100_table_preset_has_the_papers_pairs_and_every_method():
     assert set(map(tuple, table["distill"]["pairs"])) == {
         ("wrn_40_2", "wrn_16_2"), ("wrn_40_2", "wrn_40_1"), ("resnet56", "resnet20"), ("resnet32x4", "resnet8x4"),
         ("vgg13", "vgg8"), ("resnet32x4", "ShuffleNetV2"), ("wrn_40_2", "ShuffleNetV1"), ("vgg13", "MobileNetV2")}
-    assert set(table["distill"]["methods"]) | set(fsp["distill"]["methods"]) == set(METHODS)
+    # not the index-target arms: CIFAR-100 has no p* (oracle), and filter_kd needs teacher.filter_table, which
+    # would rename the preset's teachers (a Filter-KD comparison is a study of its own)
+    assert set(table["distill"]["methods"]) | set(fsp["distill"]["methods"]) == set(METHODS) - {"oracle", "filter_kd"}
     assert table["teacher"]["epochs"] == 240 and table["teacher"]["optim"]["lr_milestones"] == [150, 180, 210]
     assert set(table["teacher"]["recipes"]) == {"standard", "soteacher"}
     assert len(table["teacher"]["seeds"]) * len(table["distill"]["seeds"]) == 3

@@ -1,5 +1,5 @@
-# Distillation of every teacher checkpoint, and the vanilla student (no teacher). What a job groups, its outputs, log
-# and spec: soteacher.study.student_jobs.
+# Distillation of every teacher checkpoint, and the teacherless students (vanilla, oracle; rule train_vanilla). What a
+# job groups, its outputs, log and spec: soteacher.study.student_jobs.
 
 
 rule distill:
@@ -32,6 +32,8 @@ rule train_vanilla:
         student_jobs.job_log(config, vanilla=True),
     benchmark:
         student_jobs.job_benchmark(config, vanilla=True)
+    wildcard_constraints:
+        method=student_jobs.method_pattern(config, vanilla=True),
     threads: compute_resources.job_threads(config["compute"])
     resources:
         **compute_resources.job_resources(config["compute"]),

@@ -39,6 +39,7 @@ class DatasetSpec:
     # (train, test) samples of the full published data set (the readers check them; the planner counts
     # them); None: from the config (synthetic)
     full_size: tuple[int, int] | None = None
+    pstar: bool = False  # the data carry p*(x) for every sample (what the oracle student distils from)
 
 
 def _reader(module: str, attr: str) -> Callable[..., Any]:
@@ -58,7 +59,7 @@ def _imagenet_stream(name: str, root: Path, data_cfg: dict, device: torch.device
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "synthetic": DatasetSpec(num_classes=None, crop_padding=2, flip=True),
+    "synthetic": DatasetSpec(num_classes=None, crop_padding=2, flip=True, pstar=True),
     # CIFAR recipe (CRD / SoTeacher): RandomCrop(32, padding=4) + RandomHorizontalFlip; mean / std: the CRD /
     # SoTeacher code constants
     "cifar100": DatasetSpec(

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from soteacher.core.ranks import SINGLE, World
+from soteacher.data import Data
 from soteacher.models.base import ModelOutput
 
 
@@ -34,6 +35,9 @@ class DistillMethod(nn.Module):
 
     name: ClassVar[str]
     needs_features: ClassVar[bool] = False
+    # False: the method never reads a teacher; it is trained once per student × seed (rule train_vanilla, with
+    # teacher None), not under every checkpoint (study.student_jobs.TEACHERLESS names these methods without torch)
+    needs_teacher: ClassVar[bool] = True
     init_epochs: int = 0
 
     def __init__(self, cfg: dict, student: ModelOutput, teacher: ModelOutput, num_samples: int,
@@ -66,6 +70,11 @@ class DistillMethod(nn.Module):
     def kd_logits(self, student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The (student, teacher) logits the KD term compares: the networks' own."""
         return student, teacher
+
+    def attach(self, data: Data, teacher_checkpoint: dict | None) -> None:
+        """Hook the distill job calls once after construction, before ``.to(device)`` and training: the job's data and
+        the loaded teacher checkpoint (None without a teacher). Methods with per-sample targets
+        (``soft_targets.SoftTargetMethod``) take them from here; the others need nothing."""
 
     def end_epoch(self, finished_epoch: int) -> None:
         """Hook for methods with per-epoch state (warm-up schedules, memory banks)."""

@@ -19,6 +19,7 @@ from soteacher.models.base import ModelOutput
 class Vanilla(DistillMethod):
     name = "vanilla"
     needs_features = False
+    needs_teacher = False
 
     def forward(self, student: ModelOutput, teacher: ModelOutput | None, labels: torch.Tensor,
                 indices: torch.Tensor) -> dict[str, torch.Tensor]:

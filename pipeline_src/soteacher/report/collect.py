@@ -68,7 +68,7 @@ def collect(config: dict, allow_partial: bool = False) -> tuple[pd.DataFrame, li
             "agreement": number(student, "agreement"),
             "kl_teacher_student": number(student, "kl_teacher_student"),
         })
-    missing = list(dict.fromkeys(missing))  # the vanilla run is listed under every teacher checkpoint
+    missing = list(dict.fromkeys(missing))  # a teacherless run (vanilla, oracle) is listed under every checkpoint
     if missing and not allow_partial:
         shown = "\n  ".join(missing[:20]) + (f"\n  … and {len(missing) - 20} more" if len(missing) > 20 else "")
         raise IncompleteResultsError(

@@ -1,4 +1,4 @@
-"""The distill job: every (seed, method) student of one teacher checkpoint, or the vanilla student, in one
+"""The distill job: every (seed, method) student of one teacher checkpoint, or the teacherless students, in one
 run of the shared loop (the teacher's forward computed once per batch for all of them); then each student's
 summary, weights and MLflow run."""
 
@@ -23,6 +23,7 @@ from soteacher.data import Data
 from soteacher.data import load as load_data
 from soteacher.methods import METHODS, DistillMethod, InitStage
 from soteacher.models import build_model, feature_shapes
+from soteacher.models.base import ModelOutput
 from soteacher.students.spec import DistillSpec, StudentRun
 from soteacher.training.evaluation import predict
 from soteacher.training.learner import Learner
@@ -92,6 +93,17 @@ def student_summary(history: list[dict], teacher_test_logits: torch.Tensor | Non
     return summary
 
 
+def build_method(spec: DistillSpec, name: str, student: nn.Module, data: Data, teacher_sample: ModelOutput | None,
+                 teacher_checkpoint: dict | None, world: World = SINGLE) -> DistillMethod:
+    """Method ``name`` of a student as the job builds it (on the CPU or the student's device; the caller moves it):
+    sized on sample outputs, then handed the job's data and loaded teacher checkpoint (``attach``: the per-sample
+    targets of oracle and filter_kd)."""
+    method = METHODS[name](spec.methods[name], feature_shapes(student, data.image_shape), teacher_sample,
+                           len(data.train), world)
+    method.attach(data, teacher_checkpoint)
+    return method
+
+
 def run_distill(spec: DistillSpec, tracking_uri: str, experiment: str) -> list[Path]:
     with job_ranks(spec.compute) as (device, world):
         return _run_distill(spec, tracking_uri, experiment, device, world)
@@ -100,10 +112,14 @@ def run_distill(spec: DistillSpec, tracking_uri: str, experiment: str) -> list[P
 def _run_distill(spec: DistillSpec, tracking_uri: str, experiment: str, device: torch.device,
                  world: World) -> list[Path]:
     """Every rank trains; rank 0 alone writes (MLflow, weights, metrics) and cleans up."""
-    t = spec.teacher  # None: the vanilla student
+    t = spec.teacher  # None: the teacherless students (vanilla, oracle)
     data = load_data(spec.data, Path(spec.data_dir), device)
-    teacher, teacher_info, teacher_sample = None, {}, None
-    if t is not None:
+    teacher, teacher_info, teacher_sample, ckpt = None, {}, None, None
+    if t is None:
+        wrong = [m for m in spec.methods if METHODS[m].needs_teacher]
+        if wrong:
+            raise ValueError(f"methods {wrong} need a teacher; a job without a teacher trains teacherless ones only")
+    else:
         ckpt = load_checkpoint(Path(t.checkpoint))
         teacher = build_model(t.arch, data.num_classes)
         teacher.load_state_dict(ckpt["model"])
@@ -116,8 +132,7 @@ def _run_distill(spec: DistillSpec, tracking_uri: str, experiment: str, device: 
     for member in spec.students:
         seed_everything(member.seed)
         student = prepare_model(build_model(spec.student, data.num_classes).to(device), spec.compute)
-        method = METHODS[member.method](spec.methods[member.method], feature_shapes(student, data.image_shape),
-                                        teacher_sample, len(data.train), world).to(device)
+        method = build_method(spec, member.method, student, data, teacher_sample, ckpt, world).to(device)
         params = list(student.parameters()) + list(method.parameters())
         optimizer, scheduler = make_optimizer(params, spec.optim, spec.optim.lr_of(spec.student), spec.epochs)
         learners.append(Learner(f"{member.method} {spec.student}-s{member.seed}", student, method, optimizer,

@@ -208,6 +208,7 @@ def _semantic_errors(config: dict, deep: bool) -> list[str]:
         errors.append(f"config key data.synthetic.features_per_image: {syn['features_per_image']} exceeds the "
                       f"{grid}x{grid} patch grid or num_features={syn['num_features']}")
     errors += _import_errors(config, deep)
+    errors += _soft_target_errors(config)
     if deep and not errors:
         errors += _pair_errors(config)
     return errors
@@ -234,6 +235,27 @@ def _import_errors(config: dict, deep: bool) -> list[str]:
                           "(both would write the same results folder); rename one")
     if not teacher["recipes"] and not imports:
         errors.append("config key teacher.recipes: empty, and there are no teacher.imports: no teacher at all")
+    return errors
+
+
+def _soft_target_errors(config: dict) -> list[str]:
+    """Methods whose targets are per training sample need them to exist: ``oracle`` p*(x) (synthetic data),
+    ``filter_kd`` the table its trained teachers record (``teacher.filter_table``; an imported teacher has none)."""
+    methods, teacher, errors = config["distill"]["methods"], config["teacher"], []
+    dataset = config["data"]["dataset"]
+    if "oracle" in methods and not DATASETS[dataset].pstar:
+        errors.append(f"config key distill.methods.oracle: the oracle student learns p*(x), the true label "
+                      f"distribution, which data set {dataset!r} does not have (data sets with p*: "
+                      f"{', '.join(n for n, d in DATASETS.items() if d.pstar)}); remove it")
+    if "filter_kd" in methods:
+        if teacher.get("filter_table") is None:
+            errors.append("config key distill.methods.filter_kd: Filter-KD distils the teachers' moving-average "
+                          "table, which they record only with teacher.filter_table set (e.g. "
+                          "teacher.filter_table: {}); set it or remove filter_kd")
+        if teacher.get("imports"):
+            errors.append(f"config key distill.methods.filter_kd: imported teachers ({', '.join(teacher['imports'])}) "
+                          "have no Filter-KD table (it is recorded while a teacher trains); remove filter_kd or the "
+                          "imports")
     return errors
 
 

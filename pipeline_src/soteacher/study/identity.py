@@ -14,7 +14,8 @@ checkpoint epoch, method):
 
 * data set: the ``data`` section (not where its raw files are read from);
 * teacher: its architecture, seed and recipe terms (each term's parameters that differ from the term's defaults),
-  ``teacher.epochs``, ``checkpoint_every`` and ``optim``, and ``compute``; its data set is its parent folder;
+  ``teacher.epochs``, ``checkpoint_every``, ``optim`` and ``filter_table``, and ``compute``; its data set is its
+  parent folder;
 * imported teacher: its ``teacher.imports`` entry and ``compute``;
 * student: its method's parameters, ``distill.epochs`` and ``optim``, and ``compute``; its teacher checkpoint (or,
   for the vanilla student, its data set), architecture and seed are its parent folders.
@@ -74,7 +75,8 @@ def teacher_id(config: dict, arch: str, recipe: str, seed: int) -> str:
     t = config["teacher"]
     terms = {term: _differs(params, defaults_at("teacher", "recipes", recipe, term))
              for term, params in t["recipes"][recipe].items()}
-    training = {k: t[k] for k in ("epochs", "checkpoint_every", "optim")}
+    # filter_table changes no weight but what the checkpoints hold: a teacher without the table cannot serve filter_kd
+    training = {k: t[k] for k in ("epochs", "checkpoint_every", "optim", "filter_table")}
     return stable_hash({"format": FORMAT, "arch": arch, "seed": seed, "terms": terms,
                         "teacher": _differs(training, {k: defaults_at("teacher", k) for k in training}),
                         "compute": _compute(config)})

@@ -4,9 +4,10 @@ from here.
 
 A distill job trains, in one loop, the students of one teacher checkpoint × student architecture that it groups:
 all methods (``distill.group_methods``, sharing the teacher forward) and all seeds (``distill.group_seeds``); the
-dimensions it does not group are wildcards, one job per value. The vanilla student (method ``VANILLA``, labels only)
-needs no teacher: rule train_vanilla trains it once per student × seed, and its batches are those of every distilled
-student with the same seed (the data order and augmentation follow the seed alone).
+dimensions it does not group are wildcards, one job per value. The teacherless students (``TEACHERLESS``: the vanilla
+student, method ``VANILLA``, labels only; the p*-oracle) need no teacher: rule train_vanilla trains them once per
+student × seed, and their batches are those of every distilled student with the same seed (the data order and
+augmentation follow the seed alone). Like the vanilla student's, their rows stand under every teacher checkpoint.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from soteacher.study.identity import data_id, student_id
 from soteacher.study.teacher_jobs import imported, job_settings, teacher_jobs
 
 VANILLA = "vanilla"  # the method of the student trained on labels alone: the baseline of every KD table
+# the methods that read no teacher (their classes' ``needs_teacher`` is False; named here so the planner and Snakemake
+# need no torch): trained by rule train_vanilla, one run per student × seed
+TEACHERLESS = (VANILLA, "oracle")
 # a student's teacher checkpoint; "data" stays: it names the vanilla student too
 CHECKPOINT_FIELDS = tuple(f for f in layout.TEACHER_FIELDS if f != "data") + ("epoch",)
 
@@ -54,33 +58,38 @@ def student_groups(config: dict) -> list[dict]:
 
 
 def student_jobs(config: dict) -> list[dict]:
-    """Every student result a table has a row for: (teacher checkpoint, student, seed, method). The ``VANILLA``
-    method appears under every teacher checkpoint too (its baseline row), but is one run: ``student_metrics``."""
+    """Every student result a table has a row for: (teacher checkpoint, student, seed, method). A ``TEACHERLESS``
+    method appears under every teacher checkpoint too (the vanilla student's baseline row), but is one run:
+    ``student_metrics``."""
     ids = {m: student_id(config, m) for m in config["distill"]["methods"]}
     return [{**g, "method": m, "student_hash": ids[m]} for g, m in product(student_groups(config), ids)]
 
 
 def distilled_methods(config: dict) -> list[str]:
-    """The methods a distill job trains: all but the vanilla student."""
-    return [m for m in config["distill"]["methods"] if m != VANILLA]
+    """The methods a distill job trains: all but the teacherless ones."""
+    return [m for m in config["distill"]["methods"] if m not in TEACHERLESS]
+
+
+def teacherless_methods(config: dict) -> list[str]:
+    """The study's methods that rule train_vanilla trains (``TEACHERLESS``), in the config's order."""
+    return [m for m in config["distill"]["methods"] if m in TEACHERLESS]
 
 
 def vanilla_jobs(config: dict) -> list[dict]:
-    """One run of the vanilla student per student architecture × seed, when the study has it."""
-    if VANILLA not in config["distill"]["methods"]:
-        return []
+    """The runs of rule train_vanilla: one per teacherless method × student architecture × seed of the study."""
     students = dict.fromkeys(g["student"] for g in student_groups(config))
-    return [{"data": data_id(config), "method": VANILLA, "student_hash": student_id(config, VANILLA),
-             "student": student, "seed": seed} for student, seed in product(students, config["distill"]["seeds"])]
+    return [{"data": data_id(config), "method": m, "student_hash": student_id(config, m), "student": student,
+             "seed": seed}
+            for student, seed, m in product(students, config["distill"]["seeds"], teacherless_methods(config))]
 
 
 def run_of(job: dict) -> dict:
-    """The run behind a table row: the row itself, or, for the vanilla student, its teacherless run."""
-    return {k: v for k, v in job.items() if k not in CHECKPOINT_FIELDS} if job["method"] == VANILLA else job
+    """The run behind a table row: the row itself, or, for a teacherless student, its one run."""
+    return {k: v for k, v in job.items() if k not in CHECKPOINT_FIELDS} if job["method"] in TEACHERLESS else job
 
 
 def student_metrics(job: dict) -> str:
-    """Where a student row's metrics file is: under its teacher checkpoint, or (vanilla student) its data set."""
+    """Where a student row's metrics file is: under its teacher checkpoint, or (teacherless) its data set."""
     return str(layout.student_dir(run_of(job)) / layout.METRICS_FILE)
 
 
@@ -93,13 +102,16 @@ def student_outputs(config: dict) -> list[str]:
 
 
 def grouped(config: dict, vanilla: bool = False) -> dict[str, list]:
-    """The dimensions one job trains together, with their values: ``method`` as (method, student_hash) pairs (the
-    vanilla student is one method), ``seed`` as seeds."""
+    """The dimensions one job trains together, with their values: ``method`` as (method, student_hash) pairs (for
+    rule train_vanilla: its teacherless methods, grouped like the distilled ones; a lone one is fixed), ``seed`` as
+    seeds."""
     d = config["distill"]
-    # a study without the vanilla student has no train_vanilla job: its rule keeps the method a wildcard
-    has_vanilla = VANILLA in d["methods"]
-    methods = ([VANILLA] if has_vanilla else None) if vanilla else distilled_methods(config) if d["group_methods"] \
-        else None
+    if vanilla:
+        # a study without teacherless students has no train_vanilla job: its rule keeps the method a wildcard
+        alone = teacherless_methods(config)
+        methods = alone if alone and (d["group_methods"] or len(alone) == 1) else None
+    else:
+        methods = distilled_methods(config) if d["group_methods"] else None
     dims = {"method": None if methods is None else [(m, student_id(config, m)) for m in methods],
             "seed": d["seeds"] if d["group_seeds"] else None}
     return {dim: values for dim, values in dims.items() if values is not None}
@@ -138,19 +150,21 @@ def job_benchmark(config: dict, vanilla: bool = False) -> str:
     return layout.benchmark("students", f"{_job_folder(vanilla)}/{job_name(config, vanilla)}")
 
 
-def method_pattern(config: dict) -> str:
-    """Wildcard constraint of rule distill: the methods it trains."""
-    return "|".join(re.escape(m) for m in distilled_methods(config)) or "(?!)"
+def method_pattern(config: dict, vanilla: bool = False) -> str:
+    """Wildcard constraint of rule distill (or train_vanilla): the methods it trains."""
+    methods = teacherless_methods(config) if vanilla else distilled_methods(config)
+    return "|".join(re.escape(m) for m in methods) or "(?!)"
 
 
 def distill_job_count(config: dict) -> int:
     """Distill jobs Snakemake runs: the distinct (folder, job name) of the distilled students."""
     name = f"{_job_folder(False)}/{job_name(config)}"
-    return len({name.format(**job) for job in student_jobs(config) if job["method"] != VANILLA})
+    return len({name.format(**job) for job in student_jobs(config) if job["method"] not in TEACHERLESS})
 
 
 def vanilla_job_count(config: dict) -> int:
-    """Jobs of the vanilla student: one per student × seed, or per student with ``distill.group_seeds``."""
+    """Jobs of rule train_vanilla: one per student × seed (× teacherless method without ``distill.group_methods``),
+    or per student with ``distill.group_seeds``."""
     name = f"{_job_folder(True)}/{job_name(config, vanilla=True)}"
     return len({name.format(**job) for job in vanilla_jobs(config)})
 
@@ -163,7 +177,7 @@ def teacher_inputs(job: dict) -> dict[str, str]:
 
 def job_spec(config: dict, job: dict, vanilla: bool = False) -> DistillSpec:
     """The spec of the distill (or train_vanilla) job with these wildcard values: every (seed, method) student of one
-    teacher checkpoint (none for the vanilla student) and student architecture, trained in one loop. Refuses a
+    teacher checkpoint (none for the teacherless students) and student architecture, trained in one loop. Refuses a
     student folder this config does not make."""
     d, dims = config["distill"], grouped(config, vanilla)
     ids = {m: student_id(config, m) for m in d["methods"]}

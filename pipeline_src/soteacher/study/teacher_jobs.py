@@ -89,7 +89,8 @@ def teacher_spec(config: dict, arch: str, recipe: str, seed: int) -> TeacherSpec
     folder = layout.teacher_dir(fields)
     return TeacherSpec(name=folder.name, dir=str(folder), identity=fields["teacher_hash"], **job_settings(config),
                        arch=arch, recipe=recipe, terms=t["recipes"][recipe], seed=int(seed), epochs=t["epochs"],
-                       checkpoint_epochs=checkpoint_epochs(t), optim=Optim(**t["optim"]))
+                       checkpoint_epochs=checkpoint_epochs(t), optim=Optim(**t["optim"]),
+                       filter_table=t["filter_table"])
 
 
 def import_spec(config: dict, name: str) -> ImportSpec:

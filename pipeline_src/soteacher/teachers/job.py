@@ -16,6 +16,7 @@ from soteacher.models import build_model
 from soteacher.teachers.objective import TeacherObjective
 from soteacher.teachers.outputs import publish, save_checkpoint, teacher_run
 from soteacher.teachers.spec import TeacherSpec
+from soteacher.training.averages import FILTER_TABLE
 from soteacher.training.learner import Learner
 from soteacher.training.loop import job_options, train
 from soteacher.training.optim import make_optimizer
@@ -34,7 +35,8 @@ def _run_teacher(spec: TeacherSpec, tracking_uri: str, experiment: str, device: 
     data = load_data(spec.data, Path(spec.data_dir), device)
     seed_everything(spec.seed)
     model = prepare_model(build_model(spec.arch, data.num_classes).to(device), spec.compute)
-    objective = TeacherObjective(model, spec.terms, len(data.train), data.num_classes, spec.epochs, world).to(device)
+    objective = TeacherObjective(model, spec.terms, len(data.train), data.num_classes, spec.epochs, world,
+                                 spec.filter_table).to(device)
     optimizer, scheduler = make_optimizer(model.parameters(), spec.optim, spec.optim.lr_of(spec.arch), spec.epochs)
     learner = Learner(f"teacher {spec.name}", model, objective, optimizer, scheduler)
     # the folder's name is the teacher's identity: a state found here was saved by this very teacher's job
@@ -47,7 +49,9 @@ def _run_teacher(spec: TeacherSpec, tracking_uri: str, experiment: str, device: 
     def on_epoch_end(epoch: int, _learner: Learner, metrics: dict) -> None:  # rank 0 only
         runs[0].log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
         if epoch in staged:
-            save_checkpoint(staged[epoch], learner.model, spec, data.num_classes, epoch)
+            table = {} if objective.filter_table is None else {
+                FILTER_TABLE: objective.filter_table.table.detach().cpu().clone()}  # the table as of this epoch
+            save_checkpoint(staged[epoch], learner.model, spec, data.num_classes, epoch, **table)
 
     with ending(runs):
         train([learner], data, epochs=spec.epochs, seed=spec.seed, on_epoch_end=on_epoch_end,

@@ -26,6 +26,7 @@ class TeacherSpec:
     epochs: int
     checkpoint_epochs: list[int]
     optim: Optim
+    filter_table: dict | None = None  # teacher.filter_table: record Filter-KD's table ({alpha, temperature}); None: off
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ from torch import nn
 
 from soteacher.core.ranks import SINGLE, World
 
+FILTER_TABLE = "filter_table"  # Filter-KD's table: the teacher option, and its key in a teacher checkpoint
+
 
 class PredictionAverage(nn.Module):
     """The table q and its update; subclasses give the rate (``rate``) and what an epoch's end changes."""
