@@ -218,7 +218,7 @@ def test_every_output_exists_and_figures_are_real_pngs(study):
     written = {p for folder in (layout.tables_dir("tiny"), layout.figures_dir("tiny")) for p in folder.iterdir()}
     assert written == {out.path for out in declared.values()} == set(study.values())
     figures = [key for key, out in declared.items() if out.path.suffix == ".png"]
-    assert len(figures) == 5
+    assert len(figures) == 6
     for key in figures:
         png = study[key].read_bytes()
         assert png.startswith(b"\x89PNG"), key

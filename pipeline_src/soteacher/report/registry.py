@@ -42,6 +42,9 @@ TABLES: list[Table] = [
           "soteacher.report.early_stopping:early_stopping_table", (
               File("early_stopping.csv", "soteacher.report.early_stopping:early_stopping_csv"),
               File("early_stopping.md", "soteacher.report.early_stopping:early_stopping_markdown"))),
+    Table("premise", ("students", "history", "primary"), "soteacher.report.premise:premise_table", (
+        File("premise.csv", "soteacher.report.premise:premise_csv"),
+        File("premise.png", "soteacher.report.premise:premise_figure", caption="premise.rst"))),
     Table("headline", ("name", "partial", "students", "summary", "teachers", "reference_recipe", "primary"),
           "soteacher.report.headline:headline", (
               File("summary.json", "soteacher.report.tables:json_text"),)),
