@@ -83,3 +83,28 @@ def teacher_tv(teachers: pd.DataFrame) -> dict[str, float]:
 def _json_number(value: float, digits: int = 4) -> float | None:
     """Rounded, or None for NaN (JSON has no NaN; DVC would not parse it)."""
     return None if pd.isna(value) else round(float(value), digits)
+
+
+def headline_words(summary: dict, outputs: list[str], report_command: str) -> str:
+    """What ``python -m soteacher headline`` prints: the study's primary comparison in plain words (or why it has
+    none), the oracle's headroom where summary.json has an ``oracle`` recipe, then where its tables and figures
+    are and how to build the HTML report."""
+    lines = [f"Study {summary['study']!r}" + (" (PARTIAL: some runs are missing)" if summary.get("partial") else "")]
+    p = summary.get("primary")
+    if p is None:
+        lines.append(f"Primary comparison: none ({summary.get('primary_missing', 'not in summary.json')}).")
+    else:
+        interval = "no interval (one teacher seed)" if p["low"] is None else \
+            f"95 % interval [{p['low']:+.2f}, {p['high']:+.2f}] pp"
+        lines.append(f"Primary comparison: {p['method']} students ({', '.join(p['students'])}) of {p['recipe']} "
+                     f"teachers minus those of {p['reference']} teachers at teacher checkpoint {p['checkpoint']}, "
+                     f"last-epoch test accuracy: {p['mean']:+.2f} pp, {interval}, over {p['n']} teacher seeds: "
+                     f"{p['verdict']}.")
+        oracle = summary.get("recipes", {}).get("oracle", {}).get(f"student_delta_vs_{p['reference']}")
+        if oracle and oracle.get("mean") is not None:
+            bounds = "" if oracle.get("low") is None else \
+                f", 95 % interval [{oracle['low']:+.2f}, {oracle['high']:+.2f}]"
+            lines.append(f"Oracle headroom: oracle student minus {p['reference']} student {oracle['mean']:+.2f} pp"
+                         f"{bounds}, over {oracle['n']} teacher seeds.")
+    lines += ["Tables and figures:", *(f"  {path}" for path in outputs), f"HTML report: {report_command}"]
+    return "\n".join(lines) + "\n"
