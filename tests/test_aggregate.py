@@ -157,8 +157,8 @@ def test_student_deltas_paired_by_seed_with_hand_intervals(study):
     assert summary["soteacher"]["student_delta_vs_standard"]["low"] == pytest.approx(3.0 - 19.0593, abs=1e-4)
     assert summary["soteacher"]["student_delta_vs_standard"]["n"] == 2
     assert headline["primary"] == {
-        "recipe": "soteacher", "reference": "standard", "method": "kd", "checkpoint": 3, "teachers": ["resnet8"],
-        "students": ["resnet8"], "metric": "student last-epoch test accuracy (pp)", "mean": 3.0,
+        "recipe": "soteacher", "reference": "standard", "method": "kd", "checkpoint": 3, "teachers": "resnet8",
+        "students": "resnet8", "metric": "student last-epoch test accuracy (pp)", "mean": 3.0,
         "low": round(3.0 - _half([1.5, 4.5]), 4), "high": round(3.0 + _half([1.5, 4.5]), 4), "n": 2,
         "unit": "teacher seeds", "verdict": "inconclusive"}
     assert summary["standard"]["teacher_tv_pstar_train"] == pytest.approx(0.275)

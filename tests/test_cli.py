@@ -26,8 +26,8 @@ def _summary(primary: dict | None, **extra) -> dict:
     return {"study": "tiny", "partial": False, "runs": 34, "primary": primary, "recipes": {}, **extra}
 
 
-PRIMARY = {"recipe": "soteacher", "reference": "standard", "method": "kd", "checkpoint": 15, "teachers": ["resnet8"],
-           "students": ["resnet8"], "metric": "student last-epoch test accuracy (pp)", "mean": 1.25, "low": -0.5,
+PRIMARY = {"recipe": "soteacher", "reference": "standard", "method": "kd", "checkpoint": 15, "teachers": "resnet8",
+           "students": "resnet8", "metric": "student last-epoch test accuracy (pp)", "mean": 1.25, "low": -0.5,
            "high": 3.0, "n": 3, "unit": "teacher seeds", "verdict": "inconclusive"}
 
 

@@ -66,7 +66,9 @@ def primary_comparison(students: pd.DataFrame, pairs: pd.DataFrame, reference: s
                       "ones (same seeds, teacher arch, checkpoint and student)")
     mean, low, high, n = stats.teacher_seed_interval(chosen, "d_student_last_acc")
     return {"recipe": recipe, "reference": reference, "method": method, "checkpoint": int(epoch),
-            "teachers": sorted(map(str, set(chosen["teacher"]))), "students": sorted(map(str, set(chosen["student"]))),
+            # archs as one string: DVC metrics flattens dicts of scalars
+            "teachers": ", ".join(sorted(map(str, set(chosen["teacher"])))),
+            "students": ", ".join(sorted(map(str, set(chosen["student"])))),
             "metric": "student last-epoch test accuracy (pp)", "mean": _json_number(mean), "low": _json_number(low),
             "high": _json_number(high), "n": n, "unit": "teacher seeds", "verdict": stats.verdict(low, high, n)}, ""
 
@@ -96,7 +98,7 @@ def headline_words(summary: dict, outputs: list[str], report_command: str) -> st
     else:
         interval = "no interval (one teacher seed)" if p["low"] is None else \
             f"95 % interval [{p['low']:+.2f}, {p['high']:+.2f}] pp"
-        lines.append(f"Primary comparison: {p['method']} students ({', '.join(p['students'])}) of {p['recipe']} "
+        lines.append(f"Primary comparison: {p['method']} students ({p['students']}) of {p['recipe']} "
                      f"teachers minus those of {p['reference']} teachers at teacher checkpoint {p['checkpoint']}, "
                      f"last-epoch test accuracy: {p['mean']:+.2f} pp, {interval}, over {p['n']} teacher seeds: "
                      f"{p['verdict']}.")
