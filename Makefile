@@ -19,11 +19,13 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # First remove a lock a killed run left behind (SIGKILL, power cut), when no Snakemake works here any more; last,
-# link what the study used into results/studies/<name>/ and, for a study params.yaml lists, record it in dvc.lock.
+# link what the study used into results/studies/<name>/ and, for a study params.yaml lists, record it in dvc.lock;
+# then print the primary comparison in words and where the tables are.
 run: $(STAMP)
 	$(BIN)/python -m soteacher unlock-if-stale -- --configfile $(CONFIG) --workflow-profile $(PROFILE)
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --workflow-profile $(PROFILE)
 	$(BIN)/python -m soteacher link-study --config $(CONFIG) --teachers --students --dvc-commit
+	$(BIN)/python -m soteacher headline --config $(CONFIG)
 
 # Snakemake's self-contained HTML report of a study (its tables, figures and captions): results/studies/<name>/
 report: $(STAMP)

@@ -27,7 +27,7 @@ from tests.helpers import REPO, TINY_CONFIG, copy_workflow, python_output, run, 
 
 # t_{0.975, df}, from a t table: to 6 decimals (±5e-7), so an interval end computed with them is off by
 # ≤ 5e-7 · s/√n (≤ 8e-7 for the data below): the abs tolerances of 1e-6 and 1e-5
-T975 = {1: 12.706205, 3: 3.182446}
+T975 = {1: 12.706205}
 REFERENCE = {"bayes_acc": {"train": 88.0, "val": 87.0, "test": 86.0},
              "expected_max_pstar": {"train": 85.0, "val": 84.5, "test": 84.0}}
 # per (recipe, teacher seed): epoch -> value, for the three saved checkpoints (epochs 1, 2, 3)
@@ -109,43 +109,58 @@ def test_student_deltas_paired_by_seed_with_hand_intervals(study):
     table = pd.read_csv(study["students_paired_csv"]).set_index(["recipe", "method", "teacher_epoch"])
     assert "vanilla" not in set(table.index.get_level_values("method"))
     row = table.loc[("soteacher", "kd", 3)]
-    # soteacher − standard per (teacher seed, student seed) = 1, 2, 3, 6: mean 3, t_{.975,3} · √(14/3) / 2
-    assert row["delta_standard_mean"] == pytest.approx(3.0) and row["delta_standard_n"] == 4
-    assert row["delta_standard_low"] == pytest.approx(3.0 - 3.182446 * math.sqrt(14 / 3) / 2, abs=1e-5)
-    assert row["delta_standard_high"] == pytest.approx(6.437434, abs=1e-5)
-    assert row["delta_standard_verdict"] == "inconclusive"  # the interval [-0.44, 6.44] contains 0
-    # standard kd at ep 3 = 53 + seed + 2 · teacher_seed, vanilla = 45 + seed: KD − vanilla = 8, 8, 10, 10
+    # soteacher − standard per (teacher seed, student seed) = 1, 2, 3, 6; per teacher seed (the unit) 1.5, 4.5:
+    # mean 3, s = 3 / √2, s / √2 = 1.5, half-width t_{.975,1} · 1.5
+    assert row["delta_standard_mean"] == pytest.approx(3.0) and row["delta_standard_n"] == 2
+    assert row["delta_standard_low"] == pytest.approx(3.0 - 12.706205 * 1.5, abs=1e-5)
+    assert row["delta_standard_high"] == pytest.approx(3.0 + _half([1.5, 4.5]), abs=1e-6)
+    assert row["delta_standard_verdict"] == "inconclusive"
+    # standard kd at ep 3 = 53 + seed + 2 · teacher_seed, vanilla = 45 + seed: KD − vanilla = 8, 8 | 10, 10, so
+    # per teacher seed 8, 10 (the KD students' mean minus the vanilla mean over the same student seeds)
     std = table.loc[("standard", "kd", 3)]
     assert pd.isna(std["delta_standard_mean"])
-    assert std["delta_vanilla_mean"] == pytest.approx(9.0) and std["delta_vanilla_n"] == 4
-    assert std["delta_vanilla_high"] - 9.0 == pytest.approx(_half([8, 8, 10, 10]), abs=1e-6)
-    assert std["delta_vanilla_high"] - 9.0 == pytest.approx(3.182446 * math.sqrt(4 / 3) / 2, abs=1e-5)
-    assert std["delta_vanilla_verdict"] == "better" and std["vanilla_last_mean"] == pytest.approx(45.5)
+    assert std["delta_vanilla_mean"] == pytest.approx(9.0) and std["delta_vanilla_n"] == 2
+    assert std["delta_vanilla_high"] - 9.0 == pytest.approx(12.706205 * 1.0, abs=1e-5)  # s = √2, s / √2 = 1
+    # four pairs as if independent would say "better" (9 ± 1.84); two teacher seeds cannot
+    assert std["delta_vanilla_verdict"] == "inconclusive" and std["vanilla_last_mean"] == pytest.approx(45.5)
     assert std["agreement_mean"] == pytest.approx(90.5) and std["kl_teacher_student_mean"] == pytest.approx(0.15)
     assert std["student_tv_pstar_test_mean"] == pytest.approx(0.205)
     md = study["students_paired_md"].read_text()
-    assert "+3.00 ± 3.44" in md and "95 % t-interval" in md and "nan" not in md.lower()
+    assert "+3.00 ± 19.06" in md and "over the n teacher seeds" in md and "nan" not in md.lower()
 
     # the same pairs in delta.csv (recipe − standard) and delta_by_method.csv (one cell: the same interval)
     delta = pd.read_csv(study["delta_csv"]).set_index(["recipe", "method", "teacher_epoch"])
     assert "vanilla" not in set(delta.index.get_level_values("method"))
     assert delta.loc[("soteacher", "kd", 3), "delta_last_low"] == pytest.approx(row["delta_standard_low"])
-    assert delta.loc[("soteacher", "kd", 3), "delta_last_n"] == 4
+    assert delta.loc[("soteacher", "kd", 3), "delta_last_n"] == 2
+    # the primary comparison (the schema's default: soteacher kd at its last checkpoint), every other secondary
+    assert delta.loc[("soteacher", "kd", 3), "comparison"] == "primary"
+    assert set(delta.drop(index=[("soteacher", "kd", 3)])["comparison"]) == {"secondary"}
+    assert "*primary* comparison" in study["delta_md"].read_text()
     bars = pd.read_csv(study["delta_by_method_csv"]).set_index(["versus", "recipe", "method"])
-    assert bars.loc[("standard", "soteacher", "kd"), "delta_last_high"] == pytest.approx(6.437434, abs=1e-5)
-    # KD − vanilla for soteacher kd at ep 3: 8 + 2 · teacher_seed + gain = 9, 10, 13, 16
+    assert bars.loc[("standard", "soteacher", "kd"), "delta_last_high"] == pytest.approx(
+        3.0 + _half([1.5, 4.5]), abs=1e-6)
+    assert bars.loc[("standard", "soteacher", "kd"), "comparison"] == "primary"
+    assert set(bars.drop(index=[("standard", "soteacher", "kd")])["comparison"]) == {"secondary"}
+    # KD − vanilla for soteacher kd at ep 3: 8 + 2 · teacher_seed + gain = 9, 10 | 13, 16: per teacher seed 9.5, 14.5
     assert bars.loc[("vanilla", "soteacher", "kd"), "delta_last_mean"] == pytest.approx(12.0)
     assert bars.loc[("vanilla", "soteacher", "kd"), "delta_last_low"] == pytest.approx(
-        12.0 - _half([9, 10, 13, 16]), abs=1e-6)
+        12.0 - _half([9.5, 14.5]), abs=1e-6)
 
     # runs trained: 2 recipes x 2 teacher seeds x 2 checkpoints x 2 student seeds x (kd, fitnet), and one vanilla
     # run per student seed (48 table rows: the vanilla run stands under every checkpoint)
     assert json.loads(study["summary_json"].read_text())["runs"] == 32 + 2
-    summary = json.loads(study["summary_json"].read_text())["recipes"]
-    # fitnet adds 0.5 on both sides: each seed pair's Δ averaged over kd and fitnet is still 1, 2, 3, 6
+    headline = json.loads(study["summary_json"].read_text())
+    summary = headline["recipes"]
+    # fitnet adds 0.5 on both sides: each teacher seed's Δ averaged over kd and fitnet is still 1.5, 4.5
     assert summary["soteacher"]["student_delta_vs_standard"]["mean"] == pytest.approx(3.0)
-    assert summary["soteacher"]["student_delta_vs_standard"]["low"] == pytest.approx(-0.4374, abs=1e-4)
-    assert summary["soteacher"]["student_delta_vs_standard"]["n"] == 4
+    assert summary["soteacher"]["student_delta_vs_standard"]["low"] == pytest.approx(3.0 - 19.0593, abs=1e-4)
+    assert summary["soteacher"]["student_delta_vs_standard"]["n"] == 2
+    assert headline["primary"] == {
+        "recipe": "soteacher", "reference": "standard", "method": "kd", "checkpoint": 3, "teachers": "resnet8",
+        "students": "resnet8", "metric": "student last-epoch test accuracy (pp)", "mean": 3.0,
+        "low": round(3.0 - _half([1.5, 4.5]), 4), "high": round(3.0 + _half([1.5, 4.5]), 4), "n": 2,
+        "unit": "teacher seeds", "verdict": "inconclusive"}
     assert summary["standard"]["teacher_tv_pstar_train"] == pytest.approx(0.275)
     assert summary["soteacher"]["teacher_tv_pstar_train"] == pytest.approx(0.155)
 
@@ -182,15 +197,17 @@ def test_early_stopping_uses_the_val_best_distilled_checkpoint(study):
     early = pd.read_csv(study["early_stopping_csv"]).set_index(["recipe", "method"])
     row = early.loc[("soteacher", "kd")]
     # val-best distilled checkpoint (ep 1 is saved but not distilled): seed 0 ep 2 (65 > 60), seed 1 ep 2 (72 > 71);
-    # test-best would be ep 3 for both (Δ = 1, 2, 3, 6, mean 3). Δ = 3 − 2 + gain = 2, 3, 4, 7
+    # test-best would be ep 3 for both (Δ = 1, 2, 3, 6, mean 3). Δ = 3 − 2 + gain = 2, 3 | 4, 7: per teacher seed
+    # 2.5, 5.5
     assert row["standard_epoch_by_seed"] == "seed 0: 2; seed 1: 2" and row["recipe_epoch"] == 3
-    assert row["delta_mean"] == pytest.approx(4.0) and row["delta_n"] == 4
-    assert row["delta_low"] == pytest.approx(4.0 - _half([2, 3, 4, 7]), abs=1e-6)
-    assert row["delta_low"] == pytest.approx(0.562566, abs=1e-5) and row["delta_verdict"] == "better"
+    assert row["delta_mean"] == pytest.approx(4.0) and row["delta_n"] == 2
+    assert row["delta_low"] == pytest.approx(4.0 - _half([2.5, 5.5]), abs=1e-6)
+    assert row["delta_low"] == pytest.approx(4.0 - 12.706205 * 1.5, abs=1e-5)
+    assert row["delta_verdict"] == "inconclusive"
     assert row["recipe_last_mean"] == pytest.approx(57.5)  # 50 + seed 0.5 + 2 · teacher_seed 1 + ep 3 + gain 3
     assert row["early_stopped_last_mean"] == pytest.approx(53.5)  # 50 + 0.5 + 1 + ep 2
     assert ("standard", "kd") not in early.index and "vanilla" not in set(early.index.get_level_values("method"))
-    assert "+4.00 ± 3.44" in study["early_stopping_md"].read_text()
+    assert "+4.00 ± 19.06" in study["early_stopping_md"].read_text()
 
 
 @pytest.mark.slow
@@ -201,7 +218,7 @@ def test_every_output_exists_and_figures_are_real_pngs(study):
     written = {p for folder in (layout.tables_dir("tiny"), layout.figures_dir("tiny")) for p in folder.iterdir()}
     assert written == {out.path for out in declared.values()} == set(study.values())
     figures = [key for key, out in declared.items() if out.path.suffix == ".png"]
-    assert len(figures) == 5
+    assert len(figures) == 6
     for key in figures:
         png = study[key].read_bytes()
         assert png.startswith(b"\x89PNG"), key
@@ -338,7 +355,7 @@ def test_tables_deltas_and_ablation_from_known_numbers(tmp_path, monkeypatch):
     assert row["student_last_mean"] == pytest.approx(52.5) and row["n"] == 4
     # every (teacher seed, student seed) pair differs by the recipe's gain: a zero-width interval above 0
     assert row["delta_last_mean"] == pytest.approx(1.0) and row["delta_best_mean"] == pytest.approx(1.0)
-    assert row["delta_last_n"] == 4 and row["delta_last_low"] == pytest.approx(1.0)
+    assert row["delta_last_n"] == 2 and row["delta_last_low"] == pytest.approx(1.0)
     assert row["delta_last_verdict"] == "better"
     assert row["teacher_acc"] == pytest.approx(82.5) and row["teacher_acc_std"] == pytest.approx(0.7071, abs=1e-3)
     assert row["n_teachers"] == 2

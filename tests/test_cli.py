@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from tests.helpers import REPO, python_output
+from tests.helpers import REPO, TINY_CONFIG, python_output
 
 
 @pytest.mark.slow
@@ -18,3 +20,48 @@ def test_commands_without_training_do_not_import_torch(tmp_path):
         f"config.load({str(REPO / 'config/config.yaml')!r}, deep=False)\n"
         "print('torch' in sys.modules)")
     assert loaded.splitlines()[-1] == "False"
+
+
+def _summary(primary: dict | None, **extra) -> dict:
+    return {"study": "tiny", "partial": False, "runs": 34, "primary": primary, "recipes": {}, **extra}
+
+
+PRIMARY = {"recipe": "soteacher", "reference": "standard", "method": "kd", "checkpoint": 15, "teachers": "resnet8",
+           "students": "resnet8", "metric": "student last-epoch test accuracy (pp)", "mean": 1.25, "low": -0.5,
+           "high": 3.0, "n": 3, "unit": "teacher seeds", "verdict": "inconclusive"}
+
+
+def _headline(tmp_path, monkeypatch, capsys, summary: dict) -> str:
+    from soteacher.cli import main
+    from soteacher.core import layout
+
+    monkeypatch.chdir(tmp_path)
+    path = layout.tables_dir("tiny") / "summary.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(summary))
+    assert main(["headline", "--config", str(TINY_CONFIG)]) == 0
+    return capsys.readouterr().out
+
+
+def test_headline_prints_the_primary_comparison_and_where_the_tables_are(tmp_path, monkeypatch, capsys):
+    out = _headline(tmp_path, monkeypatch, capsys, _summary(PRIMARY))
+    assert ("kd students (resnet8) of soteacher teachers minus those of standard teachers at teacher checkpoint 15, "
+            "last-epoch test accuracy: +1.25 pp, 95 % interval [-0.50, +3.00] pp, over 3 teacher seeds: "
+            "inconclusive.") in out
+    assert "oracle" not in out.lower()  # no oracle in this study: nothing said
+    from soteacher.core import layout
+
+    assert f"  {layout.tables_dir('tiny') / 'summary.json'}\n" in out
+    assert f"make report CONFIG={TINY_CONFIG}" in out and "premise.png" in out and "delta.csv" in out
+
+
+def test_headline_with_an_oracle_and_without_a_primary(tmp_path, monkeypatch, capsys):
+    oracle = {"oracle": {"student_delta_vs_standard": {"mean": 4.5, "low": 2.0, "high": 7.0, "n": 3}}}
+    out = _headline(tmp_path, monkeypatch, capsys, _summary(PRIMARY, recipes=oracle))
+    assert "Oracle headroom: oracle student minus standard student +4.50 pp, 95 % interval [+2.00, +7.00]" in out
+
+
+def test_headline_says_why_there_is_no_primary(tmp_path, monkeypatch, capsys):
+    out = _headline(tmp_path, monkeypatch, capsys,
+                    _summary(None, primary_missing="the study has no recipe 'soteacher'"))
+    assert "Primary comparison: none (the study has no recipe 'soteacher')." in out

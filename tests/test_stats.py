@@ -6,6 +6,7 @@ import math
 
 import pandas as pd
 import pytest
+from scipy import stats as sps
 
 from soteacher.report import stats
 
@@ -56,3 +57,35 @@ def test_pair_and_intervals():
     assert table.loc["a", "delta_mean"] == 2.5 and table.loc["a", "delta_n"] == 2
     assert table.loc["a", "delta_high"] == pytest.approx(2.5 + half, abs=1e-5)
     assert table.loc["a", "delta_verdict"] == "inconclusive"
+
+
+# 3 teacher seeds × 2 student seeds; paired differences per (teacher seed, student seed). Teacher seed means 4, 3, 1:
+# mean 8/3, deviations 4/3, 1/3, -5/3, s^2 = (16 + 1 + 25) / 9 / 2 = 7/3, s / sqrt(3) = sqrt(7/9)
+THREE_TEACHERS = pd.DataFrame({"teacher_seed": [0, 0, 1, 1, 2, 2], "seed": [0, 1, 0, 1, 0, 1],
+                               "d": [3.0, 5.0, 2.0, 4.0, 0.0, 2.0]})
+
+
+def test_teacher_seed_interval_by_hand_and_where_it_disagrees_with_six_pairs():
+    t2 = sps.t.ppf(0.975, 2)
+    mean, low, high, n = stats.teacher_seed_interval(THREE_TEACHERS, "d")
+    assert n == 3 and mean == pytest.approx(8 / 3)
+    assert low == pytest.approx(8 / 3 - t2 * math.sqrt(7 / 9), abs=1e-12)
+    assert high == pytest.approx(8 / 3 + t2 * math.sqrt(7 / 9), abs=1e-12)
+    assert stats.verdict(low, high, n) == "inconclusive"  # low = -1.13: three teachers do not settle it
+    # the old analysis, the six pairs as if independent: squared deviations from 8/3 sum to 46/3, s^2 = 46/15,
+    # half-width t_{0.975, 5} · sqrt(46/90) = 1.84: excludes 0, a verdict the teachers do not support
+    old = stats.paired_interval(THREE_TEACHERS["d"])
+    assert old[1] == pytest.approx(8 / 3 - sps.t.ppf(0.975, 5) * math.sqrt(46 / 90), abs=1e-12)
+    assert old[3] == 6 and stats.verdict(old[1], old[2], old[3]) == "better"
+
+
+def test_teacher_seed_means_average_student_seeds_within_each_group():
+    pairs = THREE_TEACHERS.assign(cell=["a", "a", "a", "b", "b", "b"], d=[1.0, 3.0, 5.0, 7.0, math.nan, 4.0])
+    means = stats.teacher_seed_means(pairs, ["cell"], ["d"])
+    # cell a: teacher seed 0 -> (1 + 3) / 2, seed 1 -> 5; cell b: seed 1 -> 7, seed 2 -> 4 (the NaN left out)
+    assert list(zip(means["cell"], means["teacher_seed"], means["d"])) == [
+        ("a", 0, 2.0), ("a", 1, 5.0), ("b", 1, 7.0), ("b", 2, 4.0)]
+    table = stats.teacher_seed_intervals(pairs, ["cell"], "d", "delta").set_index("cell")
+    assert table.loc["a", "delta_n"] == 2 and table.loc["a", "delta_mean"] == 3.5
+    # [2, 5]: s = 3 / sqrt(2), s / sqrt(2) = 1.5, t_{0.975, 1} = 12.706205 (t table)
+    assert table.loc["a", "delta_high"] == pytest.approx(3.5 + 12.706205 * 1.5, abs=1e-5)

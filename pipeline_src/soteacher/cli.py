@@ -162,6 +162,23 @@ def cmd_aggregate(args) -> int:
     return 0
 
 
+def cmd_headline(args) -> int:
+    from soteacher.core.io import read_json
+    from soteacher.report.headline import headline_words
+    from soteacher.report.registry import outputs
+    from soteacher.study import config
+
+    name = config.load(args.config, deep=False)["name"]
+    written = {key: out.path for key, out in outputs(name).items()}
+    if not written["summary_json"].is_file():
+        print(f"error: {written['summary_json']} is missing: run the study first (make run CONFIG={args.config})",
+              file=sys.stderr)
+        return 1
+    print(headline_words(read_json(written["summary_json"]), [str(p) for p in written.values()],
+                         f"make report CONFIG={args.config}"), end="")
+    return 0
+
+
 def cmd_init_tracking(args) -> int:
     from soteacher.core import tracking
 
@@ -296,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--spec", type=_spec, help="validated config JSON (as Snakemake passes it) or @file")
     p.add_argument("--allow-partial", action="store_true", help="build tables from the runs present, marked PARTIAL")
     p.set_defaults(func=cmd_aggregate)
+
+    p = sub.add_parser("headline", help="print a study's primary comparison in words and where its tables are")
+    p.add_argument("--config", required=True, help="config YAML file")
+    p.set_defaults(func=cmd_headline)
 
     p = sub.add_parser("report-path", help="where a study's Snakemake HTML report goes (make report)")
     p.add_argument("config")

@@ -2,10 +2,10 @@
 
 Each table and figure is declared once in ``registry`` (``declarations`` says what a declaration is): what it
 reads, its computation, its files and their report captions. ``collect`` reads the results into frames;
-``compare`` summarises them and pairs runs by seed (every Δ comes with a 95 % paired t-interval, ``stats``);
-``teachers``, ``students`` and ``early_stopping`` build the tables against p* and the paired and early-stopping
-comparisons, ``headline`` the numbers of summary.json, ``ablation`` the Fig. 2 points; ``tables`` formats tables,
-``figures`` draws. ``run`` computes and writes them all.
+``compare`` summarises them and pairs runs by seed (every Δ comes with a 95 % paired t-interval over teacher
+seeds, ``stats``); ``teachers``, ``students`` and ``early_stopping`` build the tables against p* and the paired and
+early-stopping comparisons, ``premise`` the premise test, ``headline`` the numbers of summary.json, ``ablation`` the
+Fig. 2 points; ``tables`` formats tables, ``figures`` draws. ``run`` computes and writes them all.
 """
 
 from __future__ import annotations

@@ -38,8 +38,8 @@ def study(config: dict, allow_partial: bool = False) -> Study:
         raise IncompleteResultsError("no student results found at all; run the pipeline first")
     checkpoints, history = teacher_frames(config)
     return Study(config=config, name=config["name"], reference_recipe=config["report"]["reference_recipe"],
-                 partial=bool(missing), students=students, checkpoints=checkpoints, history=history,
-                 data_reference=reference(config))
+                 primary=config["report"]["primary"], partial=bool(missing), students=students,
+                 checkpoints=checkpoints, history=history, data_reference=reference(config))
 
 
 def collect(config: dict, allow_partial: bool = False) -> tuple[pd.DataFrame, list[str]]:

@@ -1,9 +1,14 @@
 """Summaries and seed-paired comparisons of the student runs: the summary table, recipe − reference and KD −
-vanilla differences with their 95 % paired t-intervals (``stats``), per row and per method.
+vanilla differences with their 95 % paired t-intervals over teacher seeds (``stats``), per row and per method.
 
 The reference is the study's reference recipe (config ``report.reference_recipe``, by default ``standard``):
 recipe − reference pairs runs that differ only in the teacher recipe; student − vanilla pairs a KD run with the
-vanilla run of its student and seed (one run, listed under every teacher checkpoint: the same batches).
+vanilla run of its student and seed (one run, listed under every teacher checkpoint: the same batches). Each
+interval is over teacher seeds: a teacher seed's difference is the mean of its pairs over student seeds (for KD −
+vanilla: its KD students' mean minus the vanilla students' mean over the same student seeds).
+
+One comparison is primary (config ``report.primary``: a recipe and a method vs the reference, at one checkpoint);
+every other row of the delta tables is secondary (column ``comparison``).
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from soteacher.report.collect import GROUP, VANILLA
 
 REFERENCE_PAIR = ["teacher", "teacher_epoch", "method", "student", "teacher_seed", "seed"]
 VANILLA_PAIR = ["teacher", "recipe", "teacher_seed", "teacher_epoch", "student", "seed"]
-SEED_PAIR = ["teacher_seed", "seed"]
 SUMMARY_DELTAS = ["delta_last_mean", "delta_last_low", "delta_last_high", "delta_last_n", "delta_last_verdict",
                   "delta_best_mean", "delta_teacher_acc_mean", "delta_teacher_tv_pstar_mean"]
 
@@ -59,15 +63,15 @@ def vanilla_pairs(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def paired_deltas(df: pd.DataFrame, reference: str) -> pd.DataFrame:
-    """Per GROUP (non-reference, non-vanilla rows): recipe − reference, paired by seed, with 95 % intervals:
-    student last/best accuracy over (teacher seed, student seed) pairs, teacher accuracy and TV to p* over
-    teacher seeds (each teacher once)."""
+    """Per GROUP (non-reference, non-vanilla rows): recipe − reference, paired by seed, with 95 % intervals over
+    teacher seeds (n): student last/best accuracy (each teacher seed's pairs averaged over its student seeds),
+    teacher accuracy and TV to p* (each teacher once)."""
     pairs = reference_pairs(df, reference)
     kd = df[df["method"] != VANILLA].drop_duplicates(GROUP + ["teacher_seed"])
     teacher_pairs = stats.pair(kd[kd["recipe"] != reference], kd[kd["recipe"] == reference],
                                [c for c in REFERENCE_PAIR if c != "seed"], ["teacher_acc", "teacher_tv_pstar"])
-    parts = [stats.intervals(pairs, GROUP, "d_student_last_acc", "delta_last"),
-             stats.intervals(pairs, GROUP, "d_student_best_acc", "delta_best"),
+    parts = [stats.teacher_seed_intervals(pairs, GROUP, "d_student_last_acc", "delta_last"),
+             stats.teacher_seed_intervals(pairs, GROUP, "d_student_best_acc", "delta_best"),
              stats.intervals(teacher_pairs, GROUP, "d_teacher_acc", "delta_teacher_acc"),
              stats.intervals(teacher_pairs, GROUP, "d_teacher_tv_pstar", "delta_teacher_tv_pstar",
                              higher_is_better=False)]
@@ -82,14 +86,6 @@ def merge_all(parts: list[pd.DataFrame], on: list[str]) -> pd.DataFrame:
     return out
 
 
-def seed_pair_means(pairs: pd.DataFrame, by: list[str], value: str) -> pd.DataFrame:
-    """Per ``by`` and seed pair, the mean of ``value`` over the remaining cells (teacher arch, student,
-    method …): the unit of an interval pooled over cells is then the seed pair, whose cells share their noise."""
-    if pairs.empty:
-        return pd.DataFrame(columns=[*by, *SEED_PAIR, value])
-    return pairs.groupby(by + SEED_PAIR, sort=False)[value].mean().reset_index()
-
-
 def at_last_checkpoint(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows at each recipe's own last distilled checkpoint (an imported teacher's epoch 240 must not hide
     the trained recipes' epoch 15)."""
@@ -99,42 +95,71 @@ def at_last_checkpoint(frame: pd.DataFrame) -> pd.DataFrame:
 DELTA_COLUMNS = ["teacher", "teacher_epoch", "method", "student", "recipe", "recipe_last_mean", "recipe_best_mean"]
 
 
-def delta_table(df: pd.DataFrame, table: pd.DataFrame, reference: str) -> pd.DataFrame:
+def delta_table(df: pd.DataFrame, table: pd.DataFrame, reference: str, primary: dict) -> pd.DataFrame:
     """One row per other recipe's KD row of the summary ``table`` with a paired ``reference`` counterpart: the
-    paired differences (mean, 95 % interval, pairs, verdict) and the sign of the mean last-epoch difference."""
+    paired differences (mean, 95 % interval over teacher seeds, n teacher seeds, verdict) and the sign of the mean
+    last-epoch difference."""
     deltas = paired_deltas(df, reference)
     if deltas.empty:
-        return pd.DataFrame(columns=[*DELTA_COLUMNS, *deltas.columns[len(GROUP):], "n"])
+        return pd.DataFrame(columns=[*DELTA_COLUMNS, "comparison", *deltas.columns[len(GROUP):], "n"])
     means = table[GROUP + ["student_last_mean", "student_best_mean", "n"]].rename(
         columns={"student_last_mean": "recipe_last_mean", "student_best_mean": "recipe_best_mean"})
     out = deltas[deltas["delta_last_n"] > 0].merge(means, on=GROUP, how="left")
     out.insert(out.columns.get_loc("delta_last_verdict") + 1, "sign_last",
                out["delta_last_mean"].map(lambda v: "+" if v > 0 else ("-" if v < 0 else "0")))
+    out.insert(out.columns.get_loc("recipe") + 1, "comparison", comparisons(out, primary, last_epochs(df)))
     rest = [c for c in out.columns if c not in DELTA_COLUMNS and c != "n"]
     return out[[*DELTA_COLUMNS, *rest, "n"]].reset_index(drop=True)
 
 
-BARS_COLUMNS = ["versus", "recipe", "method", "delta_last_mean", "delta_last_low", "delta_last_high", "delta_last_n",
-                "delta_last_verdict", "delta_best_mean", "cells", "positive"]
+
+BARS_COLUMNS = ["versus", "recipe", "method", "comparison", "delta_last_mean", "delta_last_low", "delta_last_high",
+                "delta_last_n", "delta_last_verdict", "delta_best_mean", "cells", "positive"]
 
 
-def delta_by_method(df: pd.DataFrame, reference: str) -> pd.DataFrame:
+def delta_by_method(df: pd.DataFrame, reference: str, primary: dict) -> pd.DataFrame:
     """Per recipe × method at the last distilled checkpoint, the student's last-epoch Δ ``versus`` the
-    ``reference`` recipe, and ``versus`` the vanilla student: mean and 95 % interval over seed pairs (a pair's Δ
-    averaged over its teacher → student cells), n pairs, verdict; best-epoch mean; cells and how many have a
-    positive mean."""
+    ``reference`` recipe, and ``versus`` the vanilla student: mean and 95 % interval over teacher seeds (a teacher
+    seed's Δ averaged over its student seeds and its teacher → student cells), n teacher seeds, verdict; best-epoch
+    mean; cells and how many have a positive mean; ``comparison``: primary for the ``primary`` recipe and method
+    vs the reference (where ``primary`` is at the last checkpoint), else secondary."""
     parts = []
     for versus, pairs in ((reference, reference_pairs(df, reference)), (VANILLA, vanilla_pairs(df))):
         last = at_last_checkpoint(pairs)
         if last.empty:
             continue
         by = ["recipe", "method"]
-        out = stats.intervals(seed_pair_means(last, by, "d_student_last_acc"), by, "d_student_last_acc", "delta_last")
-        best = seed_pair_means(last, by, "d_student_best_acc").groupby(by, sort=False)["d_student_best_acc"].mean()
+        out = stats.teacher_seed_intervals(last, by, "d_student_last_acc", "delta_last")
+        best = stats.teacher_seed_means(last, by, ["d_student_best_acc"]).groupby(by, sort=False)[
+            "d_student_best_acc"].mean()
         cells = last.groupby(by + ["teacher", "student"], sort=False)["d_student_last_acc"].mean().groupby(by)
         out = out.merge(best.rename("delta_best_mean").reset_index(), on=by).merge(
             cells.size().rename("cells").reset_index(), on=by).merge(
             cells.apply(lambda v: int((v > 0).sum())).rename("positive").reset_index(), on=by)
         out.insert(0, "versus", versus)
+        out["comparison"] = comparisons(out.assign(teacher_epoch=out["recipe"].map(last_epochs(df))), primary,
+                                        last_epochs(df)) if versus == reference else SECONDARY
         parts.append(out)
     return pd.concat(parts, ignore_index=True)[BARS_COLUMNS] if parts else pd.DataFrame(columns=BARS_COLUMNS)
+
+
+PRIMARY, SECONDARY = "primary", "secondary"
+
+
+def last_epochs(df: pd.DataFrame) -> dict[str, int]:
+    """Each recipe's last distilled checkpoint (``at_last_checkpoint``), from its KD runs."""
+    return {str(r): int(e) for r, e in df[df["method"] != VANILLA].groupby("recipe")["teacher_epoch"].max().items()}
+
+
+def primary_epoch(primary: dict, last: dict[str, int]) -> int | None:
+    """The teacher checkpoint of the primary comparison: its recipe's last distilled one for ``last``, else the
+    configured epoch (None: the study lacks the recipe)."""
+    return last.get(primary["recipe"]) if primary["checkpoint"] == "last" else int(primary["checkpoint"])
+
+
+def comparisons(rows: pd.DataFrame, primary: dict, last: dict[str, int]) -> list[str]:
+    """Per row of recipe − reference differences (its recipe, method, teacher_epoch): "primary" for the study's
+    one primary comparison (config ``report.primary``), "secondary" for every other."""
+    epoch = primary_epoch(primary, last)
+    return [PRIMARY if (r, m, e) == (primary["recipe"], primary["method"], epoch) else SECONDARY
+            for r, m, e in zip(rows["recipe"], rows["method"], rows["teacher_epoch"])]

@@ -28,6 +28,7 @@ class Study:
     config: dict
     name: str
     reference_recipe: str  # the recipe every other recipe is compared with (config report.reference_recipe)
+    primary: dict  # the one primary comparison: recipe, method, checkpoint (config report.primary)
     partial: bool  # some student runs are missing (aggregate --allow-partial)
     students: pd.DataFrame  # one row per student run
     checkpoints: pd.DataFrame  # one row per saved teacher checkpoint

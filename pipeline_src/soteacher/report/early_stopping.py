@@ -12,7 +12,7 @@ from soteacher.report import stats
 from soteacher.report.collect import VANILLA
 from soteacher.report.compare import at_last_checkpoint
 from soteacher.report.declarations import Study
-from soteacher.report.tables import CI_NOTE, VERDICT_NOTE, shown_intervals
+from soteacher.report.tables import STUDENT_CI_NOTE, VERDICT_NOTE, shown_intervals
 from soteacher.report.teachers import epochs_by_seed, val_best
 
 EARLY_CELL = ["teacher", "recipe", "method", "student"]
@@ -27,7 +27,7 @@ class EarlyStopping(NamedTuple):
 def early_stopping_table(df: pd.DataFrame, checkpoints: pd.DataFrame, reference: str) -> EarlyStopping:
     """Each other recipe's students at its last checkpoint vs the students of the ``reference`` teacher's
     validation-chosen checkpoint (per teacher seed, the distilled checkpoint with the highest val_acc), paired by
-    (teacher seed, student seed); or an empty table and why."""
+    (teacher seed, student seed), with the interval over teacher seeds; or an empty table and why."""
     empty = pd.DataFrame(columns=EARLY_CELL)
     ref = checkpoints[(checkpoints["recipe"] == reference) & checkpoints["distilled"]]
     if ref.empty:
@@ -49,7 +49,7 @@ def early_stopping_table(df: pd.DataFrame, checkpoints: pd.DataFrame, reference:
     epochs = epochs_by_seed(chosen, "teacher_epoch").rename(
         columns={"teacher_epoch_by_seed": f"{reference}_epoch_by_seed"})
     out = out.merge(epochs.drop(columns="recipe"), on="teacher", how="left")
-    return EarlyStopping(out.merge(stats.intervals(pairs, EARLY_CELL, "d_student_last_acc", "delta"),
+    return EarlyStopping(out.merge(stats.teacher_seed_intervals(pairs, EARLY_CELL, "d_student_last_acc", "delta"),
                                    on=EARLY_CELL), "")
 
 
@@ -68,12 +68,13 @@ def early_stopping_markdown(result: EarlyStopping, study: Study) -> str:
         f"{reference} ckpt chosen on val": table[f"{reference}_epoch_by_seed"],
         "student acc, recipe (%)": table["recipe_last_mean"].map(lambda v: f"{v:.2f}"),
         f"student acc, early-stopped {reference} (%)": table["early_stopped_last_mean"].map(lambda v: f"{v:.2f}"),
-        "Δ (pp)": shown_intervals(table, "delta", signed=True), "n": table["delta_n"],
+        "Δ (pp)": shown_intervals(table, "delta", signed=True), "teacher seeds": table["delta_n"],
         "verdict": table["delta_verdict"],
     })
     return (f"# {title}\n\n" + shown.to_markdown(index=False, disable_numparse=True) + "\n\n"
             f"Does the recipe beat an early-stopped {reference} teacher? Per teacher seed, the {reference} teacher's "
             "checkpoint is the distilled one with the highest validation accuracy (ties: earliest; the test split "
             "is never used to choose); the recipe's teacher is its last checkpoint. Δ: student last-epoch test "
-            f"accuracy, recipe minus early-stopped {reference}, paired by (teacher seed, student seed); n: pairs; "
-            f"{CI_NOTE.replace('over seeds', 'over the n pairs')}. {VERDICT_NOTE}\n")
+            f"accuracy, recipe minus early-stopped {reference}, paired by (teacher seed, student seed) and averaged "
+            f"over the student seeds of each teacher seed; {STUDENT_CI_NOTE}. {VERDICT_NOTE} A secondary "
+            "comparison.\n")

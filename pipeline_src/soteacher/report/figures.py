@@ -117,7 +117,7 @@ def delta_figure(bars: pd.DataFrame, study: Study) -> bytes:
         ax.set_ylabel(f"Δ student accuracy vs {versus} (pp)")
         what = f"recipe − {reference} teacher" if versus == reference else "KD student − vanilla student"
         ax.set_title(f"{what}: student last-epoch accuracy per method at the last checkpoint\n"
-                     "error bars: 95 % paired t-interval over seed pairs (none: n = 1)", fontsize=8)
+                     "error bars: 95 % paired t-interval over teacher seeds (none: n = 1)", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7, ncol=max(1, len(recipes) // 6))
     fig.tight_layout()

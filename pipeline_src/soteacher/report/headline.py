@@ -1,4 +1,5 @@
-"""summary.json: the study's headline numbers per recipe, which DVC tracks as metrics (``dvc metrics show``)."""
+"""summary.json: the study's primary comparison and its headline numbers per recipe, which DVC tracks as metrics
+(``dvc metrics show``); ``python -m soteacher headline`` prints it in words."""
 
 from __future__ import annotations
 
@@ -6,16 +7,21 @@ import pandas as pd
 
 from soteacher.report import stats
 from soteacher.report.collect import VANILLA
-from soteacher.report.compare import at_last_checkpoint, reference_pairs, seed_pair_means
+from soteacher.report.compare import at_last_checkpoint, last_epochs, primary_epoch, reference_pairs
 
 
 def headline(name: str, partial: bool, students: pd.DataFrame, summary: pd.DataFrame, teachers: pd.DataFrame,
-             reference: str) -> dict:
-    """The study, whether runs are missing, how many runs it has, and per recipe its students' and teachers'
-    numbers at the last checkpoint (``recipe_numbers``, ``teacher_tv``)."""
+             reference: str, primary: dict) -> dict:
+    """The study, whether runs are missing, how many runs it has, its primary comparison (``primary_comparison``;
+    None and ``primary_missing`` saying why where the study cannot make it), and per recipe its students' and
+    teachers' numbers at the last checkpoint (``recipe_numbers``, ``teacher_tv``)."""
+    pairs = reference_pairs(students, reference)
+    main, why = primary_comparison(students, pairs, reference, primary)
     # distinct runs: the vanilla run stands under every teacher checkpoint but was trained once
-    out = {"study": name, "partial": partial, "runs": int(students["run"].nunique()),
-           "recipes": recipe_numbers(summary, reference_pairs(students, reference), reference)}
+    out = {"study": name, "partial": partial, "runs": int(students["run"].nunique()), "primary": main,
+           "recipes": recipe_numbers(summary, pairs, reference)}
+    if main is None:
+        out["primary_missing"] = why
     for recipe, tv in teacher_tv(teachers).items():
         out["recipes"].setdefault(recipe, {})["teacher_tv_pstar_train"] = tv
     return out
@@ -23,8 +29,8 @@ def headline(name: str, partial: bool, students: pd.DataFrame, summary: pd.DataF
 
 def recipe_numbers(summary: pd.DataFrame, pairs: pd.DataFrame, reference: str) -> dict:
     """Per recipe, averages over its KD students at the last distilled checkpoint, and the student Δ vs
-    ``reference`` there with its 95 % interval over seed pairs (each pair's Δ averaged over teacher archs,
-    methods and students)."""
+    ``reference`` there with its 95 % interval over teacher seeds (each teacher seed's Δ averaged over its student
+    seeds, teacher archs, methods and students)."""
     last = at_last_checkpoint(summary[summary["method"] != VANILLA])
     out: dict[str, dict] = {}
     for recipe, part in last.groupby("recipe"):
@@ -33,12 +39,38 @@ def recipe_numbers(summary: pd.DataFrame, pairs: pd.DataFrame, reference: str) -
             "student_last_acc": round(float(part["student_last_mean"].mean()), 4),
             "student_best_acc": round(float(part["student_best_mean"].mean()), 4),
         }
-    by_seed = seed_pair_means(at_last_checkpoint(pairs), ["recipe"], "d_student_last_acc")
-    for recipe, part in by_seed.groupby("recipe"):
-        mean, low, high, n = stats.paired_interval(part["d_student_last_acc"])
+    for recipe, part in at_last_checkpoint(pairs).groupby("recipe"):
+        mean, low, high, n = stats.teacher_seed_interval(part, "d_student_last_acc")
         out.setdefault(str(recipe), {})[f"student_delta_vs_{reference}"] = {
             "mean": _json_number(mean), "low": _json_number(low), "high": _json_number(high), "n": n}
     return out
+
+
+def primary_comparison(students: pd.DataFrame, pairs: pd.DataFrame, reference: str,
+                       primary: dict) -> tuple[dict | None, str]:
+    """The study's one primary comparison (config ``report.primary``): the primary recipe's students minus the
+    ``reference`` recipe's, for the primary method at the primary checkpoint, last-epoch accuracy, paired by seed
+    and pooled over teacher archs and students, with its 95 % interval over teacher seeds and verdict; or (None,
+    why) where the study lacks the recipe, the method, the checkpoint or the reference."""
+    recipe, method = primary["recipe"], primary["method"]
+    recipes = set(students["recipe"])
+    for missing, what in ((recipe, "recipe"), (reference, "reference recipe")):
+        if missing not in recipes:
+            return None, f"the study has no {what} {missing!r}"
+    if method not in set(students["method"]):
+        return None, f"the study has no method {method!r}"
+    epoch = primary_epoch(primary, last_epochs(students))
+    chosen = pairs[(pairs["recipe"] == recipe) & (pairs["method"] == method) & (pairs["teacher_epoch"] == epoch)]
+    if chosen.empty:
+        return None, (f"no {method} students of {recipe!r} at teacher checkpoint {epoch} paired with {reference!r} "
+                      "ones (same seeds, teacher arch, checkpoint and student)")
+    mean, low, high, n = stats.teacher_seed_interval(chosen, "d_student_last_acc")
+    return {"recipe": recipe, "reference": reference, "method": method, "checkpoint": int(epoch),
+            # archs as one string: DVC metrics flattens dicts of scalars
+            "teachers": ", ".join(sorted(map(str, set(chosen["teacher"])))),
+            "students": ", ".join(sorted(map(str, set(chosen["student"])))),
+            "metric": "student last-epoch test accuracy (pp)", "mean": _json_number(mean), "low": _json_number(low),
+            "high": _json_number(high), "n": n, "unit": "teacher seeds", "verdict": stats.verdict(low, high, n)}, ""
 
 
 def teacher_tv(teachers: pd.DataFrame) -> dict[str, float]:
@@ -53,3 +85,28 @@ def teacher_tv(teachers: pd.DataFrame) -> dict[str, float]:
 def _json_number(value: float, digits: int = 4) -> float | None:
     """Rounded, or None for NaN (JSON has no NaN; DVC would not parse it)."""
     return None if pd.isna(value) else round(float(value), digits)
+
+
+def headline_words(summary: dict, outputs: list[str], report_command: str) -> str:
+    """What ``python -m soteacher headline`` prints: the study's primary comparison in plain words (or why it has
+    none), the oracle's headroom where summary.json has an ``oracle`` recipe, then where its tables and figures
+    are and how to build the HTML report."""
+    lines = [f"Study {summary['study']!r}" + (" (PARTIAL: some runs are missing)" if summary.get("partial") else "")]
+    p = summary.get("primary")
+    if p is None:
+        lines.append(f"Primary comparison: none ({summary.get('primary_missing', 'not in summary.json')}).")
+    else:
+        interval = "no interval (one teacher seed)" if p["low"] is None else \
+            f"95 % interval [{p['low']:+.2f}, {p['high']:+.2f}] pp"
+        lines.append(f"Primary comparison: {p['method']} students ({p['students']}) of {p['recipe']} "
+                     f"teachers minus those of {p['reference']} teachers at teacher checkpoint {p['checkpoint']}, "
+                     f"last-epoch test accuracy: {p['mean']:+.2f} pp, {interval}, over {p['n']} teacher seeds: "
+                     f"{p['verdict']}.")
+        oracle = summary.get("recipes", {}).get("oracle", {}).get(f"student_delta_vs_{p['reference']}")
+        if oracle and oracle.get("mean") is not None:
+            bounds = "" if oracle.get("low") is None else \
+                f", 95 % interval [{oracle['low']:+.2f}, {oracle['high']:+.2f}]"
+            lines.append(f"Oracle headroom: oracle student minus {p['reference']} student {oracle['mean']:+.2f} pp"
+                         f"{bounds}, over {oracle['n']} teacher seeds.")
+    lines += ["Tables and figures:", *(f"  {path}" for path in outputs), f"HTML report: {report_command}"]
+    return "\n".join(lines) + "\n"

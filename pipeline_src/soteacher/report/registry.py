@@ -21,11 +21,11 @@ TABLES: list[Table] = [
         File("summary.md", "soteacher.report.tables:summary_markdown"),
         File("summary.tex", "soteacher.report.tables:summary_latex"),
         File("checkpoint_curves.csv", "soteacher.report.tables:checkpoint_curves_csv"))),
-    Table("delta", ("students", "summary", "reference_recipe"), "soteacher.report.compare:delta_table", (
+    Table("delta", ("students", "summary", "reference_recipe", "primary"), "soteacher.report.compare:delta_table", (
         File("delta.csv", CSV, caption="delta_table.rst"),
         File("delta.md", "soteacher.report.tables:delta_markdown"),
         File("delta.tex", "soteacher.report.tables:delta_latex"))),
-    Table("delta_by_method", ("students", "reference_recipe"), "soteacher.report.compare:delta_by_method", (
+    Table("delta_by_method", ("students", "reference_recipe", "primary"), "soteacher.report.compare:delta_by_method", (
         File("delta_by_method.csv", CSV),
         File("delta_by_method.png", "soteacher.report.figures:delta_figure", caption="delta.rst"))),
     Table("ablation", ("summary", "config"), "soteacher.report.registry:ablation_table", (
@@ -42,7 +42,10 @@ TABLES: list[Table] = [
           "soteacher.report.early_stopping:early_stopping_table", (
               File("early_stopping.csv", "soteacher.report.early_stopping:early_stopping_csv"),
               File("early_stopping.md", "soteacher.report.early_stopping:early_stopping_markdown"))),
-    Table("headline", ("name", "partial", "students", "summary", "teachers", "reference_recipe"),
+    Table("premise", ("students", "history", "primary"), "soteacher.report.premise:premise_table", (
+        File("premise.csv", "soteacher.report.premise:premise_csv"),
+        File("premise.png", "soteacher.report.premise:premise_figure", caption="premise.rst"))),
+    Table("headline", ("name", "partial", "students", "summary", "teachers", "reference_recipe", "primary"),
           "soteacher.report.headline:headline", (
               File("summary.json", "soteacher.report.tables:json_text"),)),
 ]

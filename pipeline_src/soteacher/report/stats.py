@@ -1,8 +1,17 @@
-"""Paired differences over seeds: the mean, a t-interval, and what the interval says.
+"""Paired differences with the teacher seed as the unit: the mean, a t-interval, and what the interval says.
 
 Every comparison in the study pairs runs that share their seeds (same teacher seed, same student seed), so
-the seed-to-seed noise common to both sides cancels. The interval is the Student-t interval of the mean of
-the paired differences: mean ± t_{(1+c)/2, n-1} · s / √n, with s the sample std (ddof 1).
+the seed-to-seed noise common to both sides cancels. The unit of replication is the independently trained
+teacher: the student seeds under one teacher seed share that teacher and are not independent replicates of the
+comparison. So the paired differences are first averaged over the student seeds (and any other cells pooled)
+within each teacher seed (``teacher_seed_means``), and the interval is the Student-t interval of the mean of
+those T per-teacher-seed differences: mean ± t_{(1+c)/2, T-1} · s / √T, with s the sample std (ddof 1) and
+n = T teacher seeds.
+
+Why this one method: studies have few teacher seeds and a balanced design (every teacher seed has the same
+student seeds), and for a balanced two-level design the t-interval of the seed means is the exact analysis, the
+same interval as the fixed effect of a mixed model with a random teacher-seed effect (statsmodels is no
+dependency). Teacher-only comparisons (teacher accuracy, TV to p*) already have one value per teacher seed.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from scipy import stats as sps
 CONFIDENCE = 0.95
 NO_INTERVAL = "n = 1, no interval"
 NO_PAIRS = "no pairs"
+TEACHER_SEED = "teacher_seed"  # the unit of replication
 
 
 def paired_interval(diffs: Iterable[float], confidence: float = CONFIDENCE) -> tuple[float, float, float, int]:
@@ -58,10 +68,33 @@ def pair(treated: pd.DataFrame, reference: pd.DataFrame, on: list[str], values: 
     return merged
 
 
+def teacher_seed_means(pairs: pd.DataFrame, by: list[str], values: list[str]) -> pd.DataFrame:
+    """Per ``by`` group and teacher seed, the mean of each of ``values`` over the group's rows of that teacher
+    seed (its student seeds, and any cells pooled into the group): one row per unit of replication. NaN values
+    are left out of a mean; a teacher seed with none stays NaN (``paired_interval`` then leaves it out)."""
+    keys = [*by, TEACHER_SEED]
+    if pairs.empty:
+        return pd.DataFrame(columns=[*keys, *values])
+    return pairs.groupby(keys, sort=False, dropna=False)[values].mean().reset_index()
+
+
+def teacher_seed_interval(pairs: pd.DataFrame, value: str,
+                          confidence: float = CONFIDENCE) -> tuple[float, float, float, int]:
+    """(mean, low, high, n teacher seeds) of paired differences ``value`` given per (teacher seed, student seed,
+    …) row: averaged within each teacher seed first, then ``paired_interval`` over the teacher seeds."""
+    return paired_interval(teacher_seed_means(pairs, [], [value])[value], confidence)
+
+
+def teacher_seed_intervals(pairs: pd.DataFrame, by: list[str], value: str, prefix: str,
+                           higher_is_better: bool = True) -> pd.DataFrame:
+    """``intervals`` of the per-teacher-seed means of ``value`` (``teacher_seed_means``): n counts teacher seeds."""
+    return intervals(teacher_seed_means(pairs, by, [value]), by, value, prefix, higher_is_better)
+
+
 def intervals(frame: pd.DataFrame, by: list[str], value: str, prefix: str,
               higher_is_better: bool = True) -> pd.DataFrame:
-    """One row per ``by`` group: ``<prefix>_mean/_low/_high/_n/_verdict`` of ``value`` over the group's rows
-    (each row one pair, or one seed for a plain mean with its interval)."""
+    """One row per ``by`` group: ``<prefix>_mean/_low/_high/_n/_verdict`` of ``value`` over the group's rows,
+    each row one unit (a teacher seed's paired difference, or one teacher's value for a plain mean)."""
     columns = [*by, f"{prefix}_mean", f"{prefix}_low", f"{prefix}_high", f"{prefix}_n", f"{prefix}_verdict"]
     if frame.empty:
         return pd.DataFrame(columns=columns)

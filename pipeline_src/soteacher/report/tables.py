@@ -18,9 +18,13 @@ import pandas as pd
 
 from soteacher.report.declarations import Study
 
-CI_NOTE = "± is the half-width of the 95 % t-interval over seeds (none with n = 1)"
+CI_NOTE = "± is the half-width of the 95 % t-interval over the n teacher seeds (none with n = 1)"
+# students: the unit of replication is the teacher seed, not the (teacher seed, student seed) pair
+STUDENT_CI_NOTE = ("± is the half-width of the 95 % paired t-interval over the n teacher seeds, each teacher seed's "
+                   "difference averaged over its student seeds first (student seeds under one teacher seed share "
+                   "that teacher: they are not independent replicates); none with n = 1")
 VERDICT_NOTE = ("Verdict: *better* / *worse* when the 95 % paired interval excludes 0 (for TV and KL to p*, lower "
-                "is better), *inconclusive* when it contains 0, *n = 1, no interval* with a single pair.")
+                "is better), *inconclusive* when it contains 0, *n = 1, no interval* with a single teacher seed.")
 
 
 def csv(frame: pd.DataFrame, study: Study) -> str:
@@ -101,7 +105,8 @@ NOTE = ("± is the sample standard deviation (ddof 1); a value without ± comes 
         "papers report). Δ vs {reference}: this recipe's student accuracy minus the {reference} teacher's on the "
         "same teacher, checkpoint, method and student, paired by (teacher seed, student seed), in percentage "
         "points (+: the recipe's teacher taught better); its ± is the half-width of the 95 % paired t-interval "
-        "(none with one pair). The vanilla student (trained alone) has no Δ: it has no teacher.")
+        "over teacher seeds, each teacher seed's difference averaged over its student seeds (none with one teacher "
+        "seed). The vanilla student (trained alone) has no Δ: it has no teacher.")
 PSTAR_NOTE = (" Teacher TV to p*: mean total variation between the teacher's softmax and the true label "
               "distribution p*(x) on the training set (lower is closer).")
 
@@ -141,16 +146,28 @@ def delta_markdown(delta: pd.DataFrame, study: Study) -> str:
     return f"# {title}\n\n" + delta_shown(delta).to_markdown(index=False, disable_numparse=True) + (
         f"\n\nRecipe minus {reference} teacher, same teacher architecture, checkpoint, method and student, paired by "
         "(teacher seed, student seed): student accuracy in percentage points at the last epoch and at the best "
-        "epoch; teacher accuracy and TV to p* paired by teacher seed. ± is the half-width of the 95 % paired "
-        "t-interval over the n pairs (none with n = 1). Verdict: *better* / *worse* when the interval excludes 0 "
-        "(for TV to p*, lower is better), *inconclusive* when it contains 0.\n")
+        "epoch; teacher accuracy and TV to p* paired by teacher seed. "
+        f"{STUDENT_CI_NOTE}. Verdict: *better* / *worse* when the interval excludes 0 "
+        "(for TV to p*, lower is better), *inconclusive* when it contains 0. "
+        f"{primary_note(study)}\n")
+
+
+def primary_note(study: Study) -> str:
+    """What the ``comparison`` column means: the study's one primary comparison, declared in its config."""
+    p = study.primary
+    at = "its last distilled checkpoint" if p["checkpoint"] == "last" else f"checkpoint epoch {p['checkpoint']}"
+    return (f"Comparison: the study's one *primary* comparison (config report.primary) is {p['recipe']} minus "
+            f"{study.reference_recipe} for {p['method']} students at {at} (pooled over cells in summary.json); "
+            "every other row is *secondary*.")
 
 
 def delta_latex(delta: pd.DataFrame, study: Study) -> str:
     if delta.empty:
         return f"% no recipe to compare with the {study.reference_recipe} teacher\n"
     return latex(delta_shown(delta), f"{study.title}: recipe minus {study.reference_recipe} teacher (student "
-                 "accuracy in percentage points, paired by seed, ± half-width of the 95 % paired t-interval).",
+                 "accuracy in percentage points, paired by seed, ± half-width of the 95 % paired t-interval over "
+                 "teacher seeds). "
+                 f"{primary_note(study)}",
                  f"tab:{study.name}_delta")
 
 
@@ -163,11 +180,11 @@ def delta_shown(delta: pd.DataFrame) -> pd.DataFrame:
 
     return pd.DataFrame({
         "teacher": delta["teacher"], "ckpt epoch": delta["teacher_epoch"], "method": delta["method"],
-        "student": delta["student"], "recipe": delta["recipe"],
-        "Δ student, last epoch (pp)": ci("delta_last"), "pairs": delta["delta_last_n"],
+        "student": delta["student"], "recipe": delta["recipe"], "comparison": delta["comparison"],
+        "Δ student, last epoch (pp)": ci("delta_last"), "teacher seeds": delta["delta_last_n"],
         "verdict": delta["delta_last_verdict"],
         "Δ student, best epoch (pp)": ci("delta_best"),
         "Δ teacher acc (pp)": ci("delta_teacher_acc"),
         **({"Δ teacher TV to p*": ci("delta_teacher_tv_pstar", 4)} if has_pstar else {}),
-        "teacher pairs": delta["delta_teacher_acc_n"],
+        "teacher seeds (teacher Δ)": delta["delta_teacher_acc_n"],
     })

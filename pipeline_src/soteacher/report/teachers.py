@@ -129,7 +129,7 @@ def teachers_markdown(table: pd.DataFrame, study: Study) -> str:
                           zip(shown_intervals(others, f"delta_{m}", _digits(m), signed=True),
                               others[f"delta_{m}_verdict"])]
            for m, label in DELTA_METRICS.items() if others[f"delta_{m}_mean"].notna().any()},
-        "pairs": shown_counts(others["delta_test_acc_n"]),
+        "teacher seeds": shown_counts(others["delta_test_acc_n"]),
     })
     reference_line = (f"Reference (data manifest): E[max p*] on train = {emax:.2f} %, Bayes accuracy on test = "
                       f"{bayes:.2f} %." if not math.isnan(emax) else
