@@ -543,3 +543,31 @@ def test_report_captions_exist_and_every_figure_is_in_the_report():
                 assert "standard" not in shown, key
         if out.path.suffix == ".png":
             assert out.caption and out.category == "Figures", key
+
+
+def test_oracle_headroom_by_hand_pairs_student_seeds_within_teacher_seeds():
+    """Oracle − standard KD at the last checkpoint: the oracle run of a student seed stands under every teacher seed;
+    the differences are averaged over student seeds within each teacher seed, the interval is over teacher seeds."""
+    from scipy import stats as sps
+
+    from soteacher.report.headline import oracle_headroom
+
+    kd = {(1, 1): 70.0, (1, 2): 74.0, (2, 1): 75.0, (2, 2): 77.0}  # (teacher seed, student seed) -> accuracy
+    oracle = {1: 80.0, 2: 82.0}
+    rows = []
+    for (t, s), acc in kd.items():
+        for method, value in (("kd", acc), ("oracle", oracle[s]), ("vanilla", 60.0)):
+            for epoch in (10, 40):  # the earlier checkpoint must not enter: kd there is 0
+                rows.append({"teacher": "resnet14", "recipe": "standard", "teacher_seed": t, "teacher_epoch": epoch,
+                             "method": method, "student": "resnet8", "seed": s,
+                             "student_last_acc": value if epoch == 40 or method != "kd" else 0.0})
+    got = oracle_headroom(pd.DataFrame(rows), "standard", {"recipe": "soteacher", "method": "kd",
+                                                           "checkpoint": "last"})
+    # per teacher seed: t1 mean(80−70, 82−74) = 9, t2 mean(80−75, 82−77) = 5; mean 7, s = √8, n = 2
+    half = sps.t.ppf(0.975, 1) * math.sqrt(8) / math.sqrt(2)
+    assert got["checkpoint"] == 40 and got["n"] == 2 and got["mean"] == 7.0
+    # summary.json rounds to 4 decimals
+    assert got["low"] == pytest.approx(7.0 - half, abs=1e-4) and got["high"] == pytest.approx(7.0 + half, abs=1e-4)
+    assert got["verdict"] == "inconclusive"
+    assert oracle_headroom(pd.DataFrame(rows).query("method != 'oracle'"), "standard",
+                           {"recipe": "soteacher", "method": "kd", "checkpoint": "last"}) is None

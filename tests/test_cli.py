@@ -56,9 +56,12 @@ def test_headline_prints_the_primary_comparison_and_where_the_tables_are(tmp_pat
 
 
 def test_headline_with_an_oracle_and_without_a_primary(tmp_path, monkeypatch, capsys):
-    oracle = {"oracle": {"student_delta_vs_standard": {"mean": 4.5, "low": 2.0, "high": 7.0, "n": 3}}}
-    out = _headline(tmp_path, monkeypatch, capsys, _summary(PRIMARY, recipes=oracle))
-    assert "Oracle headroom: oracle student minus standard student +4.50 pp, 95 % interval [+2.00, +7.00]" in out
+    oracle = {"versus": "standard kd", "checkpoint": 15, "mean": 4.5, "low": 2.0, "high": 7.0, "n": 3,
+              "unit": "teacher seeds", "verdict": "better"}
+    out = _headline(tmp_path, monkeypatch, capsys, _summary(None, primary_missing="no soteacher",
+                                                            oracle_headroom=oracle))
+    assert ("Oracle headroom: p*-oracle student minus the standard kd student (checkpoint 15) +4.50 pp, 95 % "
+            "interval [+2.00, +7.00], over 3 teacher seeds.") in out
 
 
 def test_headline_says_why_there_is_no_primary(tmp_path, monkeypatch, capsys):

@@ -22,6 +22,15 @@ from soteacher.study.teacher_jobs import teacher_jobs
 GROUP = ["teacher", "recipe", "teacher_epoch", "method", "student"]  # one row of the summary table
 TEACHER = ["teacher", "recipe"]  # one line of the teacher tables and figures
 VANILLA = jobs.VANILLA  # the student trained on labels alone: the baseline every KD student is compared with
+# students without a teacher (the vanilla student, the p*-oracle): one run each, listed under every teacher checkpoint,
+# so never in a recipe comparison
+TEACHERLESS = jobs.TEACHERLESS
+ORACLE = jobs.ORACLE  # the positive control: a student distilled from p*(x) itself
+
+
+def distilled(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of students distilled from a teacher checkpoint (not ``TEACHERLESS``)."""
+    return df[~df["method"].isin(TEACHERLESS)]
 TEACHER_KEYS = ["lr", "train_loss", "train_ce", "train_acc", "train_eval_acc", "test_acc", "test_loss", "val_acc",
                 "val_loss", "tv_pstar_train", "tv_pstar_test", "tv_pstar_val", "kl_pstar_train", "kl_pstar_test",
                 "kl_pstar_val"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import pandas as pd
 
 from soteacher.report import stats
-from soteacher.report.collect import GROUP, VANILLA
+from soteacher.report.collect import GROUP, VANILLA, distilled
 
 REFERENCE_PAIR = ["teacher", "teacher_epoch", "method", "student", "teacher_seed", "seed"]
 VANILLA_PAIR = ["teacher", "recipe", "teacher_seed", "teacher_epoch", "student", "seed"]
@@ -51,14 +51,14 @@ def reference_pairs(df: pd.DataFrame, reference: str) -> pd.DataFrame:
     """Each other recipe's KD run next to the ``reference`` teacher's run with the same seeds, teacher arch,
     checkpoint, method and student; ``d_<value>`` = recipe − reference. Vanilla runs are left out: they have no
     teacher."""
-    kd = df[df["method"] != VANILLA]
+    kd = distilled(df)
     return stats.pair(kd[kd["recipe"] != reference], kd[kd["recipe"] == reference], REFERENCE_PAIR,
                       ["student_last_acc", "student_best_acc"])
 
 
 def vanilla_pairs(df: pd.DataFrame) -> pd.DataFrame:
     """Each KD run next to the vanilla run of its student and seed (the same batches); ``d_<value>`` = KD − vanilla."""
-    return stats.pair(df[df["method"] != VANILLA], df[df["method"] == VANILLA], VANILLA_PAIR,
+    return stats.pair(distilled(df), df[df["method"] == VANILLA], VANILLA_PAIR,
                       ["student_last_acc", "student_best_acc"])
 
 
@@ -67,7 +67,7 @@ def paired_deltas(df: pd.DataFrame, reference: str) -> pd.DataFrame:
     teacher seeds (n): student last/best accuracy (each teacher seed's pairs averaged over its student seeds),
     teacher accuracy and TV to p* (each teacher once)."""
     pairs = reference_pairs(df, reference)
-    kd = df[df["method"] != VANILLA].drop_duplicates(GROUP + ["teacher_seed"])
+    kd = distilled(df).drop_duplicates(GROUP + ["teacher_seed"])
     teacher_pairs = stats.pair(kd[kd["recipe"] != reference], kd[kd["recipe"] == reference],
                                [c for c in REFERENCE_PAIR if c != "seed"], ["teacher_acc", "teacher_tv_pstar"])
     parts = [stats.teacher_seed_intervals(pairs, GROUP, "d_student_last_acc", "delta_last"),
@@ -148,7 +148,7 @@ PRIMARY, SECONDARY = "primary", "secondary"
 
 def last_epochs(df: pd.DataFrame) -> dict[str, int]:
     """Each recipe's last distilled checkpoint (``at_last_checkpoint``), from its KD runs."""
-    return {str(r): int(e) for r, e in df[df["method"] != VANILLA].groupby("recipe")["teacher_epoch"].max().items()}
+    return {str(r): int(e) for r, e in distilled(df).groupby("recipe")["teacher_epoch"].max().items()}
 
 
 def primary_epoch(primary: dict, last: dict[str, int]) -> int | None:

@@ -9,7 +9,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from soteacher.report import stats
-from soteacher.report.collect import VANILLA
+from soteacher.report.collect import distilled
 from soteacher.report.compare import at_last_checkpoint
 from soteacher.report.declarations import Study
 from soteacher.report.tables import STUDENT_CI_NOTE, VERDICT_NOTE, shown_intervals
@@ -36,7 +36,7 @@ def early_stopping_table(df: pd.DataFrame, checkpoints: pd.DataFrame, reference:
     if chosen.empty:
         return EarlyStopping(empty, f"This comparison needs a validation split: the {reference} teachers' "
                                     "checkpoints have no val_acc, and choosing on test would be optimistic.")
-    kd = df[df["method"] != VANILLA]
+    kd = distilled(df)
     early = kd[kd["recipe"] == reference].merge(chosen[["teacher", "teacher_seed", "teacher_epoch"]],
                                                 on=["teacher", "teacher_seed", "teacher_epoch"])
     treated = at_last_checkpoint(kd[kd["recipe"] != reference])

@@ -12,7 +12,7 @@ import math
 import pandas as pd
 
 from soteacher.report import stats
-from soteacher.report.collect import TEACHER, VANILLA, reference_value
+from soteacher.report.collect import TEACHER, VANILLA, distilled, reference_value
 from soteacher.report.declarations import Study
 
 
@@ -54,7 +54,7 @@ def teacher_vs_student_figure(df: pd.DataFrame, data_reference: dict) -> bytes:
     checkpoint, one colour per recipe, 95 % t-interval bands (teacher: over teacher seeds; student: over runs);
     the vanilla student as a horizontal line with its band (over student seeds), the Bayes accuracy on test
     (``data_reference``, synthetic data) dotted."""
-    kd = df[df["method"] != VANILLA]
+    kd = distilled(df)
     if kd.empty:
         return placeholder_figure("no KD student in this study")
     bayes_test_acc = reference_value(data_reference, "bayes_acc", "test")

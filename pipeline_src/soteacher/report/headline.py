@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from soteacher.report import stats
-from soteacher.report.collect import VANILLA
+from soteacher.report.collect import ORACLE, distilled
 from soteacher.report.compare import at_last_checkpoint, last_epochs, primary_epoch, reference_pairs
 
 
@@ -22,6 +22,9 @@ def headline(name: str, partial: bool, students: pd.DataFrame, summary: pd.DataF
            "recipes": recipe_numbers(summary, pairs, reference)}
     if main is None:
         out["primary_missing"] = why
+    headroom = oracle_headroom(students, reference, primary)
+    if headroom is not None:
+        out["oracle_headroom"] = headroom
     for recipe, tv in teacher_tv(teachers).items():
         out["recipes"].setdefault(recipe, {})["teacher_tv_pstar_train"] = tv
     return out
@@ -31,7 +34,7 @@ def recipe_numbers(summary: pd.DataFrame, pairs: pd.DataFrame, reference: str) -
     """Per recipe, averages over its KD students at the last distilled checkpoint, and the student Δ vs
     ``reference`` there with its 95 % interval over teacher seeds (each teacher seed's Δ averaged over its student
     seeds, teacher archs, methods and students)."""
-    last = at_last_checkpoint(summary[summary["method"] != VANILLA])
+    last = at_last_checkpoint(distilled(summary))
     out: dict[str, dict] = {}
     for recipe, part in last.groupby("recipe"):
         out[str(recipe)] = {
@@ -73,6 +76,28 @@ def primary_comparison(students: pd.DataFrame, pairs: pd.DataFrame, reference: s
             "high": _json_number(high), "n": n, "unit": "teacher seeds", "verdict": stats.verdict(low, high, n)}, ""
 
 
+ORACLE_PAIR = ["teacher", "teacher_epoch", "student", "teacher_seed", "seed"]
+
+
+def oracle_headroom(students: pd.DataFrame, reference: str, primary: dict) -> dict | None:
+    """The positive control: the p*-oracle student minus the ``reference`` recipe's student of the primary method at
+    the primary checkpoint, last-epoch test accuracy, paired by student seed under each teacher seed (the oracle is
+    one run per student seed, listed under every checkpoint), with its 95 % interval over teacher seeds: how much a
+    student could gain from a teacher closer to p*. None without an oracle or a reference student to compare."""
+    method = primary["method"]
+    if ORACLE not in set(students["method"]) or reference not in set(students["recipe"]):
+        return None
+    epoch = primary_epoch({**primary, "recipe": reference}, last_epochs(students))
+    at = students[(students["recipe"] == reference) & (students["teacher_epoch"] == epoch)]
+    pairs = stats.pair(at[at["method"] == ORACLE], at[at["method"] == method], ORACLE_PAIR, ["student_last_acc"])
+    if pairs.empty:
+        return None
+    mean, low, high, n = stats.teacher_seed_interval(pairs, "d_student_last_acc")
+    return {"versus": f"{reference} {method}", "checkpoint": int(epoch), "mean": _json_number(mean),
+            "low": _json_number(low), "high": _json_number(high), "n": n, "unit": "teacher seeds",
+            "verdict": stats.verdict(low, high, n)}
+
+
 def teacher_tv(teachers: pd.DataFrame) -> dict[str, float]:
     """Per recipe, the teachers' training-split TV to p* at the last checkpoint (the mean over teacher archs of
     the means over seeds), from the teachers table."""
@@ -89,7 +114,7 @@ def _json_number(value: float, digits: int = 4) -> float | None:
 
 def headline_words(summary: dict, outputs: list[str], report_command: str) -> str:
     """What ``python -m soteacher headline`` prints: the study's primary comparison in plain words (or why it has
-    none), the oracle's headroom where summary.json has an ``oracle`` recipe, then where its tables and figures
+    none), the oracle's headroom where summary.json has one (``oracle_headroom``), then where its tables and figures
     are and how to build the HTML report."""
     lines = [f"Study {summary['study']!r}" + (" (PARTIAL: some runs are missing)" if summary.get("partial") else "")]
     p = summary.get("primary")
@@ -102,11 +127,10 @@ def headline_words(summary: dict, outputs: list[str], report_command: str) -> st
                      f"teachers minus those of {p['reference']} teachers at teacher checkpoint {p['checkpoint']}, "
                      f"last-epoch test accuracy: {p['mean']:+.2f} pp, {interval}, over {p['n']} teacher seeds: "
                      f"{p['verdict']}.")
-        oracle = summary.get("recipes", {}).get("oracle", {}).get(f"student_delta_vs_{p['reference']}")
-        if oracle and oracle.get("mean") is not None:
-            bounds = "" if oracle.get("low") is None else \
-                f", 95 % interval [{oracle['low']:+.2f}, {oracle['high']:+.2f}]"
-            lines.append(f"Oracle headroom: oracle student minus {p['reference']} student {oracle['mean']:+.2f} pp"
-                         f"{bounds}, over {oracle['n']} teacher seeds.")
+    oracle = summary.get("oracle_headroom")
+    if oracle and oracle.get("mean") is not None:
+        bounds = "" if oracle.get("low") is None else f", 95 % interval [{oracle['low']:+.2f}, {oracle['high']:+.2f}]"
+        lines.append(f"Oracle headroom: p*-oracle student minus the {oracle['versus']} student (checkpoint "
+                     f"{oracle['checkpoint']}) {oracle['mean']:+.2f} pp{bounds}, over {oracle['n']} teacher seeds.")
     lines += ["Tables and figures:", *(f"  {path}" for path in outputs), f"HTML report: {report_command}"]
     return "\n".join(lines) + "\n"

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from soteacher.report.collect import VANILLA
+from soteacher.report.collect import distilled
 from soteacher.report.declarations import Study
 
 BOOTSTRAPS = 2000
@@ -75,7 +75,7 @@ def percentile_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> t
 def premise_points(students: pd.DataFrame, history: pd.DataFrame, method: str) -> pd.DataFrame:
     """One row per distilled checkpoint and student arch of ``method``: the teacher's train-split TV to p* at that
     epoch (its history), its test accuracy, and the student's last-epoch accuracy averaged over student seeds."""
-    runs = students[(students["method"] == method) & (students["method"] != VANILLA)]
+    runs = distilled(students[students["method"] == method])
     columns = [*POINT, "tv_pstar_train", "teacher_acc", "student_acc"]
     if runs.empty:
         return pd.DataFrame(columns=columns)

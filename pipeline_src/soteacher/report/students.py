@@ -8,7 +8,7 @@ import math
 import pandas as pd
 
 from soteacher.report import stats
-from soteacher.report.collect import VANILLA
+from soteacher.report.collect import distilled
 from soteacher.report.compare import merge_all, reference_pairs, vanilla_pairs
 from soteacher.report.declarations import Study
 from soteacher.report.tables import STUDENT_CI_NOTE, VERDICT_NOTE, shown_counts, shown_intervals
@@ -21,7 +21,7 @@ def students_paired_table(df: pd.DataFrame, reference: str) -> pd.DataFrame:
     ``reference`` recipe (columns ``delta_<reference>_…``) and vs the vanilla student (paired by seed; mean, 95 %
     interval over teacher seeds, n teacher seeds, verdict), its TV to p* on test, and its agreement with / KL from
     its teacher."""
-    kd = df[df["method"] != VANILLA]
+    kd = distilled(df)
     if kd.empty:
         return pd.DataFrame(columns=STUDENT_CELL)
     grouped = kd.groupby(STUDENT_CELL, sort=False)

@@ -24,9 +24,10 @@ from soteacher.study.identity import data_id, student_id
 from soteacher.study.teacher_jobs import imported, job_settings, teacher_jobs
 
 VANILLA = "vanilla"  # the method of the student trained on labels alone: the baseline of every KD table
+ORACLE = "oracle"  # the p*-oracle student: distilled from p*(x) of each training input, the positive control
 # the methods that read no teacher (their classes' ``needs_teacher`` is False; named here so the planner and Snakemake
 # need no torch): trained by rule train_vanilla, one run per student × seed
-TEACHERLESS = (VANILLA, "oracle")
+TEACHERLESS = (VANILLA, ORACLE)
 # a student's teacher checkpoint; "data" stays: it names the vanilla student too
 CHECKPOINT_FIELDS = tuple(f for f in layout.TEACHER_FIELDS if f != "data") + ("epoch",)
 
