@@ -179,6 +179,32 @@ def cmd_headline(args) -> int:
     return 0
 
 
+def cmd_sample_size(args) -> int:
+    from soteacher.report import sample_size
+    from soteacher.report.collect import study
+    from soteacher.report.compare import last_epochs, primary_epoch, reference_pairs
+    from soteacher.study import config
+
+    cfg = config.load(args.config, deep=False)
+    primary, reference = cfg["report"]["primary"], cfg["report"]["reference_recipe"]
+    students = study(cfg).students
+    epoch = primary_epoch(primary, last_epochs(students))
+    pairs = reference_pairs(students, reference)
+    chosen = pairs[(pairs["recipe"] == primary["recipe"]) & (pairs["method"] == primary["method"])
+                   & (pairs["teacher_epoch"] == epoch)]
+    if chosen.empty:
+        print(f"error: {args.config} has no {primary['method']} students of {primary['recipe']!r} and "
+              f"{reference!r} teachers at checkpoint {epoch} to pair", file=sys.stderr)
+        return 1
+    # one value per (teacher seed, student seed): the difference averaged over teacher archs and students
+    per_pair = chosen.groupby(["teacher_seed", "seed"])["d_student_last_acc"].mean().reset_index()
+    print(f"primary comparison of {cfg['name']!r}: {primary['method']} students of {primary['recipe']} minus "
+          f"{reference} teachers at checkpoint {epoch}, last-epoch test accuracy")
+    print(sample_size.arithmetic(sample_size.variance_components(per_pair, "d_student_last_acc"), args.target),
+          end="")
+    return 0
+
+
 def cmd_init_tracking(args) -> int:
     from soteacher.core import tracking
 
@@ -317,6 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("headline", help="print a study's primary comparison in words and where its tables are")
     p.add_argument("--config", required=True, help="config YAML file")
     p.set_defaults(func=cmd_headline)
+
+    p = sub.add_parser("sample-size", help="from a finished pilot study: σ_T, σ_S of its primary comparison and the "
+                                          "teacher seeds a study needs for a target 95 %% half-width")
+    p.add_argument("--config", required=True, help="the pilot's config YAML file")
+    p.add_argument("--target", type=float, default=0.5, help="the 95 %% half-width to reach, pp (default 0.5)")
+    p.set_defaults(func=cmd_sample_size)
 
     p = sub.add_parser("report-path", help="where a study's Snakemake HTML report goes (make report)")
     p.add_argument("config")
