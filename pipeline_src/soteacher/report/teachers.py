@@ -21,7 +21,7 @@ from soteacher.report.declarations import Study
 from soteacher.report.tables import CI_NOTE, VERDICT_NOTE, shown_counts, shown_intervals
 
 LOWER_IS_BETTER = {"tv_pstar_train", "tv_pstar_test", "kl_pstar_train", "kl_pstar_test"}
-SHOWN_AT_LAST = {"train_eval_acc": "train-eval acc (%)", "test_acc": "test acc (%)", "val_acc": "val acc (%)",
+SHOWN_AT_LAST = {"train_ce": "train CE", "train_eval_acc": "train-eval acc (%)", "test_acc": "test acc (%)", "val_acc": "val acc (%)",
                  "tv_pstar_train": "TV to p* (train)", "kl_pstar_train": "KL(p*‖net) (train)",
                  "tv_pstar_test": "TV to p* (test)"}
 DELTA_METRICS = {"tv_pstar_train": "TV to p* (train)", "kl_pstar_train": "KL(p*‖net) (train)",
@@ -99,7 +99,7 @@ def teachers_table(checkpoints: pd.DataFrame, history: pd.DataFrame, data_refere
 
 
 def _digits(metric: str) -> int:
-    return 4 if metric.startswith(("tv_", "kl_")) else 2
+    return 4 if metric.startswith(("tv_", "kl_", "train_ce")) else 2
 
 
 def teachers_markdown(table: pd.DataFrame, study: Study) -> str:
@@ -136,7 +136,8 @@ def teachers_markdown(table: pd.DataFrame, study: Study) -> str:
                       "No p* reference in the data manifest (real data): no regime columns against it.")
     return "\n\n".join([
         f"# {title}", "## At the last saved checkpoint", at_last.to_markdown(index=False, disable_numparse=True),
-        f"Mean over the n teacher seeds; {CI_NOTE}. *train-eval acc*: clean training split, eval mode.",
+        f"Mean over the n teacher seeds; {CI_NOTE}. *train CE*: the cross-entropy term averaged over the last "
+        "epoch's training batches (training mode); *train-eval acc*: clean training split, eval mode.",
         "## Regime check", regime.to_markdown(index=False, disable_numparse=True),
         reference_line + " A teacher above E[max p*] on train fits label noise beyond p*. *min TV*: the minimum of "
         "the training-split TV to p* over the teacher's history (mean over seeds; its epoch per seed); *last − "
