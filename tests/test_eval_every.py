@@ -4,12 +4,17 @@ alone (the student's best epoch, the teacher tables and figures) and that the se
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 import torch
 
+from soteacher.core import layout
+from soteacher.core.specs import to_json
 from soteacher.report import figures, premise
 from soteacher.report.collect import TEACHER_KEYS
 from soteacher.report.teachers import teachers_table
@@ -18,7 +23,7 @@ from soteacher.study import config as config_mod
 from soteacher.study import student_jobs, teacher_jobs
 from soteacher.teachers.job import teacher_eval_epochs
 from soteacher.training.loop import evaluated_epochs, train
-from tests.helpers import soteacher_recipe, student_learner, teacher_learner, tiny_data, tiny_raw
+from tests.helpers import soteacher_recipe, student_learner, subprocess_env, teacher_learner, tiny_data, tiny_raw
 from tests.test_identity import folders, tiny
 
 EVAL_KEYS = {"test_acc", "test_loss", "val_acc", "val_loss", "train_eval_acc", "tv_pstar_train", "tv_pstar_test",
@@ -96,6 +101,23 @@ def test_a_teacher_job_evaluates_every_kth_epoch_the_last_and_every_checkpoint(t
     # what metrics.json's checkpoints keep (teachers.outputs.publish): evaluated entries only
     assert all("test_acc" in h and "tv_pstar_train" in h
                for h in learner.history if h["epoch"] in spec.checkpoint_epochs)
+
+
+@pytest.mark.slow
+def test_the_real_teacher_job_writes_evaluated_checkpoints_and_a_history_with_gaps(tmp_path):
+    cfg = config_mod.validate(tiny_raw(**{"teacher.epochs": 5, "teacher.eval_every": 3,
+                                          "teacher.checkpoint_every": 2}), deep=False)
+    spec = teacher_jobs.teacher_spec(cfg, "resnet8", "standard", 0)
+    cli, env = [sys.executable, "-m", "soteacher"], subprocess_env()
+    for args in (["prepare-data", "--spec", to_json(spec)],
+                 ["train-teacher", "--spec", to_json(spec), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
+                  "--experiment", "tiny"]):
+        done = subprocess.run([*cli, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((tmp_path / spec.dir / layout.METRICS_FILE).read_text())
+    assert ["test_acc" in h for h in metrics["history"]] == [False, True, True, True, True]  # 2, 3, 4 and 5
+    assert set(metrics["checkpoints"]) == {"2", "4", "5"}
+    assert all("test_acc" in h and "tv_pstar_train" in h for h in metrics["checkpoints"].values())
 
 
 def test_the_distill_spec_carries_eval_every():
