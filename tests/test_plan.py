@@ -32,6 +32,16 @@ def test_plan_scales_with_data_and_epochs():
     assert longer.cpu_hours["train_teacher"] > small.cpu_hours["train_teacher"]
 
 
+def test_plan_charges_the_test_forward_on_evaluated_epochs_only():
+    every = plan.make_plan(config_mod.validate(tiny_raw(**{"teacher.epochs": 9, "teacher.checkpoint_every": 9,
+                                                           "distill.epochs": 9})))
+    sparse = plan.make_plan(config_mod.validate(tiny_raw(**{"teacher.epochs": 9, "teacher.checkpoint_every": 9,
+                                                            "teacher.eval_every": 3, "distill.epochs": 9,
+                                                            "distill.eval_every": 3})))
+    for rule in ("train_teacher", "distill"):
+        assert sparse.cpu_hours[rule] < every.cpu_hours[rule]
+
+
 @pytest.mark.slow
 def test_plan_cli_and_measure(tmp_path):
     out = subprocess.run([sys.executable, "-m", "soteacher", "plan", str(TINY_CONFIG), "--measure", "--steps", "1"],

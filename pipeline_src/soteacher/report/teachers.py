@@ -53,9 +53,9 @@ def _mean_ci(frame: pd.DataFrame, by: list[str], value: str, prefix: str) -> pd.
 def teachers_table(checkpoints: pd.DataFrame, history: pd.DataFrame, data_reference: dict,
                    reference: str) -> pd.DataFrame:
     """Per teacher arch × recipe at its last saved checkpoint: metrics over teacher seeds (mean, 95 % CI); the
-    regime check (train-eval accuracy − E[max p*] on train, the minimum of train TV over the history, last −
-    min, the val-chosen checkpoint's test accuracy vs the Bayes accuracy of ``data_reference``); Δ vs the
-    ``reference`` recipe paired by seed."""
+    regime check (train-eval accuracy − E[max p*] on train, the minimum of train TV over the history's evaluated
+    epochs (others are NaN), last − min, the val-chosen checkpoint's test accuracy vs the Bayes accuracy of
+    ``data_reference``); Δ vs the ``reference`` recipe paired by seed."""
     if checkpoints.empty:
         return pd.DataFrame(columns=[*TEACHER, "teacher_epoch", "n_teachers"])
     last = at_last_checkpoint(checkpoints)  # per recipe: an imported teacher has its own last epoch
@@ -140,7 +140,8 @@ def teachers_markdown(table: pd.DataFrame, study: Study) -> str:
         "epoch's training batches (training mode); *train-eval acc*: clean training split, eval mode.",
         "## Regime check", regime.to_markdown(index=False, disable_numparse=True),
         reference_line + " A teacher above E[max p*] on train fits label noise beyond p*. *min TV*: the minimum of "
-        "the training-split TV to p* over the teacher's history (mean over seeds; its epoch per seed); *last − "
+        "the training-split TV to p* over the teacher's evaluated epochs (every `teacher.eval_every`-th, the "
+        "checkpoints and the last; mean over seeds; its epoch per seed); *last − "
         "min* > 0 means the TV turned up again before training ended. *val-chosen ckpt*: per teacher seed, the "
         "saved checkpoint with the highest validation accuracy (ties: earliest); its test accuracy is only "
         "reported, never used to choose.",

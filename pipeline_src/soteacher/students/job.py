@@ -27,7 +27,7 @@ from soteacher.models.base import ModelOutput
 from soteacher.students.spec import DistillSpec, StudentRun
 from soteacher.training.evaluation import predict
 from soteacher.training.learner import Learner
-from soteacher.training.loop import job_options, train
+from soteacher.training.loop import evaluated_epochs, job_options, train
 from soteacher.training.metrics import agreement, kl_between
 from soteacher.training.optim import make_optimizer
 from soteacher.training.speed import prepare_model
@@ -80,9 +80,11 @@ def student_summary(history: list[dict], teacher_test_logits: torch.Tensor | Non
     """A student's headline numbers: test accuracy after the last epoch and at the best epoch, that epoch chosen
     on the validation split when there is one (else on test, the optimistic choice; ``best_chosen_on`` says
     which), its TV to p* on test, and its fidelity to the teacher on test (top-1 agreement, KL(teacher ‖ student);
-    not for a student trained without one)."""
+    not for a student trained without one). The best epoch is one of the evaluated epochs (those with test_acc;
+    with ``distill.eval_every`` > 1 the others hold training metrics alone); the last epoch is always evaluated."""
     chosen_on = "val" if "val_acc" in history[-1] else "test"
-    best = max(history, key=lambda m: m[f"{chosen_on}_acc"])  # the first of equal epochs
+    evaluated = [m for m in history if f"{chosen_on}_acc" in m]
+    best = max(evaluated, key=lambda m: m[f"{chosen_on}_acc"])  # the first of equal epochs
     summary = {"last_acc": history[-1]["test_acc"], "best_acc": best["test_acc"], "best_epoch": best["epoch"],
                "best_chosen_on": chosen_on}
     if teacher_test_logits is not None:
@@ -176,7 +178,8 @@ def _run_distill(spec: DistillSpec, tracking_uri: str, experiment: str, device: 
                 learners, methods, seeds, spec, data, teacher,
                 lambda learner, metrics, step: run_of[id(learner)].log_metrics(metrics, step=step), resume_dir, world)
         train(learners, data, epochs=spec.epochs, seed=seeds, teacher=teacher, on_epoch_end=on_epoch_end,
-              resume=main_state, eval_train_split=False, world=world, **options)
+              resume=main_state, eval_train_split=False, eval_epochs=evaluated_epochs(spec.epochs, spec.eval_every),
+              world=world, **options)
         out_dirs = [Path(member.dir) for member in spec.students]
         if not world.is_main:
             return out_dirs

@@ -48,6 +48,7 @@ class DistillSpec:
     optim: Optim
     methods: dict[str, dict]  # method -> its parameters, defaults filled
     students: list[StudentRun]  # in training order: seed-major, then method
+    eval_every: int = 1  # distill.eval_every: the main phase evaluates every this many epochs and the last
 
     @property
     def seeds(self) -> list[int]:

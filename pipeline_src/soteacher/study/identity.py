@@ -14,11 +14,11 @@ checkpoint epoch, method):
 
 * data set: the ``data`` section (not where its raw files are read from);
 * teacher: its architecture, seed and recipe terms (each term's parameters that differ from the term's defaults),
-  ``teacher.epochs``, ``checkpoint_every``, ``optim`` and ``filter_table``, and ``compute``; its data set is its
-  parent folder;
+  ``teacher.epochs``, ``checkpoint_every``, ``eval_every``, ``optim`` and ``filter_table``, and ``compute``; its
+  data set is its parent folder;
 * imported teacher: its ``teacher.imports`` entry and ``compute``;
-* student: its method's parameters, ``distill.epochs`` and ``optim``, and ``compute``; its teacher checkpoint (or,
-  for the vanilla student, its data set), architecture and seed are its parent folders.
+* student: its method's parameters, ``distill.epochs``, ``eval_every`` and ``optim``, and ``compute``; its teacher
+  checkpoint (or, for the vanilla student, its data set), architecture and seed are its parent folders.
 
 Settings that change no number of a result (``NOT_IDENTITY``) are left out of all of them.
 """
@@ -76,7 +76,8 @@ def teacher_id(config: dict, arch: str, recipe: str, seed: int) -> str:
     terms = {term: _differs(params, defaults_at("teacher", "recipes", recipe, term))
              for term, params in t["recipes"][recipe].items()}
     # filter_table changes no weight but what the checkpoints hold: a teacher without the table cannot serve filter_kd
-    training = {k: t[k] for k in ("epochs", "checkpoint_every", "optim", "filter_table")}
+    # eval_every changes no weight but what metrics.json holds (which epochs are evaluated)
+    training = {k: t[k] for k in ("epochs", "checkpoint_every", "eval_every", "optim", "filter_table")}
     return stable_hash({"format": FORMAT, "arch": arch, "seed": seed, "terms": terms,
                         "teacher": _differs(training, {k: defaults_at("teacher", k) for k in training}),
                         "compute": _compute(config)})
@@ -90,7 +91,7 @@ def import_id(config: dict, name: str) -> str:
 
 def student_id(config: dict, method: str) -> str:
     d = config["distill"]
-    training = {k: d[k] for k in ("epochs", "optim")}
+    training = {k: d[k] for k in ("epochs", "eval_every", "optim")}  # eval_every: which epoch is best_epoch
     return stable_hash({"format": FORMAT, "method": method,
                         "params": _differs(d["methods"][method], defaults_at("distill", "methods", method)),
                         "distill": _differs(training, {k: defaults_at("distill", k) for k in training}),

@@ -33,6 +33,7 @@ from soteacher.models.zoo import ZOO
 from soteacher.study import student_jobs as jobs
 from soteacher.study.config import checkpoint_epochs, distill_pairs, input_shape, train_size
 from soteacher.study.teacher_jobs import teacher_jobs
+from soteacher.training.loop import evaluated_epochs
 
 # arch -> (train-step seconds per image, forward seconds per image, side of the square input measured at): the
 # zoo's measured costs (soteacher/models/zoo.py; see the module docstring)
@@ -178,22 +179,25 @@ def make_plan(config: dict, costs: dict[str, tuple[float, float, int]] | None = 
     job_counts = {"prepare_data": 1, "train_teacher": len(teacher_jobs(config)), "distill": n_distill,
                   **({"train_vanilla": n_vanilla} if n_vanilla else {}), "aggregate": 1}
 
+    # the epochs evaluated on the test split (teacher/distill.eval_every; the rest train only)
+    t_evals = len(evaluated_epochs(t["epochs"], t["eval_every"], checkpoint_epochs(t)))
+    s_evals = len(evaluated_epochs(d["epochs"], d["eval_every"]))
     results = {}
     for gpu in (False, True):
         teacher_s = 0.0
         for job in teacher_jobs(config):
             train, fwd = arch_costs[job["teacher_arch"]]
-            per_epoch = hours(train, n_train, batch_t, gpu) + hours(fwd, n_test, batch_t, gpu)
             # synthetic data: each checkpoint also scores the training set against p*(x)
             extra = len(checkpoint_epochs(t)) * hours(fwd, n_train, batch_t, gpu) \
                 if config["data"]["dataset"] == "synthetic" else 0.0
-            teacher_s += t["epochs"] * per_epoch + extra + JOB_OVERHEAD_S
+            teacher_s += (t["epochs"] * hours(train, n_train, batch_t, gpu) + t_evals * hours(fwd, n_test, batch_t, gpu)
+                          + extra + JOB_OVERHEAD_S)
         student_s = 0.0
         for g in groups:
             s_train, s_fwd = arch_costs[g["student"]]
             _, t_fwd = arch_costs[g["teacher_arch"]]
             student_part = sum(hours(s_train, n_train, batch_s, gpu) * e + hours(s_fwd, n_test, batch_s, gpu)
-                               * d["epochs"] for e in epochs.values())
+                               * s_evals for e in epochs.values())
             if d["group_methods"]:  # one teacher forward shared by all methods
                 teacher_part = max(epochs.values()) * hours(t_fwd, n_train, batch_s, gpu)
             else:
@@ -201,7 +205,8 @@ def make_plan(config: dict, costs: dict[str, tuple[float, float, int]] | None = 
             student_s += student_part + teacher_part
         for job in jobs.vanilla_jobs(config):  # the vanilla student: no teacher forward
             s_train, s_fwd = arch_costs[job["student"]]
-            student_s += (hours(s_train, n_train, batch_s, gpu) + hours(s_fwd, n_test, batch_s, gpu)) * d["epochs"]
+            student_s += (hours(s_train, n_train, batch_s, gpu) * d["epochs"]
+                          + hours(s_fwd, n_test, batch_s, gpu) * s_evals)
         student_s += (n_distill + n_vanilla) * JOB_OVERHEAD_S
         results[gpu] = {"train_teacher": teacher_s / 3600, "distill": student_s / 3600,
                         "total": (teacher_s + student_s) / 3600}

@@ -202,4 +202,5 @@ def job_spec(config: dict, job: dict, vanilla: bool = False) -> DistillSpec:
     name = job_name(config, vanilla).format(**{**job, "seed": seeds[0]})
     return DistillSpec(name=name, resume_dir=str(layout.student_group_dir(where) / layout.RESUME_DIR / name),
                        **job_settings(config), student=job["student"], teacher=teacher, epochs=d["epochs"],
-                       optim=Optim(**d["optim"]), methods={m: d["methods"][m] for m in methods}, students=students)
+                       optim=Optim(**d["optim"]), methods={m: d["methods"][m] for m in methods}, students=students,
+                       eval_every=d["eval_every"])

@@ -90,7 +90,7 @@ def teacher_spec(config: dict, arch: str, recipe: str, seed: int) -> TeacherSpec
     return TeacherSpec(name=folder.name, dir=str(folder), identity=fields["teacher_hash"], **job_settings(config),
                        arch=arch, recipe=recipe, terms=t["recipes"][recipe], seed=int(seed), epochs=t["epochs"],
                        checkpoint_epochs=checkpoint_epochs(t), optim=Optim(**t["optim"]),
-                       filter_table=t["filter_table"])
+                       filter_table=t["filter_table"], eval_every=t["eval_every"])
 
 
 def import_spec(config: dict, name: str) -> ImportSpec:

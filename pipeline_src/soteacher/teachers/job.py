@@ -18,10 +18,16 @@ from soteacher.teachers.outputs import publish, save_checkpoint, teacher_run
 from soteacher.teachers.spec import TeacherSpec
 from soteacher.training.averages import FILTER_TABLE
 from soteacher.training.learner import Learner
-from soteacher.training.loop import job_options, train
+from soteacher.training.loop import evaluated_epochs, job_options, train
 from soteacher.training.optim import make_optimizer
 from soteacher.training.speed import prepare_model
 from soteacher.training.state import Resume, seed_everything
+
+
+def teacher_eval_epochs(spec: TeacherSpec) -> frozenset[int]:
+    """The epochs a teacher job evaluates: every ``eval_every``-th, the last and every checkpoint epoch (its
+    metrics.json ``checkpoints`` hold evaluated metrics)."""
+    return evaluated_epochs(spec.epochs, spec.eval_every, spec.checkpoint_epochs)
 
 
 def run_teacher(spec: TeacherSpec, tracking_uri: str, experiment: str) -> Path:
@@ -55,6 +61,7 @@ def _run_teacher(spec: TeacherSpec, tracking_uri: str, experiment: str, device: 
 
     with ending(runs):
         train([learner], data, epochs=spec.epochs, seed=spec.seed, on_epoch_end=on_epoch_end,
+              eval_epochs=teacher_eval_epochs(spec),
               resume=Resume.of_job(resume_dir / layout.RESUME_STATE, spec.compute), world=world,
               **job_options(spec.optim, spec.data["augment"], spec.compute))
         if world.is_main:

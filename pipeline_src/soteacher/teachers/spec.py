@@ -11,7 +11,8 @@ from soteacher.core.settings import Compute, Optim
 @dataclass(frozen=True)
 class TeacherSpec:
     """A teacher to train: ``arch`` with recipe ``recipe`` (its ``terms``), seed ``seed``, ``epochs`` epochs,
-    checkpoints saved at ``checkpoint_epochs``."""
+    checkpoints saved at ``checkpoint_epochs``, evaluated every ``eval_every`` epochs, the last and every checkpoint
+    epoch (``training.loop.evaluated_epochs``)."""
 
     name: str  # its folder's name: <arch>-<recipe>-s<seed>-<identity>
     dir: str  # results/teachers/<data id>/<name>
@@ -27,6 +28,7 @@ class TeacherSpec:
     checkpoint_epochs: list[int]
     optim: Optim
     filter_table: dict | None = None  # teacher.filter_table: record Filter-KD's table ({alpha, temperature}); None: off
+    eval_every: int = 1  # teacher.eval_every
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -41,6 +41,14 @@ def job_options(optim: Optim, augment: bool, compute: Compute) -> dict:
             "sync_bn": compute.sync_bn}
 
 
+def evaluated_epochs(epochs: int, every: int = 1, always: Iterable[int] = ()) -> frozenset[int]:
+    """The epochs after which a job evaluates its learners (``train``'s ``eval_epochs``): every ``every``-th epoch,
+    the last one, and those of ``always`` (a teacher's checkpoint epochs, whose metrics its metrics.json keeps)."""
+    if every < 1:
+        raise ValueError(f"eval_every must be at least 1, not {every}")
+    return frozenset(range(every, epochs + 1, every)) | {epochs} | {e for e in always if 1 <= e <= epochs}
+
+
 def train(
     learners: list[Learner],
     data: Data,
@@ -54,6 +62,7 @@ def train(
     resume: Resume | None = None,
     speed: Speed = EXACT,
     eval_train_split: bool = True,
+    eval_epochs: Collection[int] | None = None,
     world: World = SINGLE,
     sync_bn: bool = False,
 ) -> None:
@@ -68,8 +77,11 @@ def train(
     ``TrainingInterrupted`` is raised); when the state file exists, training continues from it and ends
     with exactly the numbers of an uninterrupted run.
 
-    After each epoch every learner is evaluated on the test and validation splits, and with
-    ``eval_train_split`` on the training split too where p*(x) is known (the teacher's TV-to-p* curve).
+    After each epoch in ``eval_epochs`` (None: every epoch; see ``evaluated_epochs``) every learner is evaluated on
+    the test and validation splits, and with ``eval_train_split`` on the training split too where p*(x) is known (the
+    teacher's TV-to-p* curve). The history entry of an epoch not evaluated holds its training metrics alone
+    (``train_*``, ``lr``, ``epoch``). Evaluation draws no random number and leaves the BatchNorm statistics alone
+    (eval mode, no gradient), so which epochs are evaluated changes no weight.
 
     With several ranks (``world``), ``batch_size`` is the global batch: every rank draws it as one process would
     and trains on its shard, the models in DistributedDataParallel; each rank's losses are weighted by its share of
@@ -157,7 +169,8 @@ def train(
                 average_batchnorm(learners[k].model, world)
             for k, learner in enumerate(learners):
                 _finish_epoch(k, learner, epoch, epochs, sums, correct, seen, data,
-                              on_epoch_end if world.is_main else None, eval_train_split)
+                              on_epoch_end if world.is_main else None, eval_train_split,
+                              eval_epochs is None or epoch in eval_epochs)
             if resume is not None and resume.every > 0 and (epoch % resume.every == 0 or epoch == epochs):
                 save_state(resume, learners, epoch + 1, 0, [g.get_state() for g in generators],
                             [{} for _ in learners], [torch.zeros(()) for _ in learners], 0, world)
@@ -183,7 +196,7 @@ def _step(learner: Learner, joint: nn.Module, x: torch.Tensor, y: torch.Tensor, 
 
 
 def _finish_epoch(k: int, learner: Learner, epoch: int, epochs: int, sums, correct, seen: int, data: Data,
-                  on_epoch_end, eval_train_split: bool) -> None:
+                  on_epoch_end, eval_train_split: bool, evaluated: bool) -> None:
     lr = learner.optimizer.param_groups[0]["lr"]
     learner.scheduler.step()
     learner.objective.end_epoch(epoch)
@@ -195,7 +208,8 @@ def _finish_epoch(k: int, learner: Learner, epoch: int, epochs: int, sums, corre
         )
     metrics["train_acc"] = correct[k].item() / seen * 100
     metrics["lr"] = lr
-    metrics.update(evaluate(learner.model, data, eval_train_split))
+    if evaluated:
+        metrics.update(evaluate(learner.model, data, eval_train_split))
     metrics["epoch"] = epoch
     learner.history.append(metrics)
     log.info("%s epoch %d/%d: %s", learner.name, epoch, epochs,
