@@ -21,7 +21,8 @@ from soteacher.report.declarations import Study
 from soteacher.report.tables import CI_NOTE, VERDICT_NOTE, shown_counts, shown_intervals
 
 LOWER_IS_BETTER = {"tv_pstar_train", "tv_pstar_test", "kl_pstar_train", "kl_pstar_test"}
-SHOWN_AT_LAST = {"train_ce": "train CE", "train_eval_acc": "train-eval acc (%)", "test_acc": "test acc (%)", "val_acc": "val acc (%)",
+SHOWN_AT_LAST = {"train_ce": "train CE", "train_eval_acc": "train-eval acc (%)", "test_acc": "test acc (%)",
+                 "val_acc": "val acc (%)",
                  "tv_pstar_train": "TV to p* (train)", "kl_pstar_train": "KL(p*‖net) (train)",
                  "tv_pstar_test": "TV to p* (test)"}
 DELTA_METRICS = {"tv_pstar_train": "TV to p* (train)", "kl_pstar_train": "KL(p*‖net) (train)",
