@@ -37,3 +37,21 @@ def test_a_study_of_the_vanilla_student_alone_has_no_distill_job(tiny_config):
     cfg = config_mod.validate(raw, deep=False)
     assert jobs.distill_job_count(cfg) == 0 and jobs.vanilla_job_count(cfg) == 1
     assert jobs.vanilla_job_count(tiny_config) == 0 and jobs.vanilla_jobs(tiny_config) == []
+
+
+def test_a_study_of_teacherless_students_only_gives_rule_distill_one_set_of_wildcards(tiny_config):
+    """Snakemake refuses a rule whose outputs, log and benchmark differ in wildcards: with no distilled method the
+    method stays a wildcard (which its constraint never matches) instead of vanishing from the outputs only."""
+    import re
+
+    raw = {**tiny_config, "distill": {**tiny_config["distill"], "methods": {"vanilla": {}, "oracle": {}}}}
+    cfg = config_mod.validate(raw, deep=False)
+    assert jobs.distill_job_count(cfg) == 0 and jobs.vanilla_job_count(cfg) == 1
+
+    def wildcards(text: str) -> set[str]:
+        return set(re.findall(r"{(\w+)", text))
+
+    outputs = [wildcards(o) for o in jobs.job_outputs(cfg)]
+    assert all(w == outputs[0] for w in outputs)
+    assert outputs[0] == wildcards(jobs.job_log(cfg)) == wildcards(jobs.job_benchmark(cfg))
+    assert "method" in outputs[0] and not re.fullmatch(jobs.method_pattern(cfg), "vanilla")

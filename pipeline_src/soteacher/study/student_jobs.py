@@ -112,7 +112,8 @@ def grouped(config: dict, vanilla: bool = False) -> dict[str, list]:
         alone = teacherless_methods(config)
         methods = alone if alone and (d["group_methods"] or len(alone) == 1) else None
     else:
-        methods = distilled_methods(config) if d["group_methods"] else None
+        # a study of teacherless students only has no distill job: the method stays a wildcard (never matched)
+        methods = distilled_methods(config) if d["group_methods"] and distilled_methods(config) else None
     dims = {"method": None if methods is None else [(m, student_id(config, m)) for m in methods],
             "seed": d["seeds"] if d["group_seeds"] else None}
     return {dim: values for dim, values in dims.items() if values is not None}
