@@ -68,3 +68,11 @@ def test_headline_says_why_there_is_no_primary(tmp_path, monkeypatch, capsys):
     out = _headline(tmp_path, monkeypatch, capsys,
                     _summary(None, primary_missing="the study has no recipe 'soteacher'"))
     assert "Primary comparison: none (the study has no recipe 'soteacher')." in out
+
+
+def test_headline_says_one_teacher_seed_in_the_singular(tmp_path, monkeypatch, capsys):
+    oracle = {"versus": "standard kd", "checkpoint": 40, "mean": 2.5, "low": None, "high": None, "n": 1,
+              "unit": "teacher seeds", "verdict": "n = 1, no interval"}
+    out = _headline(tmp_path, monkeypatch, capsys, _summary(None, primary_missing="no soteacher",
+                                                            oracle_headroom=oracle))
+    assert "(checkpoint 40) +2.50 pp, over 1 teacher seed." in out

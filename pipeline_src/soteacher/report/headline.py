@@ -112,6 +112,10 @@ def _json_number(value: float, digits: int = 4) -> float | None:
     return None if pd.isna(value) else round(float(value), digits)
 
 
+def _seeds(n: int) -> str:
+    return f"{n} teacher seed" + ("" if n == 1 else "s")
+
+
 def headline_words(summary: dict, outputs: list[str], report_command: str) -> str:
     """What ``python -m soteacher headline`` prints: the study's primary comparison in plain words (or why it has
     none), the oracle's headroom where summary.json has one (``oracle_headroom``), then where its tables and figures
@@ -125,12 +129,12 @@ def headline_words(summary: dict, outputs: list[str], report_command: str) -> st
             f"95 % interval [{p['low']:+.2f}, {p['high']:+.2f}] pp"
         lines.append(f"Primary comparison: {p['method']} students ({p['students']}) of {p['recipe']} "
                      f"teachers minus those of {p['reference']} teachers at teacher checkpoint {p['checkpoint']}, "
-                     f"last-epoch test accuracy: {p['mean']:+.2f} pp, {interval}, over {p['n']} teacher seeds: "
+                     f"last-epoch test accuracy: {p['mean']:+.2f} pp, {interval}, over {_seeds(p['n'])}: "
                      f"{p['verdict']}.")
     oracle = summary.get("oracle_headroom")
     if oracle and oracle.get("mean") is not None:
         bounds = "" if oracle.get("low") is None else f", 95 % interval [{oracle['low']:+.2f}, {oracle['high']:+.2f}]"
         lines.append(f"Oracle headroom: p*-oracle student minus the {oracle['versus']} student (checkpoint "
-                     f"{oracle['checkpoint']}) {oracle['mean']:+.2f} pp{bounds}, over {oracle['n']} teacher seeds.")
+                     f"{oracle['checkpoint']}) {oracle['mean']:+.2f} pp{bounds}, over {_seeds(oracle['n'])}.")
     lines += ["Tables and figures:", *(f"  {path}" for path in outputs), f"HTML report: {report_command}"]
     return "\n".join(lines) + "\n"
