@@ -112,7 +112,6 @@ def delta_table(df: pd.DataFrame, table: pd.DataFrame, reference: str, primary: 
     return out[[*DELTA_COLUMNS, *rest, "n"]].reset_index(drop=True)
 
 
-
 BARS_COLUMNS = ["versus", "recipe", "method", "comparison", "delta_last_mean", "delta_last_low", "delta_last_high",
                 "delta_last_n", "delta_last_verdict", "delta_best_mean", "cells", "positive"]
 
