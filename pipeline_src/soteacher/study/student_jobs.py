@@ -107,13 +107,10 @@ def grouped(config: dict, vanilla: bool = False) -> dict[str, list]:
     rule train_vanilla: its teacherless methods, grouped like the distilled ones; a lone one is fixed), ``seed`` as
     seeds."""
     d = config["distill"]
-    if vanilla:
-        # a study without teacherless students has no train_vanilla job: its rule keeps the method a wildcard
-        alone = teacherless_methods(config)
-        methods = alone if alone and (d["group_methods"] or len(alone) == 1) else None
-    else:
-        # a study of teacherless students only has no distill job: the method stays a wildcard (never matched)
-        methods = distilled_methods(config) if d["group_methods"] and distilled_methods(config) else None
+    own = teacherless_methods(config) if vanilla else distilled_methods(config)
+    # a rule with no method of its own has no job: it keeps the method a wildcard (its constraint never matches);
+    # a lone teacherless method is fixed even without group_methods
+    methods = own if own and (d["group_methods"] or (vanilla and len(own) == 1)) else None
     dims = {"method": None if methods is None else [(m, student_id(config, m)) for m in methods],
             "seed": d["seeds"] if d["group_seeds"] else None}
     return {dim: values for dim, values in dims.items() if values is not None}
