@@ -181,17 +181,19 @@ def cmd_headline(args) -> int:
 
 def cmd_sample_size(args) -> int:
     from soteacher.report import sample_size
-    from soteacher.report.collect import study
-    from soteacher.report.compare import last_epochs, primary_epoch, reference_pairs
+    from soteacher.report.collect import IncompleteResultsError, study
+    from soteacher.report.compare import last_epochs, primary_pairs, reference_pairs
     from soteacher.study import config
 
     cfg = config.load(args.config, deep=False)
     primary, reference = cfg["report"]["primary"], cfg["report"]["reference_recipe"]
-    students = study(cfg).students
-    epoch = primary_epoch(primary, last_epochs(students))
-    pairs = reference_pairs(students, reference)
-    chosen = pairs[(pairs["recipe"] == primary["recipe"]) & (pairs["method"] == primary["method"])
-                   & (pairs["teacher_epoch"] == epoch)]
+    try:
+        students = study(cfg).students
+    except (IncompleteResultsError, FileNotFoundError) as e:
+        print(f"error: the pilot {args.config} has not finished: {e} (run it first: make run CONFIG={args.config})",
+              file=sys.stderr)
+        return 1
+    chosen, epoch = primary_pairs(reference_pairs(students, reference), last_epochs(students), primary)
     if chosen.empty:
         print(f"error: {args.config} has no {primary['method']} students of {primary['recipe']!r} and "
               f"{reference!r} teachers at checkpoint {epoch} to pair", file=sys.stderr)

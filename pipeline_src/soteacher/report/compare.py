@@ -156,6 +156,14 @@ def primary_epoch(primary: dict, last: dict[str, int]) -> int | None:
     return last.get(primary["recipe"]) if primary["checkpoint"] == "last" else int(primary["checkpoint"])
 
 
+def primary_pairs(pairs: pd.DataFrame, last: dict[str, int], primary: dict) -> tuple[pd.DataFrame, int | None]:
+    """The rows of ``pairs`` (``reference_pairs``) that make the primary comparison: its recipe and method at its
+    checkpoint (``primary_epoch`` of the recipes' ``last`` epochs), and that epoch; empty where the study has none."""
+    epoch = primary_epoch(primary, last)
+    return pairs[(pairs["recipe"] == primary["recipe"]) & (pairs["method"] == primary["method"])
+                 & (pairs["teacher_epoch"] == epoch)], epoch
+
+
 def comparisons(rows: pd.DataFrame, primary: dict, last: dict[str, int]) -> list[str]:
     """Per row of recipe − reference differences (its recipe, method, teacher_epoch): "primary" for the study's
     one primary comparison (config ``report.primary``), "secondary" for every other."""

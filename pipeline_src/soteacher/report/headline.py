@@ -7,7 +7,7 @@ import pandas as pd
 
 from soteacher.report import stats
 from soteacher.report.collect import ORACLE, distilled
-from soteacher.report.compare import at_last_checkpoint, last_epochs, primary_epoch, reference_pairs
+from soteacher.report.compare import at_last_checkpoint, last_epochs, primary_epoch, primary_pairs, reference_pairs
 
 
 def headline(name: str, partial: bool, students: pd.DataFrame, summary: pd.DataFrame, teachers: pd.DataFrame,
@@ -62,8 +62,7 @@ def primary_comparison(students: pd.DataFrame, pairs: pd.DataFrame, reference: s
             return None, f"the study has no {what} {missing!r}"
     if method not in set(students["method"]):
         return None, f"the study has no method {method!r}"
-    epoch = primary_epoch(primary, last_epochs(students))
-    chosen = pairs[(pairs["recipe"] == recipe) & (pairs["method"] == method) & (pairs["teacher_epoch"] == epoch)]
+    chosen, epoch = primary_pairs(pairs, last_epochs(students), primary)
     if chosen.empty:
         return None, (f"no {method} students of {recipe!r} at teacher checkpoint {epoch} paired with {reference!r} "
                       "ones (same seeds, teacher arch, checkpoint and student)")
