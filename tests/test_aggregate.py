@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from soteacher import report as aggregate
 from soteacher.core import layout
@@ -571,3 +572,23 @@ def test_oracle_headroom_by_hand_pairs_student_seeds_within_teacher_seeds():
     assert got["verdict"] == "inconclusive"
     assert oracle_headroom(pd.DataFrame(rows).query("method != 'oracle'"), "standard",
                            {"recipe": "soteacher", "method": "kd", "checkpoint": "last"}) is None
+
+
+def test_sample_size_command_reads_the_primary_pairs_of_a_finished_pilot(tmp_path, monkeypatch, capsys):
+    """`python -m soteacher sample-size` on a finished study: soteacher − standard KD students at the last
+    checkpoint are GAIN, 1 and 2 under teacher seed 0, 3 and 6 under teacher seed 1. By hand: seed means 1.5 and
+    4.5; MS_within = (0.25 + 0.25 + 2.25 + 2.25) / 2 = 2.5; MS_between = 2 · 4.5 = 9; σ_T² = (9 − 2.5) / 2."""
+    from soteacher.cli import main
+
+    raw = config_mod.read_yaml(TINY_CONFIG)
+    raw["teacher"].update(seeds=[0, 1], epochs=3, checkpoint_every=1)
+    raw["distill"].update(seeds=[0, 1], checkpoints=[2, 3])
+    path = tmp_path / "pilot.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path, config_mod.load(path, deep=False))
+    assert main(["sample-size", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "kd students of soteacher minus standard teachers at checkpoint 3" in out
+    assert "2 teacher seeds × 2 student seeds, mean difference +3.000 pp" in out
+    assert f"σ_T = {math.sqrt(3.25):.3f} pp" in out and f"σ_S = {math.sqrt(2.5):.3f} pp" in out

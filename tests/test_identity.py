@@ -1,6 +1,7 @@
 """Result identities (``study.identity``): what a folder's hash covers, that a setting added with a default renames
 nothing, and ``rekey``'s names of results format 1 (``tests/data/format1_names.json``: the folders the release
-before identities, commit 82c8897, gave the tiny, default, theory and ablation studies)."""
+before identities, commit 82c8897, gave the tiny, default (tests/configs/default_format1.yaml), theory and ablation
+studies)."""
 
 from __future__ import annotations
 
