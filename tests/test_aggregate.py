@@ -164,6 +164,13 @@ def test_student_deltas_paired_by_seed_with_hand_intervals(study):
         "unit": "teacher seeds", "verdict": "inconclusive"}
     assert summary["standard"]["teacher_tv_pstar_train"] == pytest.approx(0.275)
     assert summary["soteacher"]["teacher_tv_pstar_train"] == pytest.approx(0.155)
+    # the standard teachers' regime, by hand from the fabricated histories: train-eval acc 95, 97; train CE at
+    # epoch 3 1.5 − 0.8 − 0.1 · seed; TV rises 0.25 − 0.20 and 0.30 − 0.22 above their minima; validation picks
+    # epoch 1 (test 60) for seed 0 and epoch 2 (test 63) for seed 1, against the Bayes test accuracy 86
+    assert headline["regime"] == {"resnet8": {
+        "recipe": "standard", "n": 2, "checkpoint": 3, "train_eval_acc": 96.0, "train_ce": pytest.approx(0.65),
+        "expected_max_pstar_train": 85.0, "tv_train_turn_up": pytest.approx(0.065), "val_best_test_acc": 61.5,
+        "bayes_test_acc": 86.0, "val_best_gap_to_bayes": -24.5}}
 
 
 @pytest.mark.slow

@@ -76,3 +76,18 @@ def test_headline_says_one_teacher_seed_in_the_singular(tmp_path, monkeypatch, c
     out = _headline(tmp_path, monkeypatch, capsys, _summary(None, primary_missing="no soteacher",
                                                             oracle_headroom=oracle))
     assert "(checkpoint 40) +2.50 pp, over 1 teacher seed." in out
+
+
+def test_headline_states_the_reference_teachers_regime(tmp_path, monkeypatch, capsys):
+    regime = {"resnet14": {"recipe": "standard", "n": 2, "checkpoint": 40, "train_eval_acc": 100.0,
+                           "train_ce": 0.00123, "expected_max_pstar_train": 70.84, "tv_train_turn_up": 0.1234,
+                           "val_best_test_acc": 67.5, "bayes_test_acc": 72.0, "val_best_gap_to_bayes": -4.5}}
+    out = _headline(tmp_path, monkeypatch, capsys, _summary(PRIMARY, regime=regime))
+    assert ("Regime of the standard resnet14 teachers (checkpoint 40, mean of 2 teacher seeds): 100.0 % of training "
+            "labels fitted (E[max p*] 70.8 %, train CE 0.0012); train TV to p* +0.123 above its minimum; "
+            "validation-chosen checkpoint -4.50 pp from the Bayes test accuracy (72.0 %).") in out
+    # a study without a validation split has no chosen checkpoint: a dash, not a crash
+    regime["resnet14"].update(val_best_test_acc=None, val_best_gap_to_bayes=None)
+    (tmp_path / "b").mkdir()
+    out = _headline(tmp_path / "b", monkeypatch, capsys, _summary(PRIMARY, regime=regime))
+    assert "above its minimum; no validation-chosen checkpoint.\n" in out

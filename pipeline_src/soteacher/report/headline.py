@@ -13,8 +13,9 @@ from soteacher.report.compare import at_last_checkpoint, last_epochs, primary_ep
 def headline(name: str, partial: bool, students: pd.DataFrame, summary: pd.DataFrame, teachers: pd.DataFrame,
              reference: str, primary: dict) -> dict:
     """The study, whether runs are missing, how many runs it has, its primary comparison (``primary_comparison``;
-    None and ``primary_missing`` saying why where the study cannot make it), and per recipe its students' and
-    teachers' numbers at the last checkpoint (``recipe_numbers``, ``teacher_tv``)."""
+    None and ``primary_missing`` saying why where the study cannot make it), the ``reference`` teachers' regime
+    (``regime``; data with p* only), and per recipe its students' and teachers' numbers at the last checkpoint
+    (``recipe_numbers``, ``teacher_tv``)."""
     pairs = reference_pairs(students, reference)
     main, why = primary_comparison(students, pairs, reference, primary)
     # distinct runs: the vanilla run stands under every teacher checkpoint but was trained once
@@ -22,6 +23,9 @@ def headline(name: str, partial: bool, students: pd.DataFrame, summary: pd.DataF
            "recipes": recipe_numbers(summary, pairs, reference)}
     if main is None:
         out["primary_missing"] = why
+    shown = regime(teachers, reference)
+    if shown:
+        out["regime"] = shown
     headroom = oracle_headroom(students, reference, primary)
     if headroom is not None:
         out["oracle_headroom"] = headroom
@@ -97,6 +101,25 @@ def oracle_headroom(students: pd.DataFrame, reference: str, primary: dict) -> di
             "verdict": stats.verdict(low, high, n)}
 
 
+REGIME = {"n_teachers": "n", "teacher_epoch": "checkpoint", "train_eval_acc_mean": "train_eval_acc",
+          "train_ce_mean": "train_ce", "expected_max_pstar_train": "expected_max_pstar_train",
+          "tv_train_turn_up_mean": "tv_train_turn_up", "val_best_test_acc_mean": "val_best_test_acc",
+          "bayes_test_acc": "bayes_test_acc", "val_best_gap_to_bayes": "val_best_gap_to_bayes"}
+
+
+def regime(teachers: pd.DataFrame, reference: str) -> dict[str, dict]:
+    """Per teacher arch, the ``reference`` recipe's regime at its last checkpoint from the teachers table (means
+    over teacher seeds): how many training labels it fits (clean train split, eval mode) against E[max p*], its
+    train CE, how far its train TV to p* rose above its minimum, and its validation-chosen checkpoint's test
+    accuracy against the Bayes accuracy. Empty for data without p* or a study without the reference recipe."""
+    if teachers.empty or "tv_train_turn_up_mean" not in teachers or "expected_max_pstar_train" not in teachers:
+        return {}
+    rows = teachers[(teachers["recipe"] == reference) & teachers["expected_max_pstar_train"].notna()]
+    return {str(row["teacher"]): {"recipe": reference, **{name: _json_number(row[column]) if column in row else None
+                                                          for column, name in REGIME.items()}}
+            for _, row in rows.iterrows()}
+
+
 def teacher_tv(teachers: pd.DataFrame) -> dict[str, float]:
     """Per recipe, the teachers' training-split TV to p* at the last checkpoint (the mean over teacher archs of
     the means over seeds), from the teachers table."""
@@ -109,6 +132,14 @@ def teacher_tv(teachers: pd.DataFrame) -> dict[str, float]:
 def _json_number(value: float, digits: int = 4) -> float | None:
     """Rounded, or None for NaN (JSON has no NaN; DVC would not parse it)."""
     return None if pd.isna(value) else round(float(value), digits)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1f} %"
+
+
+def _num(value: float | None, digits: int, sign: str = "") -> str:
+    return "–" if value is None else f"{value:{sign}.{digits}f}"
 
 
 def _seeds(n: int) -> str:
@@ -130,6 +161,14 @@ def headline_words(summary: dict, outputs: list[str], report_command: str) -> st
                      f"teachers minus those of {p['reference']} teachers at teacher checkpoint {p['checkpoint']}, "
                      f"last-epoch test accuracy: {p['mean']:+.2f} pp, {interval}, over {_seeds(p['n'])}: "
                      f"{p['verdict']}.")
+    for arch, r in summary.get("regime", {}).items():
+        chosen = ("no validation-chosen checkpoint" if r["val_best_gap_to_bayes"] is None else
+                  f"validation-chosen checkpoint {r['val_best_gap_to_bayes']:+.2f} pp from the Bayes test accuracy "
+                  f"({_pct(r['bayes_test_acc'])})")
+        lines.append(f"Regime of the {r['recipe']} {arch} teachers (checkpoint {r['checkpoint']:g}, mean of "
+                     f"{_seeds(int(r['n']))}): {_pct(r['train_eval_acc'])} of training labels fitted (E[max p*] "
+                     f"{_pct(r['expected_max_pstar_train'])}, train CE {_num(r['train_ce'], 4)}); train TV to p* "
+                     f"{_num(r['tv_train_turn_up'], 3, '+')} above its minimum; {chosen}.")
     oracle = summary.get("oracle_headroom")
     if oracle and oracle.get("mean") is not None:
         bounds = "" if oracle.get("low") is None else f", 95 % interval [{oracle['low']:+.2f}, {oracle['high']:+.2f}]"
