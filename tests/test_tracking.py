@@ -83,3 +83,33 @@ def test_every_run_of_a_real_study_lists_its_data_set(tmp_path):
     out = run(["python", "-m", "soteacher", "init-tracking", "--config", "config/config.yaml", "--ui",
                "http://127.0.0.1:5000"], work)
     assert f"#/experiments/{exp.experiment_id}?workflowType=machine_learning" in out.stdout
+
+
+def test_a_job_opening_the_store_while_another_holds_it_waits_for_it(tmp_path, monkeypatch):
+    # MLflow reads a store's table list with sqlite3's default 5 s busy timeout; a writer holding the file for
+    # longer (a loaded machine, many jobs) refused the opening job in CI. Held here for 7 s: opening waits.
+    import sqlite3
+    import threading
+    import time
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    db = tmp_path / "mlflow.db"
+    holder = sqlite3.connect(db, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")  # what a committing writer holds: no one else may read
+    released = []
+
+    def release():
+        time.sleep(7)
+        released.append(time.monotonic())
+        holder.rollback()
+
+    thread = threading.Thread(target=release)
+    thread.start()
+    try:
+        client = tracking.open_client(f"sqlite:///{db}")
+        opened = time.monotonic()
+    finally:
+        thread.join()
+        holder.close()
+    assert released and opened >= released[0]
+    assert client.get_experiment_by_name("Default") is not None  # the fresh store's tables were made

@@ -62,16 +62,32 @@ def experiment_id(client, uri: str, name: str) -> str:
     return exp.experiment_id
 
 
-def open_client(uri: str):
-    """An ``MlflowClient`` for ``uri`` (resolved); a SQLite store is opened, and created if new, under a lock."""
+def open_client(uri: str, wait_s: float = 120.0):
+    """An ``MlflowClient`` for ``uri`` (resolved); a SQLite store is opened, and created if new, under a lock.
+
+    Opening reads the store's table list through a connection with sqlite3's 5 s busy timeout (MLflow's own
+    sessions wait 20 s), so a job opening the store while other jobs write to it on a loaded machine can be
+    refused with "database is locked": it tries again for up to ``wait_s`` seconds."""
+    import random
+    import time
+
     from mlflow.tracking import MlflowClient
+    from sqlalchemy.exc import OperationalError
 
     path = _sqlite_path(uri)
     if path is None:
         return MlflowClient(uri)
+    deadline = time.monotonic() + wait_s
     with open(f"{path}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
-        return MlflowClient(uri)  # creates the store's tables on first use
+        while True:
+            try:
+                return MlflowClient(uri)  # creates the store's tables on first use
+            except OperationalError as err:
+                if "database is locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+                log.info("the MLflow store %s is busy (another job writes to it); trying again", path)
+                time.sleep(0.5 + random.Random().random())  # its own generator: the job's RNG is untouched
 
 
 def ui_url(base: str, exp_id: str) -> str:
