@@ -150,6 +150,11 @@ def standard_recipe(**overrides: dict) -> dict:
     return _recipe("standard", overrides)
 
 
+def filter_table() -> dict:
+    """``teacher.filter_table`` turned on with the schema's defaults (Filter-KD: alpha 0.05, temperature 1)."""
+    return config_mod.validate({"teacher": {"filter_table": {}}}, deep=False)["teacher"]["filter_table"]
+
+
 # --- tiny in-memory data and learners ---------------------------------------------------------------------------
 
 
@@ -163,11 +168,12 @@ def tiny_data(config: dict, val_size: int = 0) -> Data:
 
 
 def teacher_learner(data: Data, terms: dict, seed: int, arch: str = "resnet8", epochs: int = 2,
-                    optim: Optim = OPTIM) -> Learner:
-    """A teacher trained on ``terms`` (a recipe, ``{term: params}`` with defaults filled)."""
+                    optim: Optim = OPTIM, filter_table: dict | None = None) -> Learner:
+    """A teacher trained on ``terms`` (a recipe, ``{term: params}`` with defaults filled); ``filter_table``: also
+    record Filter-KD's table (``teacher.filter_table``)."""
     seed_everything(seed)
     model = build_model(arch, data.num_classes)
-    objective = TeacherObjective(model, terms, len(data.train), data.num_classes, epochs)
+    objective = TeacherObjective(model, terms, len(data.train), data.num_classes, epochs, filter_table=filter_table)
     optimizer, scheduler = make_optimizer(model.parameters(), optim, optim.lr, epochs)
     return Learner("teacher", model, objective, optimizer, scheduler)
 

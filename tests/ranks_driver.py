@@ -3,9 +3,10 @@
 ``python -m tests.ranks_driver OUT SCENARIO [KILL_AT_STEP [SIGNAL]]``, alone or under
 ``python -m torch.distributed.run --standalone --nproc-per-node 2 -m tests.ranks_driver ...`` with
 ``SOTEACHER_RANKS=torchrun``. Scenarios: ``teacher`` (the SoTeacher objective: consistency buffer and Lipschitz
-penalty), ``students`` (KD, SP and CRD students of one frozen teacher in lockstep), ``*-bn`` the same networks with
-their BatchNorm layers (without: ``nn.Identity`` in their place, so one process and the ranks compute the same
-function of the same samples). The batch (13 of 64 samples) does not divide by 2, nor does the last batch's size.
+penalty, and Filter-KD's table recorded), ``students`` (KD, SP and CRD students of one frozen teacher in lockstep),
+``*-bn`` the same networks with their BatchNorm layers (without: ``nn.Identity`` in their place, so one process and
+the ranks compute the same function of the same samples). The batch (13 of 64 samples) does not divide by 2, nor
+does the last batch's size.
 Each rank writes OUT/rank<r>.pt; with KILL_AT_STEP rank 1 sends itself SIGNAL at that step (resume: OUT/state.pt).
 """
 
@@ -30,7 +31,7 @@ from soteacher.training.learner import Learner
 from soteacher.training.loop import train
 from soteacher.training.optim import make_optimizer
 from soteacher.training.state import Resume, seed_everything
-from tests.helpers import OPTIM, TINY_CONFIG, compute, soteacher_recipe, tiny_data
+from tests.helpers import OPTIM, TINY_CONFIG, compute, filter_table, soteacher_recipe, tiny_data
 
 BATCH = 13
 EPOCHS = 3
@@ -76,7 +77,7 @@ def main() -> int:
     if scenario.startswith("teacher"):
         model = network("resnet8", classes, bn, seed=0)
         recipe = soteacher_recipe(consistency={"schedule": "step", "start_epoch": 1})
-        objective = TeacherObjective(model, recipe, len(data.train), classes, EPOCHS, world)
+        objective = TeacherObjective(model, recipe, len(data.train), classes, EPOCHS, world, filter_table())
         learners = [Learner("teacher", model, objective, *make_optimizer(model.parameters(), OPTIM, OPTIM.lr, EPOCHS))]
     else:
         teacher = network("resnet8", classes, bn, seed=1).eval()

@@ -1,7 +1,9 @@
-"""Train a tiny SoTeacher teacher with resumable state; optionally kill itself at a given step.
+"""Train a tiny SoTeacher teacher (recording Filter-KD's table too) with resumable state; optionally kill itself at a
+given step.
 
 ``python -m tests.resume_driver OUT_DIR [KILL_AT_STEP [SIGNAL]]`` — used by the resume tests and by
-``bench/fault_resume.py``. The final weights, optimiser state, buffer and history go to OUT_DIR/final.pt.
+``bench/fault_resume.py``. The final weights, optimiser state, buffers (the consistency term's and the Filter-KD
+table) and history go to OUT_DIR/final.pt.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import torch
 from soteacher.study import config
 from soteacher.training.loop import train
 from soteacher.training.state import Resume
-from tests.helpers import TINY_CONFIG, soteacher_recipe, teacher_learner, tiny_data
+from tests.helpers import TINY_CONFIG, filter_table, soteacher_recipe, teacher_learner, tiny_data
 
 EPOCHS = 3
 
@@ -29,7 +31,7 @@ def main() -> int:
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     data = tiny_data(config.load(TINY_CONFIG))
-    learner = teacher_learner(data, soteacher_recipe(), seed=0, epochs=EPOCHS)
+    learner = teacher_learner(data, soteacher_recipe(), seed=0, epochs=EPOCHS, filter_table=filter_table())
     forward, steps = learner.objective.forward, [0]
 
     def counting_forward(*args, **kwargs):

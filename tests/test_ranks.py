@@ -108,9 +108,10 @@ def test_every_rank_trains_on_its_shard_of_the_one_process_batches(runs):
 
 
 @pytest.mark.slow
-def test_the_consistency_buffer_is_the_same_on_every_rank_and_equals_one_process(runs):
+@pytest.mark.parametrize("key", ["terms.consistency.average.table", "filter_table.table"])
+def test_the_prediction_tables_are_the_same_on_every_rank_and_equal_one_process(runs, key):
+    # the consistency term's temporal ensemble and Filter-KD's table: every rank updates every row of the global batch
     one, (rank0, rank1) = runs["teacher"]
-    key = "terms.consistency.average.table"
     buffers = [r["learners"]["teacher"]["objective"][key] for r in (one, rank0, rank1)]
     assert buffers[0].abs().sum() > 0  # filled
     assert torch.equal(buffers[1], buffers[2])
