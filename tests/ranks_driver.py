@@ -77,7 +77,8 @@ def main() -> int:
     if scenario.startswith("teacher"):
         model = network("resnet8", classes, bn, seed=0)
         recipe = soteacher_recipe(consistency={"schedule": "step", "start_epoch": 1})
-        objective = TeacherObjective(model, recipe, len(data.train), classes, EPOCHS, world, filter_table())
+        objective = TeacherObjective(model, recipe, len(data.train), classes, EPOCHS, world,
+                                     filter_table=filter_table())
         learners = [Learner("teacher", model, objective, *make_optimizer(model.parameters(), OPTIM, OPTIM.lr, EPOCHS))]
     else:
         teacher = network("resnet8", classes, bn, seed=1).eval()

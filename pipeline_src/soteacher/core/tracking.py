@@ -62,12 +62,15 @@ def experiment_id(client, uri: str, name: str) -> str:
     return exp.experiment_id
 
 
-def open_client(uri: str, wait_s: float = 120.0):
+STORE_BUSY_WAIT_S = 120.0  # how long a job retries opening a SQLite store that other jobs hold (open_client)
+
+
+def open_client(uri: str):
     """An ``MlflowClient`` for ``uri`` (resolved); a SQLite store is opened, and created if new, under a lock.
 
     Opening reads the store's table list through a connection with sqlite3's 5 s busy timeout (MLflow's own
     sessions wait 20 s), so a job opening the store while other jobs write to it on a loaded machine can be
-    refused with "database is locked": it tries again for up to ``wait_s`` seconds."""
+    refused with "database is locked": it tries again for up to ``STORE_BUSY_WAIT_S`` seconds."""
     import random
     import time
 
@@ -77,9 +80,9 @@ def open_client(uri: str, wait_s: float = 120.0):
     path = _sqlite_path(uri)
     if path is None:
         return MlflowClient(uri)
-    deadline = time.monotonic() + wait_s
     with open(f"{path}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        deadline = time.monotonic() + STORE_BUSY_WAIT_S  # counted from here: waiting for the lock is not retrying
         while True:
             try:
                 return MlflowClient(uri)  # creates the store's tables on first use
